@@ -1,0 +1,66 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "EngineStore",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "EngineStoreWire", targets: ["EngineStoreWire"]),
+        .library(name: "EngineStoreClient", targets: ["EngineStoreClient"]),
+        .executable(name: "engine-store", targets: ["engine-store"]),
+        .executable(name: "engine-store-probe", targets: ["engine-store-probe"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // C libraries, bound through pkg-config (Debian: libpq-dev, libhiredis-dev).
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq",
+                       providers: [.apt(["libpq-dev"]), .brew(["libpq"])]),
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis",
+                       providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]),
+
+        // epoll and eventfd, which the Glibc module does not export.
+        .systemLibrary(name: "CLinuxShims"),
+
+        // The wire codec: pure, no I/O, shared by server and client.
+        .target(name: "EngineStoreWire"),
+
+        // Thin wrappers, one type per handle.
+        .target(name: "LibPQ", dependencies: ["CLibPQ"]),
+        .target(name: "Hiredis", dependencies: ["CHiredis"]),
+
+        // The server: transport -> dispatcher -> RPC families -> Postgres / Redis.
+        .target(name: "EngineStoreServer", dependencies: [
+            "EngineStoreWire", "LibPQ", "Hiredis", "CLinuxShims",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // What engine code links.
+        .target(name: "EngineStoreClient", dependencies: ["EngineStoreWire", "CLinuxShims"]),
+
+        // Executables: thin argument-parsing shells.
+        .executableTarget(name: "engine-store", dependencies: [
+            "EngineStoreServer",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .executableTarget(name: "engine-store-probe", dependencies: [
+            "EngineStoreClient",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // Test support: starts throwaway Postgres and Redis processes.
+        .target(name: "TestHarness", dependencies: ["LibPQ", "Hiredis"], path: "Tests/TestHarness"),
+
+        .testTarget(name: "EngineStoreWireTests", dependencies: ["EngineStoreWire"]),
+        .testTarget(name: "EngineStoreClientTests", dependencies: ["EngineStoreClient", "EngineStoreWire"]),
+        .testTarget(name: "EngineStoreIntegrationTests", dependencies: [
+            "EngineStoreServer", "EngineStoreClient", "EngineStoreWire", "TestHarness", "LibPQ", "Hiredis",
+        ]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,152 @@
+import EngineStoreWire
+import Foundation
+import Synchronization
+
+/// How the client reaches the server and how patient it is.
+public struct ClientConfiguration: Sendable {
+    public var socketPath: String
+    /// Deadline of a call when the caller gives none; retries happen inside it.
+    public var defaultTimeout: Duration = .seconds(5)
+    public var clientName: String = "engine-store-client"
+
+    public init(socketPath: String) { self.socketPath = socketPath }
+}
+
+/// The live client: async calls over one pipelined connection, reconnecting after a break and
+/// retrying retryable failures with the same idempotency key until the call's deadline.
+public final class EngineStoreClient: PersistenceService {
+    public let configuration: ClientConfiguration
+    private let connector: Connector
+
+    public init(configuration: ClientConfiguration) {
+        self.configuration = configuration
+        self.connector = Connector(configuration: configuration)
+    }
+
+    public convenience init(socketPath: String) {
+        self.init(configuration: ClientConfiguration(socketPath: socketPath))
+    }
+
+    /// Connects and handshakes now (calls do it lazily otherwise). Returns the server's HelloOk.
+    @discardableResult
+    public func connect() async throws -> HelloResponse {
+        try await connector.connection().hello
+    }
+
+    public func close() async {
+        await connector.close()
+    }
+
+    public func health(timeout: Duration? = nil) async throws -> HealthResponse {
+        try await call(.health, HealthRequest(), timeout: timeout)
+    }
+
+    public func health() async throws -> HealthResponse { try await health(timeout: nil) }
+
+    /// Opens or updates a position. An empty idempotency key gets a fresh one, reused on retries.
+    public func savePosition(_ request: SavePositionRequest) async throws -> SavePositionResponse {
+        var r = request
+        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
+        return try await call(.savePosition, r, timeout: nil)
+    }
+
+    /// Sends one request; retries retryable errors (same payload, so the same idempotency key) with
+    /// backoff while the deadline allows.
+    public func call<Request: WireMessage, Response: WireMessage>(
+        _ method: Method, _ request: Request, timeout: Duration?
+    ) async throws -> Response {
+        let deadline = monotonicNanos() + (timeout ?? configuration.defaultTimeout).nanoseconds
+        let payload = request.encodedPayload()
+        var attempt = 0
+        var backoffMs: UInt64 = 10
+        while true {
+            let error: EngineStoreError
+            do {
+                let session = try await connector.connection()
+                let reply = try await session.connection.request(
+                    method: method.rawValue, payload: payload, deadlineNanos: deadline,
+                    flags: attempt > 0 ? .retry : [])
+                switch reply.header.kind {
+                case .response:
+                    do { return try Response(payload: reply.payload) } catch {
+                        throw EngineStoreError(code: .protocolError, message: "bad \(method) response: \(error)", retryable: false)
+                    }
+                case .error:
+                    let payload = try ErrorPayload(payload: reply.payload)
+                    throw EngineStoreError(payload: payload)
+                default:
+                    throw EngineStoreError(code: .protocolError, message: "unexpected frame kind \(reply.header.kind)", retryable: false)
+                }
+            } catch let e as EngineStoreError {
+                error = e
+            } catch let e as WireError {
+                error = EngineStoreError(code: .protocolError, message: "\(e)", retryable: false)
+            }
+            if error.code == .unavailable || error.code == .shuttingDown || error.code == .protocolError {
+                await connector.invalidate()
+            }
+            attempt += 1
+            let now = monotonicNanos()
+            guard error.retryable, error.code != .deadlineExceeded || now < deadline,
+                  now + backoffMs * 1_000_000 < deadline else { throw error }
+            try? await Task.sleep(for: .milliseconds(backoffMs))
+            backoffMs = min(backoffMs * 2, 500)
+        }
+    }
+}
+
+/// Owns the current connection; concurrent callers share one connect-and-handshake.
+actor Connector {
+    struct Session: Sendable {
+        let connection: ClientConnection
+        let hello: HelloResponse
+    }
+
+    let configuration: ClientConfiguration
+    private var current: Session?
+    private var connecting: Task<Session, any Error>?
+
+    init(configuration: ClientConfiguration) { self.configuration = configuration }
+
+    func connection() async throws -> Session {
+        if let current, !current.connection.isBroken { return current }
+        if let connecting { return try await connecting.value }
+        let configuration = self.configuration
+        let task = Task { () throws -> Session in
+            let c = try await ClientConnection.open(socketPath: configuration.socketPath)
+            let deadline = monotonicNanos() + configuration.defaultTimeout.nanoseconds
+            let reply = try await c.request(method: Method.hello.rawValue,
+                                            payload: HelloRequest(minVersion: 1, maxVersion: 1, clientName: configuration.clientName).encodedPayload(),
+                                            deadlineNanos: deadline)
+            guard reply.header.kind == .response else {
+                c.shutdown()
+                let e = (try? ErrorPayload(payload: reply.payload)).map(EngineStoreError.init(payload:))
+                throw e ?? EngineStoreError.connection("handshake failed")
+            }
+            let hello = try HelloResponse(payload: reply.payload)
+            c.maxFrameBytes.store(hello.maxFrameBytes, ordering: .relaxed)
+            return Session(connection: c, hello: hello)
+        }
+        connecting = task
+        defer { connecting = nil }
+        let session = try await task.value
+        current = session
+        return session
+    }
+
+    func invalidate() {
+        if let current, current.connection.isBroken { self.current = nil }
+    }
+
+    func close() {
+        current?.connection.shutdown()
+        current = nil
+    }
+}
+
+extension Duration {
+    var nanoseconds: UInt64 {
+        let (s, atto) = components
+        return UInt64(max(0, s)) * 1_000_000_000 + UInt64(max(0, atto)) / 1_000_000_000
+    }
+}

@@ -1,0 +1,2 @@
+// Engine code imports only EngineStoreClient; the message types come with it.
+@_exported import EngineStoreWire

@@ -1,0 +1,9 @@
+/// Redis key names (DOMAIN.md), all under one namespace. Model ids go in verbatim; symbols upper-case.
+/// Keys of one model share no hash tag yet; a Redis Cluster move keeps these names (see README).
+struct CacheKeys: Sendable {
+    let namespace: String
+
+    func positions(model: String) -> String { namespace + "positions:" + model }
+    func recentTrades(model: String) -> String { namespace + "trades:recent:" + model }
+    var tradeStream: String { namespace + "trades:stream" }
+}

@@ -1,0 +1,53 @@
+import EngineStoreWire
+import Hiredis
+
+/// Everything the server needs to run. Defaults are the documented ones.
+public struct ServerConfiguration: Sendable {
+    public var socketPath: String
+    /// libpq connection string (URI or keyword form). Never logged unredacted.
+    public var postgresURL: String
+    public var redis: RedisEndpoint
+    /// Prefix of every Redis key (DOMAIN.md: "nof0:").
+    public var namespace: String = "nof0:"
+    public var ttl = CacheTTL()
+    /// Postgres connections, each on its own worker thread.
+    public var postgresConnections: Int = 4
+    /// Most requests one worker commits in one transaction (group commit).
+    public var maxBatch: Int = 64
+    public var maxFrameBytes: UInt32 = WireLimits.defaultMaxFrameBytes
+    public var maxConnections: Int = 4096
+    public var maxInFlightPerConnection: Int = 1024
+    /// Applied when a request carries deadline 0.
+    public var defaultDeadlineMs: UInt32 = 30_000
+    /// How long a graceful shutdown waits for in-flight requests.
+    public var shutdownGraceMs: UInt64 = 10_000
+    /// Apply pending migrations at start.
+    public var migrate: Bool = true
+    public var instanceID: String
+
+    public init(socketPath: String, postgresURL: String, redis: RedisEndpoint, instanceID: String? = nil) {
+        self.socketPath = socketPath
+        self.postgresURL = postgresURL
+        self.redis = redis
+        self.instanceID = instanceID ?? ServerConfiguration.makeInstanceID()
+    }
+
+    static func makeInstanceID() -> String {
+        var rng = SystemRandomNumberGenerator()
+        let n = rng.next() as UInt64
+        return String(n & 0xffff_ffff, radix: 16)
+    }
+}
+
+/// TTL classes (DOMAIN.md): short 10 s, medium 60 s, long 300 s.
+public struct CacheTTL: Sendable {
+    public var short: Int = 10
+    public var medium: Int = 60
+    public var long: Int = 300
+    public init() {}
+
+    /// `nof0:positions:<model>`: half of medium.
+    public var positions: Int { max(1, medium / 2) }
+}
+
+public let serverVersion = "0.1.0"

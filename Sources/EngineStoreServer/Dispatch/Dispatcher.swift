@@ -1,0 +1,43 @@
+import EngineStoreWire
+
+/// One family of RPCs (one file each under RPC/). `handle` runs on the event loop thread: it must
+/// only decode, validate and queue work, never block. A thrown error is answered at once.
+protocol RPCFamily: Sendable {
+    var methods: [Method] { get }
+    func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError)
+}
+
+/// Routes a request to the family that owns its method.
+struct Dispatcher: Sendable {
+    private let routes: [UInt16: any RPCFamily]
+
+    init(families: [any RPCFamily]) {
+        var routes: [UInt16: any RPCFamily] = [:]
+        for family in families {
+            for method in family.methods { routes[method.rawValue] = family }
+        }
+        self.routes = routes
+    }
+
+    var implementedMethods: [UInt64] {
+        ([Method.hello.rawValue] + routes.keys).sorted().map(UInt64.init)
+    }
+
+    func dispatch(method rawMethod: UInt16, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
+        guard let method = Method(rawValue: rawMethod), let family = routes[rawMethod] else {
+            throw ServiceError(.unimplemented, "method \(rawMethod) is not implemented by this server")
+        }
+        try family.handle(method, payload: payload, reply: reply)
+    }
+}
+
+extension WireMessage {
+    /// Decodes a request payload, turning codec errors into invalid_argument naming the field.
+    static func decodeRequest(_ payload: ArraySlice<UInt8>) throws(ServiceError) -> Self {
+        do {
+            return try Self(payload: payload)
+        } catch {
+            throw ServiceError(wire: error)
+        }
+    }
+}

@@ -1,0 +1,20 @@
+import Logging
+import Synchronization
+
+/// Counters the server keeps about itself (exported as metrics in a later version).
+final class ServerStats: Sendable {
+    let openConnections = Atomic<Int>(0)
+    let framesIn = Atomic<Int>(0)
+    let framesOut = Atomic<Int>(0)
+}
+
+/// What RPC handlers share: the Postgres pool, the cache writer, key names and settings.
+struct ServiceContext: Sendable {
+    let configuration: ServerConfiguration
+    let postgres: PostgresPool
+    let cache: CacheWriter
+    let keys: CacheKeys
+    let stats: ServerStats
+    let logger: Logger
+    let startedNanos: UInt64
+}

@@ -1,0 +1,239 @@
+import EngineStoreWire
+import Foundation
+import LibPQ
+import Logging
+
+/// What a job produced: the bytes to answer with, and the Redis mutations to apply after the commit.
+struct JobOutcome: Sendable {
+    var reply: [UInt8]
+    var cacheMutations: [CacheMutation] = []
+}
+
+/// A unit of Postgres work queued by an RPC handler.
+protocol PostgresJob: Sendable {
+    /// Monotonic deadline; a job still queued past it is answered deadline_exceeded and not run.
+    var deadlineNanos: UInt64 { get }
+    /// Jobs that write run inside a transaction shared with other queued jobs (group commit).
+    var isTransactional: Bool { get }
+    /// Runs the job. Inside a shared transaction it runs under a savepoint, so a thrown error
+    /// rolls back only this job's statements.
+    func execute(_ session: PostgresSession) throws -> JobOutcome
+    /// Delivers the outcome (after commit) or an error to the waiting client.
+    func complete(_ result: Result<[UInt8], ServiceError>)
+}
+
+/// Postgres worker threads, each owning one connection, fed from one queue.
+/// Writes that arrive together are committed together: a worker takes every queued job (up to
+/// `maxBatch`), runs each under a savepoint in one transaction, commits once, and only then
+/// answers the clients and hands the cache mutations to the `CacheWriter`.
+final class PostgresPool: Sendable {
+    private let queue = BlockingQueue<any PostgresJob>()
+    private let conninfo: String
+    private let size: Int
+    private let maxBatch: Int
+    private let cache: CacheWriter
+    private let logger: Logger
+    private let finished: DispatchSemaphore
+
+    init(conninfo: String, size: Int, maxBatch: Int, cache: CacheWriter, logger: Logger) {
+        self.conninfo = conninfo
+        self.size = max(1, size)
+        self.maxBatch = max(1, maxBatch)
+        self.cache = cache
+        self.logger = logger
+        self.finished = DispatchSemaphore(value: 0)
+    }
+
+    func start() {
+        for i in 0..<size {
+            let thread = Thread { [self] in Worker(pool: self, index: i).run() }
+            thread.name = "engine-store-pg-\(i)"
+            thread.start()
+        }
+    }
+
+    func submit(_ job: any PostgresJob) { queue.push(job) }
+
+    var queueDepth: Int { queue.count }
+
+    /// Finishes the queued jobs, then stops the workers.
+    func shutdown() {
+        queue.close()
+        for _ in 0..<size { finished.wait() }
+    }
+
+    /// One worker thread's state. Lives on that thread only.
+    private final class Worker {
+        let pool: PostgresPool
+        let index: Int
+        var session: PostgresSession?
+        var backoffMs: UInt64 = 100
+        var nextAttemptNanos: UInt64 = 0
+        var logger: Logger
+
+        init(pool: PostgresPool, index: Int) {
+            self.pool = pool
+            self.index = index
+            self.logger = pool.logger
+            logger[metadataKey: "worker"] = "\(index)"
+        }
+
+        func run() {
+            while true {
+                let jobs = pool.queue.popBatch(max: pool.maxBatch)
+                if jobs.isEmpty { break }
+                process(jobs)
+            }
+            pool.finished.signal()
+        }
+
+        /// Gets a live session, reconnecting at most once per backoff period so that during an
+        /// outage requests fail fast instead of each waiting for a connect timeout.
+        func liveSession() -> PostgresSession? {
+            if let session { return session }
+            guard monotonicNanos() >= nextAttemptNanos else { return nil }
+            do {
+                let connection = try PGConnection(conninfo: pool.conninfo, connectTimeoutSeconds: 3)
+                let s = PostgresSession(connection: connection)
+                session = s
+                if backoffMs > 100 { logger.info("postgres reconnected") }
+                backoffMs = 100
+                return s
+            } catch {
+                connectionLost(error)
+                return nil
+            }
+        }
+
+        func connectionLost(_ error: PGError) {
+            session = nil
+            logger.warning("postgres unavailable", metadata: [
+                "reason": "postgres_unavailable", "error": "\(error.message)", "retry_in_ms": "\(backoffMs)",
+            ])
+            nextAttemptNanos = monotonicNanos() + backoffMs * 1_000_000
+            backoffMs = min(backoffMs * 2, 5000)
+        }
+
+        func process(_ all: [any PostgresJob]) {
+            let now = monotonicNanos()
+            var live: [any PostgresJob] = []
+            live.reserveCapacity(all.count)
+            for job in all {
+                if job.deadlineNanos <= now {
+                    job.complete(.failure(ServiceError(.deadlineExceeded, "deadline passed before the request ran; nothing was written", retryable: true)))
+                } else {
+                    live.append(job)
+                }
+            }
+            guard !live.isEmpty else { return }
+            guard let session = liveSession() else {
+                let e = ServiceError(.unavailable, "postgres unavailable; retry with the same idempotency key")
+                live.forEach { $0.complete(.failure(e)) }
+                return
+            }
+            let transactional = live.filter(\.isTransactional)
+            for job in live where !job.isTransactional {
+                runStandalone(job, session)
+                if self.session == nil { break }
+            }
+            if !transactional.isEmpty {
+                guard let session = self.session ?? liveSession() else {
+                    let e = ServiceError(.unavailable, "postgres unavailable; retry with the same idempotency key")
+                    transactional.forEach { $0.complete(.failure(e)) }
+                    return
+                }
+                if transactional.count == 1 {
+                    runSingle(transactional[0], session)
+                } else {
+                    runGroup(transactional, session)
+                }
+            }
+        }
+
+        func runStandalone(_ job: any PostgresJob, _ session: PostgresSession) {
+            do {
+                let outcome = try job.execute(session)
+                job.complete(.success(outcome.reply))
+                pool.cache.enqueue(outcome.cacheMutations)
+            } catch {
+                job.complete(.failure(map(error)))
+            }
+        }
+
+        /// One job in its own transaction.
+        func runSingle(_ job: any PostgresJob, _ session: PostgresSession) {
+            do {
+                try session.exec("BEGIN")
+                let outcome: JobOutcome
+                do {
+                    outcome = try job.execute(session)
+                } catch {
+                    try? session.exec("ROLLBACK")
+                    job.complete(.failure(map(error)))
+                    return
+                }
+                try session.exec("COMMIT")
+                job.complete(.success(outcome.reply))
+                pool.cache.enqueue(outcome.cacheMutations)
+            } catch {
+                job.complete(.failure(map(error)))
+            }
+        }
+
+        /// Several jobs in one transaction, each under a savepoint so one failure stays its own.
+        func runGroup(_ jobs: [any PostgresJob], _ session: PostgresSession) {
+            var outcomes: [(any PostgresJob, JobOutcome)] = []
+            outcomes.reserveCapacity(jobs.count)
+            var reached = 0  // jobs[..<reached] have either an outcome or their own error answer
+            do {
+                try session.exec("BEGIN")
+                for job in jobs {
+                    try session.exec("SAVEPOINT job")
+                    do {
+                        let outcome = try job.execute(session)
+                        try session.exec("RELEASE SAVEPOINT job")
+                        outcomes.append((job, outcome))
+                    } catch let error as PGError where error.kind == .connection {
+                        throw error
+                    } catch {
+                        try session.exec("ROLLBACK TO SAVEPOINT job")
+                        job.complete(.failure(map(error)))
+                    }
+                    reached += 1
+                }
+                try session.exec("COMMIT")
+            } catch {
+                try? session.exec("ROLLBACK")
+                let e = map(error)
+                for (job, _) in outcomes { job.complete(.failure(e)) }
+                for job in jobs[reached...] { job.complete(.failure(e)) }
+                return
+            }
+            var mutations: [CacheMutation] = []
+            for (job, outcome) in outcomes {
+                job.complete(.success(outcome.reply))
+                mutations.append(contentsOf: outcome.cacheMutations)
+            }
+            pool.cache.enqueue(mutations)
+        }
+
+        func map(_ error: any Error) -> ServiceError {
+            if let e = error as? ServiceError { return e }
+            if let e = error as? PGError {
+                if e.kind == .connection {
+                    connectionLost(e)
+                    return ServiceError(.unavailable, "postgres connection lost; retry with the same idempotency key")
+                }
+                if e.isTransient {
+                    return ServiceError(.unavailable, "transient postgres error (SQLSTATE \(e.sqlState ?? "?")); retry")
+                }
+                if e.isConstraintViolation {
+                    return ServiceError(.conflict, "constraint violation: \(e.message)")
+                }
+                logger.error("statement failed", metadata: ["reason": "postgres_statement", "error": "\(e)"])
+                return ServiceError(.internalError, "database error (SQLSTATE \(e.sqlState ?? "?"))")
+            }
+            return ServiceError(.internalError, "\(error)")
+        }
+    }
+}

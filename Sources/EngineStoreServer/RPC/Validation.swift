@@ -1,0 +1,67 @@
+import EngineStoreWire
+
+/// Field checks shared by the RPC families. Each failure names the field; nothing is written.
+enum Validate {
+    /// 2015-01-01 .. now + 1 day: anything outside is a unit mistake (seconds, microseconds) or garbage.
+    static let earliestMs: Int64 = 1_420_070_400_000
+
+    static func identifier(_ value: String, _ field: String, maxBytes: Int = 128) throws(ServiceError) {
+        guard !value.isEmpty else { throw .invalid(field, "must not be empty") }
+        guard value.utf8.count <= maxBytes else { throw .invalid(field, "longer than \(maxBytes) bytes") }
+        guard !value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else {
+            throw .invalid(field, "contains control characters")
+        }
+    }
+
+    /// Symbols: 1–32 bytes of letters, digits and `-_./:`; stored upper-case.
+    static func symbol(_ value: String, _ field: String = "symbol") throws(ServiceError) -> String {
+        guard !value.isEmpty else { throw .invalid(field, "must not be empty") }
+        guard value.utf8.count <= 32 else { throw .invalid(field, "longer than 32 bytes") }
+        for b in value.utf8 {
+            let ok = (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a)
+                || b == 0x2d || b == 0x5f || b == 0x2e || b == 0x2f || b == 0x3a
+            guard ok else { throw .invalid(field, "may only hold letters, digits and -_./:") }
+        }
+        return value.uppercased()
+    }
+
+    static func positive(_ value: Double?, _ field: String) throws(ServiceError) {
+        guard let value else { return }
+        guard value.isFinite else { throw .invalid(field, "must be finite") }
+        guard value > 0 else { throw .invalid(field, "must be positive") }
+    }
+
+    static func nonNegative(_ value: Double?, _ field: String) throws(ServiceError) {
+        guard let value else { return }
+        guard value.isFinite else { throw .invalid(field, "must be finite") }
+        guard value >= 0 else { throw .invalid(field, "must not be negative") }
+    }
+
+    static func finite(_ value: Double?, _ field: String) throws(ServiceError) {
+        guard let value else { return }
+        guard value.isFinite else { throw .invalid(field, "must be finite") }
+    }
+
+    static func timestampMs(_ value: Int64?, _ field: String) throws(ServiceError) {
+        guard let value else { return }
+        let latest = epochMillis() + 86_400_000
+        guard value >= earliestMs, value <= latest else {
+            throw .invalid(field, "\(value) is not a plausible epoch time in milliseconds")
+        }
+    }
+
+    static func json(_ value: String?, _ field: String, maxBytes: Int = 64 * 1024) throws(ServiceError) {
+        guard let value else { return }
+        guard value.utf8.count <= maxBytes else { throw .invalid(field, "longer than \(maxBytes) bytes") }
+        // Full syntax is checked by Postgres (jsonb input); a cheap first-character check catches most mistakes here.
+        guard let first = value.utf8.first(where: { $0 != 0x20 && $0 != 0x0a && $0 != 0x09 && $0 != 0x0d }),
+              first == UInt8(ascii: "{") || first == UInt8(ascii: "[") else {
+            throw .invalid(field, "must be a JSON object or array")
+        }
+    }
+
+    static func orderID(_ value: Int64?, _ field: String) throws(ServiceError) {
+        guard let value else { return }
+        guard value >= 0 else { throw .invalid(field, "must not be negative") }
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import Glibc
+import LibPQ
+import Logging
+import Synchronization
+
+/// The EngineStore server: migrations, the Postgres pool, the cache writer and the event loop.
+///
+///     let server = try EngineStoreServer(configuration: config, logger: logger)
+///     try server.start()          // binds the socket; returns once it accepts connections
+///     server.shutdown()           // graceful: stop accepting, finish in-flight, close
+///     server.waitUntilStopped()
+public final class EngineStoreServer: Sendable {
+    public let configuration: ServerConfiguration
+    private let logger: Logger
+    private let mailbox: Mailbox
+    private let cache: CacheWriter
+    private let postgres: PostgresPool
+    private let stats = ServerStats()
+    private let state = Mutex<State>(.idle)
+    private let stopped = DispatchSemaphore(value: 0)
+
+    private enum State { case idle, running, stopping, stopped }
+
+    public init(configuration: ServerConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.mailbox = try Mailbox()
+        self.cache = CacheWriter(endpoint: configuration.redis, logger: logger)
+        self.postgres = PostgresPool(conninfo: configuration.postgresURL, size: configuration.postgresConnections,
+                                     maxBatch: configuration.maxBatch, cache: cache, logger: logger)
+    }
+
+    /// Applies migrations (unless disabled), binds the socket and starts the threads.
+    /// Throws for what is fatal at start: bad configuration, a live server on the socket, failed migrations.
+    public func start() throws {
+        try state.withLock { s in
+            guard case .idle = s else { throw ConfigurationError("server already started") }
+            s = .running
+        }
+        signal(SIGPIPE, SIG_IGN)
+        if configuration.migrate {
+            let applied = try Migrations.apply(conninfo: configuration.postgresURL)
+            logger.info("migrations applied", metadata: ["applied": "\(applied)", "postgres": "\(redactConnectionString(configuration.postgresURL))"])
+        }
+        let listenFD = try UnixSocket.listen(path: configuration.socketPath, mode: 0o660)
+        let context = ServiceContext(configuration: configuration, postgres: postgres, cache: cache,
+                                     keys: CacheKeys(namespace: configuration.namespace), stats: stats,
+                                     logger: logger, startedNanos: monotonicNanos())
+        let dispatcher = Dispatcher(families: [HealthRPC(context: context), PositionRPC(context: context)])
+        let loop = try EventLoop(listenFD: listenFD, mailbox: mailbox, dispatcher: dispatcher, context: context)
+        cache.start()
+        postgres.start()
+        // The loop object stays on its thread; only its Sendable inputs were built here.
+        let box = LoopBox(loop)
+        let thread = Thread { [self] in
+            box.take().run()
+            postgres.shutdown()
+            cache.shutdown()
+            state.withLock { $0 = .stopped }
+            logger.info("server stopped")
+            stopped.signal()
+        }
+        thread.name = "engine-store-loop"
+        thread.start()
+        logger.info("listening", metadata: [
+            "socket": "\(configuration.socketPath)", "instance": "\(configuration.instanceID)",
+            "postgres": "\(redactConnectionString(configuration.postgresURL))", "redis": "\(configuration.redis)",
+        ])
+    }
+
+    /// Begins a graceful shutdown; returns at once.
+    public func shutdown() {
+        let post = state.withLock { s -> Bool in
+            guard case .running = s else { return false }
+            s = .stopping
+            return true
+        }
+        if post { mailbox.post(.shutdown) }
+    }
+
+    /// Blocks the calling thread until the server has stopped. Don't call from the cooperative pool;
+    /// use `stoppedAsync()` there.
+    public func waitUntilStopped() {
+        stopped.wait()
+        stopped.signal()
+    }
+
+    /// Suspends (without blocking a pool thread) until the server has stopped.
+    public func stoppedAsync() async {
+        await withCheckedContinuation { (k: CheckedContinuation<Void, Never>) in
+            let t = Thread { [self] in
+                waitUntilStopped()
+                k.resume()
+            }
+            t.start()
+        }
+    }
+}
+
+/// Hands the non-Sendable loop to the thread that runs it.
+/// Safety of `@unchecked Sendable`: `take()` is called exactly once, by the loop thread, after which
+/// only that thread touches the loop; the creating thread keeps no other reference.
+private final class LoopBox: @unchecked Sendable {
+    private var loop: EventLoop?
+    init(_ loop: EventLoop) { self.loop = loop }
+    func take() -> EventLoop {
+        defer { loop = nil }
+        return loop!
+    }
+}

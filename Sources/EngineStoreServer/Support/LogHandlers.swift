@@ -1,0 +1,57 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// One line per event on stderr, as logfmt (`ts=… level=info msg="…" key=value`) or JSON.
+public struct LineLogHandler: LogHandler {
+    public enum Format: String, Sendable, CaseIterable {
+        case logfmt, json
+    }
+
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level = .info
+    private let label: String
+    private let format: Format
+
+    private static let output = Mutex<Void>(())
+
+    public init(label: String, format: Format) {
+        self.label = label
+        self.format = format
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
+                    source: String, file: String, function: String, line: UInt) {
+        var all = metadata
+        if let explicit { all.merge(explicit) { $1 } }
+        let ts = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+        var text: String
+        switch format {
+        case .logfmt:
+            text = "ts=\(ts) level=\(level) msg=\(Self.logfmtValue(message.description))"
+            for (k, v) in all.sorted(by: { $0.key < $1.key }) { text += " \(k)=\(Self.logfmtValue("\(v)"))" }
+        case .json:
+            text = "{\"ts\":\(Self.quote(ts)),\"level\":\"\(level)\",\"msg\":\(Self.quote(message.description))"
+            for (k, v) in all.sorted(by: { $0.key < $1.key }) { text += ",\(Self.quote(k)):\(Self.quote("\(v)"))" }
+            text += "}"
+        }
+        text += "\n"
+        Self.output.withLock { _ in FileHandle.standardError.write(Data(text.utf8)) }
+    }
+
+    static func logfmtValue(_ s: String) -> String {
+        if !s.isEmpty && !s.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0.isNewline }) { return s }
+        return quote(s)
+    }
+
+    static func quote(_ s: String) -> String {
+        var out = ""
+        JSONObjectWriter.appendQuoted(s, to: &out)
+        return out
+    }
+}

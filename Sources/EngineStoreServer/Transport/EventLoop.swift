@@ -1,0 +1,364 @@
+import CLinuxShims
+import EngineStoreWire
+import Glibc
+import Logging
+
+/// The single I/O thread: accepts, reads and splits frames, hands requests to the dispatcher,
+/// and writes replies posted to its mailbox. Nothing here blocks: sockets are non-blocking and all
+/// Postgres and Redis work happens on other threads. Level-triggered epoll; a connection that
+/// reaches its in-flight limit simply stops being read (back-pressure).
+final class EventLoop {
+    private static let listenerToken: UInt64 = 1
+    private static let mailboxToken: UInt64 = 2
+
+    private let epfd: Int32
+    private var listenFD: Int32
+    private let mailbox: Mailbox
+    private let dispatcher: Dispatcher
+    private let context: ServiceContext
+    private let configuration: ServerConfiguration
+    private var logger: Logger
+    private var connections: [UInt64: Connection] = [:]
+    private var nextConnectionID: UInt64 = 16
+    private var nextToken: UInt64 = 1
+    private var scratch = [UInt8](repeating: 0, count: 1 << 16)
+    private var inbox: [LoopMessage] = []
+    private var dirty: [Connection] = []
+    private var draining = false
+    private var drainDeadline: UInt64 = 0
+    private var nextDeadlineScan: UInt64 = 0
+
+    init(listenFD: Int32, mailbox: Mailbox, dispatcher: Dispatcher, context: ServiceContext) throws {
+        self.epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epfd >= 0 else { throw SystemError("epoll_create1") }
+        self.listenFD = listenFD
+        self.mailbox = mailbox
+        self.dispatcher = dispatcher
+        self.context = context
+        self.configuration = context.configuration
+        self.logger = context.logger
+        try add(fd: listenFD, token: Self.listenerToken, events: EPOLLIN.rawValue)
+        try add(fd: mailbox.eventFD, token: Self.mailboxToken, events: EPOLLIN.rawValue)
+    }
+
+    deinit { close(epfd) }
+
+    private func add(fd: Int32, token: UInt64, events: UInt32) throws {
+        var ev = epoll_event(events: events, data: epoll_data_t(u64: token))
+        guard epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0 else { throw SystemError("epoll_ctl ADD") }
+    }
+
+    /// Runs until a shutdown message arrives and every connection is drained (or the grace period ends).
+    func run() {
+        var events = [epoll_event](repeating: epoll_event(), count: 256)
+        while true {
+            let timeout: Int32 = draining ? 20 : (connectionsWithPending() ? 50 : 1000)
+            let n = events.withUnsafeMutableBufferPointer { epoll_wait(epfd, $0.baseAddress, 256, timeout) }
+            if n < 0 && errno != EINTR {
+                logger.critical("epoll_wait failed", metadata: ["error": "\(SystemError("epoll_wait"))"])
+                break
+            }
+            if n > 0 {
+                for i in 0..<Int(n) {
+                    let ev = events[i]
+                    switch ev.data.u64 {
+                    case Self.listenerToken: acceptConnections()
+                    case Self.mailboxToken: processMailbox()
+                    default:
+                        guard let c = connections[ev.data.u64] else { continue }
+                        if ev.events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { readable(c) }
+                        if ev.events & EPOLLOUT.rawValue != 0, connections[c.id] != nil { flush(c) }
+                    }
+                }
+            }
+            let now = monotonicNanos()
+            if now >= nextDeadlineScan {
+                expireDeadlines(now)
+                nextDeadlineScan = now + 10_000_000
+            }
+            flushDirty()
+            if draining {
+                let idle = connections.values.allSatisfy { $0.pending.isEmpty && !$0.hasOutput }
+                if idle || now >= drainDeadline { break }
+            }
+        }
+        for c in Array(connections.values) { closeConnection(c) }
+    }
+
+    private func connectionsWithPending() -> Bool {
+        connections.values.contains { !$0.pending.isEmpty }
+    }
+
+    // MARK: accept
+
+    private func acceptConnections() {
+        guard listenFD >= 0 else { return }
+        for _ in 0..<64 {
+            let fd = es_accept_nonblocking(listenFD)
+            if fd < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return }
+                if errno == EMFILE || errno == ENFILE {
+                    logger.error("out of file descriptors; accept paused", metadata: ["reason": "fd_limit"])
+                    return
+                }
+                return
+            }
+            if connections.count >= configuration.maxConnections || draining {
+                // Best effort: tell the peer why, then close.
+                let code: ErrorCode = draining ? .shuttingDown : .resourceExhausted
+                let frame = Frame.encode(header: FrameHeader(kind: .error, method: 0, requestID: 0),
+                                         message: ErrorPayload(code: code, message: draining ? "server shutting down" : "too many connections"))
+                _ = frame.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                close(fd)
+                continue
+            }
+            let c = Connection(id: nextConnectionID, fd: fd)
+            nextConnectionID += 1
+            c.interest = EPOLLIN.rawValue
+            do {
+                try add(fd: fd, token: c.id, events: c.interest)
+            } catch {
+                close(fd)
+                continue
+            }
+            connections[c.id] = c
+            context.stats.openConnections.add(1, ordering: .relaxed)
+        }
+    }
+
+    // MARK: read
+
+    private func readable(_ c: Connection) {
+        for _ in 0..<4 {
+            let n = scratch.withUnsafeMutableBytes { read(c.fd, $0.baseAddress, $0.count) }
+            if n > 0 {
+                c.input.append(contentsOf: scratch[0..<n])
+                if n < scratch.count { break }
+            } else if n == 0 {
+                closeConnection(c)
+                return
+            } else {
+                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { break }
+                closeConnection(c)
+                return
+            }
+        }
+        parseFrames(c)
+        updateInterest(c)
+    }
+
+    /// Takes complete frames off the connection's buffer while it is under its in-flight limit.
+    private func parseFrames(_ c: Connection) {
+        while !c.closeAfterFlush && c.pending.count < configuration.maxInFlightPerConnection {
+            let step: FrameParser.Step
+            do {
+                step = try FrameParser.next(in: c.bufferedInput, maxFrameBytes: configuration.maxFrameBytes)
+            } catch {
+                protocolViolation(c, requestID: 0, code: .protocolError, message: error.description)
+                return
+            }
+            guard case .frame(let frame, let consumed) = step else { return }
+            context.stats.framesIn.add(1, ordering: .relaxed)
+            handle(frame, on: c)
+            c.consumeInput(consumed)
+        }
+    }
+
+    private func handle(_ frame: Frame, on c: Connection) {
+        let h = frame.header
+        guard h.version == protocolVersion else {
+            queueError(c, requestID: h.requestID, method: h.method,
+                       ServiceError(.unsupportedVersion, "frame version \(h.version) not supported; this server speaks 1"))
+            return
+        }
+        guard h.kind == .request else {
+            protocolViolation(c, requestID: h.requestID, code: .protocolError, message: "clients may only send request frames (kind 1)")
+            return
+        }
+        guard h.requestID != 0, c.pending[h.requestID] == nil else {
+            protocolViolation(c, requestID: 0, code: .protocolError,
+                              message: "request id \(h.requestID) is reserved or already in flight")
+            return
+        }
+        if h.method == Method.hello.rawValue && c.handshaken {
+            queueError(c, requestID: h.requestID, method: h.method, ServiceError(.failedPrecondition, "Hello was already accepted on this connection"))
+            return
+        }
+        if h.method == Method.hello.rawValue {
+            hello(frame, on: c)
+            return
+        }
+        guard c.handshaken else {
+            protocolViolation(c, requestID: h.requestID, code: .failedPrecondition, message: "the first request must be Hello")
+            return
+        }
+        if draining {
+            queueError(c, requestID: h.requestID, method: h.method, ServiceError(.shuttingDown, "server shutting down; retry on another instance or later"))
+            return
+        }
+        let now = monotonicNanos()
+        let ms = h.deadlineMs == 0 ? configuration.defaultDeadlineMs : h.deadlineMs
+        let pending = Connection.Pending(token: nextToken, deadlineNanos: now + UInt64(ms) * 1_000_000, method: h.method)
+        nextToken += 1
+        let target = ReplyTarget(mailbox: mailbox, connection: c.id, requestID: h.requestID, token: pending.token,
+                                 method: h.method, deadlineNanos: pending.deadlineNanos)
+        c.pending[h.requestID] = pending
+        do {
+            try dispatcher.dispatch(method: h.method, payload: frame.payload, reply: target)
+        } catch {
+            c.pending[h.requestID] = nil
+            queueError(c, requestID: h.requestID, method: h.method, error)
+        }
+    }
+
+    private func hello(_ frame: Frame, on c: Connection) {
+        let h = frame.header
+        let request: HelloRequest
+        do {
+            request = try HelloRequest(payload: frame.payload)
+        } catch {
+            protocolViolation(c, requestID: h.requestID, code: .invalidArgument, message: "Hello: \(error)")
+            return
+        }
+        guard request.minVersion <= 1, request.maxVersion >= 1 else {
+            protocolViolation(c, requestID: h.requestID, code: .unsupportedVersion,
+                              message: "no common version: client \(request.minVersion)...\(request.maxVersion), server 1...1")
+            return
+        }
+        c.handshaken = true
+        let ok = HelloResponse(version: 1, serverName: "engine-store", serverVersion: serverVersion,
+                               maxFrameBytes: configuration.maxFrameBytes,
+                               maxInFlight: UInt32(configuration.maxInFlightPerConnection),
+                               instanceID: configuration.instanceID, methods: dispatcher.implementedMethods)
+        queue(c, Frame.encode(header: FrameHeader(kind: .response, method: h.method, requestID: h.requestID), message: ok))
+    }
+
+    // MARK: replies and errors
+
+    private func queue(_ c: Connection, _ bytes: [UInt8]) {
+        if c.output.isEmpty { c.output = bytes } else { c.output.append(contentsOf: bytes) }
+        context.stats.framesOut.add(1, ordering: .relaxed)
+        if !c.dirty {
+            c.dirty = true
+            dirty.append(c)
+        }
+    }
+
+    private func queueError(_ c: Connection, requestID: UInt32, method: UInt16, _ error: ServiceError) {
+        queue(c, Frame.encode(header: FrameHeader(kind: .error, method: method, requestID: requestID), message: error.payload))
+    }
+
+    /// Answers with an error and closes once the answer is written: the stream can't be trusted.
+    private func protocolViolation(_ c: Connection, requestID: UInt32, code: ErrorCode, message: String) {
+        logger.info("closing connection after protocol violation", metadata: [
+            "reason": "protocol_violation", "connection": "\(c.id)", "code": "\(code)", "detail": "\(message)",
+        ])
+        queueError(c, requestID: requestID, method: 0, ServiceError(code, message))
+        c.closeAfterFlush = true
+    }
+
+    private func processMailbox() {
+        mailbox.drain(into: &inbox)
+        for message in inbox {
+            switch message {
+            case .reply(let id, let requestID, let token, let frame):
+                guard let c = connections[id], let p = c.pending[requestID], p.token == token else { continue }
+                c.pending[requestID] = nil
+                queue(c, frame)
+            case .shutdown:
+                beginDrain()
+            }
+        }
+        inbox.removeAll(keepingCapacity: true)
+    }
+
+    private func expireDeadlines(_ now: UInt64) {
+        for c in connections.values where !c.pending.isEmpty {
+            for (requestID, p) in c.pending where p.deadlineNanos <= now {
+                c.pending[requestID] = nil
+                queueError(c, requestID: requestID, method: p.method,
+                           ServiceError(.deadlineExceeded, "deadline exceeded; the write may or may not have been applied — retry with the same idempotency key"))
+            }
+        }
+    }
+
+    // MARK: write
+
+    private func flushDirty() {
+        guard !dirty.isEmpty else { return }
+        let list = dirty
+        dirty.removeAll(keepingCapacity: true)
+        for c in list {
+            c.dirty = false
+            guard connections[c.id] != nil else { continue }
+            flush(c)
+            if connections[c.id] != nil {
+                // Replies freed in-flight slots: frames waiting in the buffer may proceed.
+                if !c.closeAfterFlush && !c.bufferedInput.isEmpty { parseFrames(c) }
+                updateInterest(c)
+            }
+        }
+    }
+
+    private func flush(_ c: Connection) {
+        while c.hasOutput {
+            let n = c.output.withUnsafeBytes { raw in
+                send(c.fd, raw.baseAddress! + c.outputStart, raw.count - c.outputStart, Int32(MSG_NOSIGNAL))
+            }
+            if n > 0 {
+                c.didWrite(n)
+            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break
+            } else if n < 0 && errno == EINTR {
+                continue
+            } else {
+                closeConnection(c)
+                return
+            }
+        }
+        if !c.hasOutput && c.closeAfterFlush {
+            closeConnection(c)
+        } else {
+            updateInterest(c)
+        }
+    }
+
+    private func updateInterest(_ c: Connection) {
+        guard connections[c.id] != nil else { return }
+        var want: UInt32 = 0
+        if !c.closeAfterFlush && c.pending.count < configuration.maxInFlightPerConnection
+            && c.bufferedInput.count <= Int(configuration.maxFrameBytes) + 4 {
+            want |= EPOLLIN.rawValue
+        }
+        if c.hasOutput { want |= EPOLLOUT.rawValue }
+        guard want != c.interest else { return }
+        c.interest = want
+        var ev = epoll_event(events: want, data: epoll_data_t(u64: c.id))
+        epoll_ctl(epfd, EPOLL_CTL_MOD, c.fd, &ev)
+    }
+
+    private func closeConnection(_ c: Connection) {
+        guard connections.removeValue(forKey: c.id) != nil else { return }
+        epoll_ctl(epfd, EPOLL_CTL_DEL, c.fd, nil)
+        close(c.fd)
+        context.stats.openConnections.subtract(1, ordering: .relaxed)
+    }
+
+    // MARK: shutdown
+
+    private func beginDrain() {
+        guard !draining else { return }
+        draining = true
+        drainDeadline = monotonicNanos() + configuration.shutdownGraceMs * 1_000_000
+        if listenFD >= 0 {
+            epoll_ctl(epfd, EPOLL_CTL_DEL, listenFD, nil)
+            close(listenFD)
+            unlink(configuration.socketPath)
+            listenFD = -1
+        }
+        let notice = Frame.encode(header: FrameHeader(kind: .notice, method: 0, requestID: 0),
+                                  message: Notice(code: .goingAway, message: "server shutting down"))
+        for c in connections.values { queue(c, notice) }
+        logger.info("draining connections", metadata: ["connections": "\(connections.count)"])
+    }
+}

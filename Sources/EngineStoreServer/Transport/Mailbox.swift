@@ -1,0 +1,84 @@
+import CLinuxShims
+import Glibc
+import Synchronization
+
+/// Messages other threads send to the event loop.
+enum LoopMessage: Sendable {
+    /// A reply frame for a request; dropped unless that request is still pending with this token.
+    case reply(connection: UInt64, requestID: UInt32, token: UInt64, frame: [UInt8])
+    case shutdown
+}
+
+/// The event loop's inbox: a locked array plus an eventfd that wakes `epoll_wait`.
+/// The eventfd is written only when the inbox goes from empty to non-empty, so a burst of
+/// replies costs one wake-up.
+final class Mailbox: Sendable {
+    let eventFD: Int32
+    private let messages = Mutex<[LoopMessage]>([])
+
+    init() throws {
+        eventFD = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
+        guard eventFD >= 0 else { throw SystemError("eventfd") }
+    }
+
+    deinit { close(eventFD) }
+
+    func post(_ message: LoopMessage) {
+        let wasEmpty = messages.withLock { m in
+            let empty = m.isEmpty
+            m.append(message)
+            return empty
+        }
+        if wasEmpty {
+            var one: UInt64 = 1
+            _ = write(eventFD, &one, 8)
+        }
+    }
+
+    /// Clears the eventfd and takes everything posted so far.
+    func drain(into out: inout [LoopMessage]) {
+        var value: UInt64 = 0
+        _ = read(eventFD, &value, 8)
+        messages.withLock { m in
+            swap(&m, &out)
+        }
+    }
+}
+
+/// Where a job sends its answer: the request's connection, id and token, and the loop's mailbox.
+struct ReplyTarget: Sendable {
+    let mailbox: Mailbox
+    let connection: UInt64
+    let requestID: UInt32
+    let token: UInt64
+    let method: UInt16
+    let deadlineNanos: UInt64
+
+    func send<M: WireMessage>(_ message: M, flags: FrameFlags = []) {
+        let header = FrameHeader(kind: .response, method: method, requestID: requestID, flags: flags)
+        mailbox.post(.reply(connection: connection, requestID: requestID, token: token,
+                            frame: Frame.encode(header: header, message: message)))
+    }
+
+    func sendPayload(_ payload: [UInt8], flags: FrameFlags = []) {
+        let header = FrameHeader(kind: .response, method: method, requestID: requestID, flags: flags)
+        var w = ByteWriter(capacity: 4 + FrameHeader.size + payload.count)
+        Frame.encode(header: header, payload: payload, into: &w)
+        mailbox.post(.reply(connection: connection, requestID: requestID, token: token, frame: w.bytes))
+    }
+
+    func fail(_ error: ServiceError) {
+        let header = FrameHeader(kind: .error, method: method, requestID: requestID)
+        mailbox.post(.reply(connection: connection, requestID: requestID, token: token,
+                            frame: Frame.encode(header: header, message: error.payload)))
+    }
+
+    func complete(_ result: Result<[UInt8], ServiceError>) {
+        switch result {
+        case .success(let payload): sendPayload(payload)
+        case .failure(let error): fail(error)
+        }
+    }
+}
+
+import EngineStoreWire

@@ -1,0 +1,85 @@
+import CLinuxShims
+import Glibc
+
+/// A failed system call, named.
+struct SystemError: Error, CustomStringConvertible {
+    let call: String
+    let errno: Int32
+    init(_ call: String, errno: Int32 = Glibc.errno) {
+        self.call = call
+        self.errno = errno
+    }
+    var description: String { "\(call): \(String(cString: strerror(errno)))" }
+}
+
+/// Unix-domain stream sockets: the listener and its path handling.
+enum UnixSocket {
+    static func fillAddress(_ path: String) throws -> (sockaddr_un, socklen_t) {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: addr.sun_path)
+        guard bytes.count < capacity else {
+            throw ConfigurationError("socket path longer than \(capacity - 1) bytes: \(path)")
+        }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let len = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + 1)
+        return (addr, len)
+    }
+
+    /// True when something accepts connections on `path` (a live server).
+    static func isLive(_ path: String) -> Bool {
+        guard let (addr, len) = try? fillAddress(path) else { return false }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var a = addr
+        let rc = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, len) }
+        }
+        return rc == 0
+    }
+
+    /// Binds a non-blocking listener. A stale socket file (nobody listening) is removed first;
+    /// a live one makes this fail, so two servers never share a path.
+    static func listen(path: String, mode: mode_t, backlog: Int32 = 1024) throws -> Int32 {
+        var st = stat()
+        if lstat(path, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFSOCK else {
+                throw ConfigurationError("\(path) exists and is not a socket; refusing to remove it")
+            }
+            if isLive(path) {
+                throw ConfigurationError("another server is listening on \(path)")
+            }
+            unlink(path)
+        }
+        let (addr, len) = try fillAddress(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemError("socket") }
+        var a = addr
+        let rc = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
+        }
+        guard rc == 0 else {
+            let e = SystemError("bind \(path)")
+            close(fd)
+            throw e
+        }
+        chmod(path, mode)
+        guard Glibc.listen(fd, backlog) == 0 else {
+            let e = SystemError("listen")
+            close(fd)
+            throw e
+        }
+        return fd
+    }
+}
+
+/// A configuration problem found at start: fatal, with a message saying what to fix.
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,177 @@
+import CLibPQ
+import Glibc
+
+/// An error from libpq: the server's SQLSTATE when there is one, and its message.
+/// Messages come from libpq and the server, which never echo a password.
+public struct PGError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable {
+        /// Could not connect, or the connection broke: retry after reconnecting.
+        case connection
+        /// The server rejected a statement (see `sqlState`).
+        case statement
+    }
+
+    public let kind: Kind
+    public let sqlState: String?
+    public let message: String
+
+    public init(kind: Kind, sqlState: String?, message: String) {
+        self.kind = kind
+        self.sqlState = sqlState
+        self.message = message
+    }
+
+    public var description: String {
+        if let sqlState { return "\(message) (SQLSTATE \(sqlState))" }
+        return message
+    }
+
+    /// Class 23: integrity constraint violation.
+    public var isConstraintViolation: Bool { sqlState?.hasPrefix("23") ?? false }
+    public var isUniqueViolation: Bool { sqlState == "23505" }
+    /// Class 08 (connection exception), 57P01..03 (admin shutdown, crash shutdown, cannot connect now),
+    /// 40001/40P01 (serialization failure, deadlock) are worth retrying.
+    public var isTransient: Bool {
+        if kind == .connection { return true }
+        guard let s = sqlState else { return false }
+        return s.hasPrefix("08") || s.hasPrefix("57P") || s == "40001" || s == "40P01"
+    }
+}
+
+/// One libpq connection. Not thread-safe (libpq connections are not): owned by one thread at a time.
+public final class PGConnection {
+    private let handle: OpaquePointer
+
+    /// Connects with a libpq connection string (URI or keyword/value form); blocks until connected or failed.
+    /// `connectTimeoutSeconds` bounds the wait when the string does not set `connect_timeout` itself.
+    public init(conninfo: String, connectTimeoutSeconds: Int = 5, applicationName: String = "engine-store") throws(PGError) {
+        // expand_dbname=1 lets `dbname` carry a whole URI or keyword string; the later keywords only fill gaps
+        // the string leaves (libpq gives the expanded string precedence for keys it sets).
+        let keys = ["connect_timeout", "application_name", "dbname"]
+        let values = [String(connectTimeoutSeconds), applicationName, conninfo]
+        let conn: OpaquePointer? = withCStrings(keys) { k in
+            withCStrings(values) { v in
+                PQconnectdbParams(k, v, 1)
+            }
+        }
+        guard let conn else {
+            throw PGError(kind: .connection, sqlState: nil, message: "libpq could not allocate a connection")
+        }
+        guard PQstatus(conn) == CONNECTION_OK else {
+            let message = Self.trimmed(PQerrorMessage(conn))
+            PQfinish(conn)
+            throw PGError(kind: .connection, sqlState: nil, message: message)
+        }
+        handle = conn
+    }
+
+    deinit { PQfinish(handle) }
+
+    public var isHealthy: Bool { PQstatus(handle) == CONNECTION_OK }
+    public var serverVersion: Int { Int(PQserverVersion(handle)) }
+    public var socket: Int32 { PQsocket(handle) }
+
+    /// Runs one or more statements without parameters (DDL, BEGIN/COMMIT). Returns the last result.
+    @discardableResult
+    public func exec(_ sql: String) throws(PGError) -> PGResult {
+        try check(PQexec(handle, sql))
+    }
+
+    /// Prepares a named statement on this connection.
+    public func prepare(_ name: String, _ sql: String) throws(PGError) {
+        _ = try check(PQprepare(handle, name, sql, 0, nil))
+    }
+
+    /// Runs a prepared statement with text-format parameters (nil = SQL NULL).
+    @discardableResult
+    public func execPrepared(_ name: String, _ params: [String?]) throws(PGError) -> PGResult {
+        let result = withParams(params) { count, values in
+            PQexecPrepared(handle, name, count, values, nil, nil, 0)
+        }
+        return try check(result)
+    }
+
+    /// Runs a parameterised statement without preparing it first.
+    @discardableResult
+    public func execParams(_ sql: String, _ params: [String?]) throws(PGError) -> PGResult {
+        let result = withParams(params) { count, values in
+            PQexecParams(handle, sql, count, nil, values, nil, nil, 0)
+        }
+        return try check(result)
+    }
+
+    /// Drops and re-establishes the connection; prepared statements are lost.
+    public func reset() -> Bool {
+        PQreset(handle)
+        return PQstatus(handle) == CONNECTION_OK
+    }
+
+    private func check(_ result: OpaquePointer?) throws(PGError) -> PGResult {
+        guard let result else {
+            throw PGError(kind: .connection, sqlState: nil, message: Self.trimmed(PQerrorMessage(handle)))
+        }
+        let status = PQresultStatus(result)
+        switch status {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY, PGRES_COPY_IN, PGRES_COPY_OUT:
+            return PGResult(result)
+        default:
+            let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            let message = Self.trimmed(PQresultErrorMessage(result))
+            PQclear(result)
+            let broken = PQstatus(handle) != CONNECTION_OK
+            throw PGError(kind: broken ? .connection : .statement, sqlState: state,
+                          message: message.isEmpty ? Self.trimmed(PQerrorMessage(handle)) : message)
+        }
+    }
+
+    static func trimmed(_ p: UnsafePointer<CChar>?) -> String {
+        guard let p else { return "" }
+        var s = String(cString: p)
+        while s.last == "\n" || s.last == " " { s.removeLast() }
+        return s
+    }
+}
+
+/// A query result, freed with the object. Values are libpq's text format.
+public final class PGResult {
+    private let handle: OpaquePointer
+
+    init(_ handle: OpaquePointer) { self.handle = handle }
+    deinit { PQclear(handle) }
+
+    public var rowCount: Int { Int(PQntuples(handle)) }
+    public var columnCount: Int { Int(PQnfields(handle)) }
+    /// Rows affected by INSERT/UPDATE/DELETE (0 when not applicable).
+    public var affectedRows: Int { Int(String(cString: PQcmdTuples(handle))) ?? 0 }
+
+    public func isNull(_ row: Int, _ column: Int) -> Bool {
+        PQgetisnull(handle, Int32(row), Int32(column)) == 1
+    }
+
+    public func string(_ row: Int, _ column: Int) -> String? {
+        guard !isNull(row, column) else { return nil }
+        return String(cString: PQgetvalue(handle, Int32(row), Int32(column)))
+    }
+
+    public func int(_ row: Int, _ column: Int) -> Int64? { string(row, column).flatMap { Int64($0) } }
+    public func double(_ row: Int, _ column: Int) -> Double? { string(row, column).flatMap { Double($0) } }
+    public func bool(_ row: Int, _ column: Int) -> Bool? { string(row, column).map { $0 == "t" } }
+
+    public func columnName(_ column: Int) -> String { String(cString: PQfname(handle, Int32(column))) }
+}
+
+/// Calls `body` with a NULL-terminated array of C strings that live for the call.
+func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+    let owned = strings.map { strdup($0) }
+    defer { owned.forEach { free($0) } }
+    var pointers: [UnsafePointer<CChar>?] = owned.map { UnsafePointer($0) }
+    pointers.append(nil)
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+func withParams<R>(_ params: [String?], _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+    let owned: [UnsafeMutablePointer<CChar>?] = params.map { $0.map { strdup($0) } ?? nil }
+    defer { owned.forEach { free($0) } }
+    let pointers: [UnsafePointer<CChar>?] = owned.map { $0.map { UnsafePointer($0) } }
+    return pointers.withUnsafeBufferPointer { body(Int32(params.count), $0.baseAddress) }
+}

@@ -1,0 +1,139 @@
+import ArgumentParser
+import EngineStoreServer
+import Foundation
+import Hiredis
+import LibPQ
+import Logging
+import ServiceLifecycle
+
+@main
+struct EngineStoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "engine-store",
+        abstract: "EngineStore: persistence service for LLM trading engines (Unix socket → PostgreSQL + Redis).",
+        subcommands: [Serve.self, Migrate.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// Options every subcommand that talks to Postgres shares.
+struct PostgresOptions: ParsableArguments {
+    @Option(name: .customLong("postgres"),
+            help: "libpq connection string or URI (env ENGINE_STORE_POSTGRES_URL).")
+    var postgresURL: String?
+
+    func resolved() throws -> String {
+        if let postgresURL { return postgresURL }
+        if let env = ProcessInfo.processInfo.environment["ENGINE_STORE_POSTGRES_URL"], !env.isEmpty { return env }
+        throw ValidationError("set --postgres or ENGINE_STORE_POSTGRES_URL")
+    }
+}
+
+struct LogOptions: ParsableArguments {
+    @Option(help: "Log line format: logfmt or json.")
+    var logFormat: String = "logfmt"
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func bootstrap() throws -> Logger {
+        guard let format = LineLogHandler.Format(rawValue: logFormat) else {
+            throw ValidationError("--log-format must be logfmt or json")
+        }
+        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown --log-level \(logLevel)") }
+        LoggingSystem.bootstrap { label in
+            var h = LineLogHandler(label: label, format: format)
+            h.logLevel = level
+            return h
+        }
+        return Logger(label: "engine-store")
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the service on a Unix socket.")
+
+    @Option(help: "Unix socket path (env ENGINE_STORE_SOCKET).")
+    var socket: String?
+    @OptionGroup var postgres: PostgresOptions
+    @Option(name: .customLong("redis"),
+            help: "redis://[:password@]host:port/db or unix:///path/to.sock (env ENGINE_STORE_REDIS_URL).")
+    var redisURL: String?
+    @Option(help: "Prefix of every Redis key.")
+    var namespace: String = "nof0:"
+    @Option(help: "Postgres connections (one worker thread each).")
+    var postgresConnections: Int = 4
+    @Option(help: "Maximum frame size in bytes, advertised to clients.")
+    var maxFrameBytes: UInt32 = 4 * 1024 * 1024
+    @Option(help: "Maximum open client connections.")
+    var maxConnections: Int = 4096
+    @Option(help: "Maximum in-flight requests per connection (back-pressure beyond).")
+    var maxInFlight: Int = 1024
+    @Flag(help: "Do not apply pending migrations at start.")
+    var noMigrate = false
+    @OptionGroup var log: LogOptions
+
+    func run() async throws {
+        let logger = try log.bootstrap()
+        let env = ProcessInfo.processInfo.environment
+        guard let socketPath = socket ?? env["ENGINE_STORE_SOCKET"] else {
+            throw ValidationError("set --socket or ENGINE_STORE_SOCKET")
+        }
+        guard let redisString = redisURL ?? env["ENGINE_STORE_REDIS_URL"] else {
+            throw ValidationError("set --redis or ENGINE_STORE_REDIS_URL")
+        }
+        guard let redis = RedisEndpoint(url: redisString) else {
+            throw ValidationError("cannot parse Redis URL (expected redis://host:port/db or unix:///path)")
+        }
+        var config = ServerConfiguration(socketPath: socketPath, postgresURL: try postgres.resolved(), redis: redis)
+        config.namespace = namespace
+        config.postgresConnections = postgresConnections
+        config.maxFrameBytes = maxFrameBytes
+        config.maxConnections = maxConnections
+        config.maxInFlightPerConnection = maxInFlight
+        config.migrate = !noMigrate
+        let server = try EngineStoreServer(configuration: config, logger: logger)
+        do {
+            try server.start()
+        } catch {
+            logger.critical("cannot start", metadata: ["reason": "startup_failed", "error": "\(error)"])
+            throw ExitCode(78)  // EX_CONFIG
+        }
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: ServerService(server: server), successTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+    }
+}
+
+/// Bridges the thread-based server into ServiceLifecycle: SIGTERM/SIGINT start a graceful drain.
+struct ServerService: Service {
+    let server: EngineStoreServer
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            await server.stoppedAsync()
+        } onGracefulShutdown: {
+            server.shutdown()
+        }
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply pending schema migrations and exit.")
+
+    @OptionGroup var postgres: PostgresOptions
+    @OptionGroup var log: LogOptions
+
+    func run() async throws {
+        let logger = try log.bootstrap()
+        let url = try postgres.resolved()
+        do {
+            let applied = try Migrations.apply(conninfo: url)
+            logger.info("migrations done", metadata: ["applied": "\(applied)", "postgres": "\(redactConnectionString(url))"])
+            print(applied.isEmpty ? "schema up to date" : "applied migrations \(applied.map(String.init).joined(separator: ", "))")
+        } catch {
+            logger.critical("migration failed", metadata: ["reason": "migration_failed", "error": "\(error)"])
+            throw ExitCode(1)
+        }
+    }
+}

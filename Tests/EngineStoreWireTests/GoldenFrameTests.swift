@@ -1,0 +1,109 @@
+import EngineStoreWire
+import Foundation
+import Testing
+
+/// Every message and frame kind has a golden frame in proto-spec/golden/. Each is decoded, compared
+/// with the value it must mean, and re-encoded byte for byte. Set ENGINE_STORE_WRITE_GOLDEN=1 to
+/// (re)write the files from these values after a deliberate protocol change.
+struct GoldenCase: Sendable, CustomTestStringConvertible {
+    let file: String
+    let header: FrameHeader
+    let check: @Sendable (ArraySlice<UInt8>) throws -> Bool
+    let payload: [UInt8]
+    var testDescription: String { file }
+
+    init<M: WireMessage>(_ file: String, _ header: FrameHeader, _ message: M) {
+        self.file = file
+        self.header = header
+        self.payload = message.encodedPayload()
+        self.check = { bytes in try M(payload: bytes) == message }
+    }
+}
+
+let goldenDirectory = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("proto-spec/golden")
+
+let goldenCases: [GoldenCase] = [
+    GoldenCase("hello.request.hex", FrameHeader(kind: .request, method: 1, requestID: 1),
+               HelloRequest(minVersion: 1, maxVersion: 1, clientName: "probe")),
+    GoldenCase("hello.response.hex", FrameHeader(kind: .response, method: 1, requestID: 1),
+               HelloResponse(version: 1, serverName: "engine-store", serverVersion: "0.1.0", maxFrameBytes: 4_194_304,
+                             maxInFlight: 1024, instanceID: "5e1f00d1", methods: [1, 2, 16])),
+    GoldenCase("health.request.hex", FrameHeader(kind: .request, method: 2, requestID: 2, deadlineMs: 2000),
+               HealthRequest()),
+    GoldenCase("health.response.hex", FrameHeader(kind: .response, method: 2, requestID: 2),
+               HealthResponse(status: .degraded, postgres: ComponentHealth(ok: true, latencyMicros: 412),
+                              redis: ComponentHealth(ok: false, latencyMicros: 0, error: "connection refused"),
+                              uptimeMs: 93_000, openConnections: 3, instanceID: "5e1f00d1", serverVersion: "0.1.0")),
+    GoldenCase("save_position.request.hex", FrameHeader(kind: .request, method: 16, requestID: 7, deadlineMs: 5000),
+               SavePositionRequest(idempotencyKey: "open-btc-1", modelID: "gpt-5", symbol: "BTC",
+                                   exchangeProvider: "hyperliquid", side: .long, quantity: 0.5, entryPrice: 97_250.5,
+                                   entryTimeMs: 1_764_201_600_000, leverage: 10, confidence: 0.72, riskUSD: 250,
+                                   margin: 4862.5, entryOID: 123_456_789, tpOID: 123_456_790, slOID: 123_456_791,
+                                   waitForFill: false, exitPlanJSON: #"{"stop_loss":95000,"take_profit":101000}"#)),
+    GoldenCase("save_position.request.retry.hex", FrameHeader(kind: .request, method: 16, requestID: 8, flags: .retry, deadlineMs: 4000),
+               SavePositionRequest(idempotencyKey: "mark-btc-9", modelID: "gpt-5", symbol: "BTC",
+                                   currentPrice: 97_900, unrealizedPnl: 324.75, liquidationPrice: 88_000)),
+    GoldenCase("save_position.response.hex", FrameHeader(kind: .response, method: 16, requestID: 7),
+               SavePositionResponse(positionID: "gpt-5|BTC|1764201600000|9f3a2b1c", opened: true, updatedAtMs: 1_764_201_600_123)),
+    GoldenCase("save_position.response.replayed.hex", FrameHeader(kind: .response, method: 16, requestID: 9, flags: .replayed),
+               SavePositionResponse(positionID: "gpt-5|BTC|1764201600000|9f3a2b1c", opened: true, updatedAtMs: 1_764_201_600_123)),
+    GoldenCase("error.invalid_argument.hex", FrameHeader(kind: .error, method: 16, requestID: 7),
+               ErrorPayload(code: .invalidArgument, message: "quantity: must be positive", field: "quantity")),
+    GoldenCase("error.unavailable.hex", FrameHeader(kind: .error, method: 16, requestID: 7),
+               ErrorPayload(code: .unavailable, message: "postgres unavailable; retry with the same idempotency key")),
+    GoldenCase("error.protocol_error.hex", FrameHeader(kind: .error, method: 0, requestID: 0),
+               ErrorPayload(code: .protocolError, message: "frame length 5 shorter than the 14-byte header")),
+    GoldenCase("error.failed_precondition.hex", FrameHeader(kind: .error, method: 2, requestID: 1),
+               ErrorPayload(code: .failedPrecondition, message: "the first request must be Hello")),
+    GoldenCase("notice.going_away.hex", FrameHeader(kind: .notice, method: 0, requestID: 0),
+               Notice(code: .goingAway, message: "server shutting down")),
+]
+
+func hexDecode(_ text: String) -> [UInt8] {
+    var bytes: [UInt8] = []
+    for line in text.split(separator: "\n") {
+        let content = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let digits = content.filter { $0.isHexDigit }
+        var i = digits.startIndex
+        while i < digits.endIndex {
+            let j = digits.index(after: i)
+            bytes.append(UInt8(digits[i...j], radix: 16)!)
+            i = digits.index(after: j)
+        }
+    }
+    return bytes
+}
+
+func hexEncode(_ bytes: [UInt8], comment: String) -> String {
+    var out = "# \(comment)\n"
+    for chunk in stride(from: 0, to: bytes.count, by: 16) {
+        out += bytes[chunk..<min(chunk + 16, bytes.count)].map { String(format: "%02x", $0) }.joined(separator: " ") + "\n"
+    }
+    return out
+}
+
+@Suite struct GoldenFrameTests {
+    @Test(arguments: goldenCases)
+    func decodesAndReencodesByteForByte(_ c: GoldenCase) throws {
+        let url = goldenDirectory.appendingPathComponent(c.file)
+        let expected = Frame(header: c.header, payload: c.payload).encoded()
+        if ProcessInfo.processInfo.environment["ENGINE_STORE_WRITE_GOLDEN"] == "1" {
+            let h = c.header
+            let comment = "kind=\(h.kind) method=\(h.method) request_id=\(h.requestID) flags=\(h.flags.rawValue) deadline_ms=\(h.deadlineMs) length=\(expected.count - 4)"
+            try hexEncode(expected, comment: comment).write(to: url, atomically: true, encoding: .utf8)
+        }
+        let bytes = hexDecode(try String(contentsOf: url, encoding: .utf8))
+        let frame = try FrameParser.decodeSingle(bytes)
+        #expect(frame.header == c.header)
+        #expect(try c.check(frame.payload))
+        #expect(Frame(header: frame.header, payload: frame.payload).encoded() == bytes)
+        #expect(bytes == expected)
+    }
+
+    @Test func everyGoldenFileIsCovered() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: goldenDirectory.path).filter { $0.hasSuffix(".hex") }
+        #expect(Set(files) == Set(goldenCases.map(\.file)))
+    }
+}
