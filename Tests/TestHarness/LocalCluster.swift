@@ -317,11 +317,23 @@ final class LocalCluster: Sendable {
         process.standardOutput = logHandle
         process.standardError = logHandle
         do {
-            try process.run()
+            try Self.spawn(process)
         } catch {
             throw TestServicesError("cannot run \(executable): \(error)")
         }
         return process
+    }
+
+    /// `process.run()` with no signals blocked on the calling thread while it spawns. A child inherits the
+    /// spawning thread's signal mask, and Swift concurrency's (libdispatch) worker threads block nearly every
+    /// signal: a Redis started from a test would then ignore SIGTERM. The old mask is restored right after.
+    private static func spawn(_ process: Process) throws {
+        var none = sigset_t()
+        var saved = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, &saved)
+        defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
+        try process.run()
     }
 
     /// Polls `check` every 50 ms until it returns nil, the process exits, or 30 s pass.
@@ -411,7 +423,7 @@ final class LocalCluster: Sendable {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         do {
-            try process.run()
+            try Self.spawn(process)
         } catch {
             throw TestServicesError("cannot start the cleanup watchdog /bin/sh: \(error)")
         }
@@ -429,21 +441,32 @@ final class LocalCluster: Sendable {
 
     /// $1 pid to watch, $2 its start time ("" = unknown), $3 directory to delete, $4 pg_ctl, $5 user to run
     /// pg_ctl as ("" = as is), $6 runuser, $7 PostgreSQL data dir, $8 Redis pid file.
+    /// `running` treats a zombie as gone: once this process exits, our children are reparented to whatever
+    /// reaps orphans, which may take its time (or never do it, in some containers).
     static let watchdogScript = #"""
         trap '' INT HUP PIPE
         P="$1"; T="$2"; D="$3"; PGCTL="$4"; RU="$5"; RUNUSER="$6"; PGD="$7"; RPID="$8"
-        alive() {
-          if [ -r "/proc/$P/stat" ]; then
-            f=$(sed 's/^.*) //' "/proc/$P/stat" 2>/dev/null) || return 1
+        running() {
+          [ -n "$1" ] || return 1
+          if [ -r "/proc/$1/stat" ]; then
+            want="$2"
+            f=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
             [ -n "$f" ] || return 1
             set -- $f
             [ "$1" != Z ] || return 1
-            [ -z "$T" ] || [ "${20}" = "$T" ]
+            [ -z "$want" ] || [ "${20}" = "$want" ]
             return
           fi
-          kill -0 "$P" 2>/dev/null
+          kill -0 "$1" 2>/dev/null
         }
-        while alive; do sleep 0.5; done
+        gone_within() {
+          i=0
+          while running "$1"; do
+            [ "$i" -lt "$2" ] || return 1
+            sleep 0.05; i=$((i + 1))
+          done
+        }
+        while running "$P" "$T"; do sleep 0.5; done
         if [ -f "$PGD/postmaster.pid" ]; then
           pm=$(head -n 1 "$PGD/postmaster.pid" 2>/dev/null)
           if [ -n "$RU" ]; then
@@ -451,17 +474,16 @@ final class LocalCluster: Sendable {
           else
             "$PGCTL" -D "$PGD" stop -m immediate -w -t 15 >/dev/null 2>&1
           fi
-          if [ -n "$pm" ] && kill -0 "$pm" 2>/dev/null; then
-            kill -QUIT "$pm" 2>/dev/null; sleep 2; kill -KILL "$pm" 2>/dev/null
+          if ! gone_within "$pm" 100; then
+            kill -QUIT "$pm" 2>/dev/null
+            gone_within "$pm" 100 || kill -KILL "$pm" 2>/dev/null
           fi
         fi
         if [ -f "$RPID" ]; then
           rp=$(cat "$RPID" 2>/dev/null)
-          if [ -n "$rp" ] && kill -0 "$rp" 2>/dev/null; then
+          if running "$rp"; then
             kill -TERM "$rp" 2>/dev/null
-            i=0
-            while kill -0 "$rp" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
-            kill -KILL "$rp" 2>/dev/null
+            gone_within "$rp" 100 || kill -KILL "$rp" 2>/dev/null
           fi
         fi
         case "$D" in

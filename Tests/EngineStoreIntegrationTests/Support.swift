@@ -1,0 +1,121 @@
+import EngineStoreClient
+import EngineStoreServer
+import Foundation
+import Glibc
+import Hiredis
+import LibPQ
+import Logging
+import TestHarness
+
+/// A server on its own fresh database and Redis namespace, against the shared throwaway services.
+struct RunningServer {
+    let server: EngineStoreServer
+    let socketPath: String
+    let postgresURL: String
+    let namespace: String
+    let redisURL: String
+
+    static func start(database: String? = nil, configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> RunningServer {
+        let services = try await TestServices.shared()
+        let db = try database ?? services.createDatabase()
+        let namespace = services.uniqueNamespace()
+        let socket = "/tmp/es-\(UInt32.random(in: 0...UInt32.max)).sock"
+        var config = ServerConfiguration(socketPath: socket, postgresURL: db, redis: RedisEndpoint(url: services.redisURL)!)
+        config.namespace = namespace
+        config.postgresConnections = 2
+        configure(&config)
+        var logger = Logger(label: "test-server")
+        logger.logLevel = .warning
+        let server = try EngineStoreServer(configuration: config, logger: logger)
+        try server.start()
+        return RunningServer(server: server, socketPath: socket, postgresURL: db, namespace: namespace, redisURL: services.redisURL)
+    }
+
+    func stop() async {
+        server.shutdown()
+        await server.stoppedAsync()
+    }
+
+    func client() -> EngineStoreClient { EngineStoreClient(socketPath: socketPath) }
+
+    func postgres() throws -> PGConnection { try PGConnection(conninfo: postgresURL) }
+    func redis() throws -> RedisConnection { try RedisConnection(endpoint: RedisEndpoint(url: redisURL)!) }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
+func eventually(timeout: Duration = .seconds(5), _ condition: () throws -> Bool) async rethrows -> Bool {
+    let end = ContinuousClock.now + timeout
+    while ContinuousClock.now < end {
+        if try condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return try condition()
+}
+
+/// A bare socket for speaking (and mis-speaking) the protocol byte by byte.
+final class RawConnection {
+    let fd: Int32
+
+    init(path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard rc == 0 else { throw EngineStoreError(code: .unavailable, message: "connect failed") }
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    func hello() throws {
+        send(Frame.encode(header: FrameHeader(kind: .request, method: 1, requestID: 1), message: HelloRequest()))
+        guard let f = try readFrame(), f.header.kind == .response else {
+            throw EngineStoreError(code: .internalError, message: "no HelloOk")
+        }
+    }
+
+    /// The next frame, or nil when the server closed the connection.
+    func readFrame() throws -> Frame? {
+        var buffer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            if case .frame(let f, _) = try FrameParser.next(in: buffer[...], maxFrameBytes: .max) {
+                return Frame(header: f.header, payload: Array(f.payload))
+            }
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, 1) }
+            if n <= 0 { return nil }
+            buffer.append(chunk[0])
+        }
+    }
+
+    /// True when the server closed its end (read returns EOF).
+    func isClosedByServer() -> Bool {
+        var b: UInt8 = 0
+        return read(fd, &b, 1) == 0
+    }
+}
+
+func errorPayload(_ frame: Frame?) -> ErrorPayload? {
+    guard let frame, frame.header.kind == .error else { return nil }
+    return try? ErrorPayload(payload: frame.payload)
+}
+
+func openRequest(model: String, symbol: String, key: String = UUID().uuidString, quantity: Double = 1.5) -> SavePositionRequest {
+    SavePositionRequest(idempotencyKey: key, modelID: model, symbol: symbol, exchangeProvider: "hyperliquid",
+                        side: .long, quantity: quantity, entryPrice: 100.25, entryTimeMs: 1_764_201_600_000,
+                        leverage: 5, confidence: 0.8, riskUSD: 50)
+}
