@@ -1,11 +1,12 @@
-// Linux headers Glibc's Swift module leaves out: epoll, eventfd, peer credentials.
-#define _GNU_SOURCE 1
+// Linux headers Glibc's Swift module leaves out: epoll and eventfd.
+// No _GNU_SOURCE here: it changes struct layouts (fd_set) and clashes with the Glibc module.
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 
-// accept4's address argument is a transparent union under _GNU_SOURCE, which Swift cannot pass nil to.
+// accept4 is declared only under _GNU_SOURCE; declare it ourselves (glibc has exported it since 2.10).
+extern int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+
 static inline int es_accept_nonblocking(int fd) {
     return accept4(fd, (struct sockaddr *)0, (socklen_t *)0, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
