@@ -50,6 +50,27 @@ public final class EngineStoreClient: PersistenceService {
         return try await call(.savePosition, r, timeout: nil)
     }
 
+    /// Closes all or part of the open position. `not_found` when nothing is open.
+    public func closePosition(_ request: ClosePositionRequest) async throws -> ClosePositionResponse {
+        var r = request
+        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
+        return try await call(.closePosition, r, timeout: nil)
+    }
+
+    public func publishTradeEvent(_ request: PublishTradeEventRequest) async throws -> PublishTradeEventResponse {
+        var r = request
+        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
+        return try await call(.publishTradeEvent, r, timeout: nil)
+    }
+
+    public func openPositions(model: String) async throws -> GetOpenPositionsResponse {
+        try await call(.getOpenPositions, GetOpenPositionsRequest(modelID: model), timeout: nil)
+    }
+
+    public func recentTrades(model: String, limit: Int = 20) async throws -> GetRecentTradesResponse {
+        try await call(.getRecentTrades, GetRecentTradesRequest(modelID: model, limit: UInt32(clamping: limit)), timeout: nil)
+    }
+
     /// Sends one request; retries retryable errors (same payload, so the same idempotency key) with
     /// backoff while the deadline allows.
     public func call<Request: WireMessage, Response: WireMessage>(

@@ -12,7 +12,10 @@ public actor InMemoryPersistence: PersistenceService {
     }
 
     public private(set) var positions: [StoredPosition] = []
+    public private(set) var trades: [TradeSnapshot] = []
+    public private(set) var tradeEvents: [PublishTradeEventRequest] = []
     private var replies: [String: (SavePositionRequest, SavePositionResponse)] = [:]
+    private var otherReplies: [String: (String, any Sendable)] = [:]
     private var clock: Int64 = 1_700_000_000_000
 
     public init() {}
@@ -57,6 +60,79 @@ public actor InMemoryPersistence: PersistenceService {
         }
         replies[r.idempotencyKey] = (r, response)
         return response
+    }
+
+    public func closePosition(_ request: ClosePositionRequest) async throws -> ClosePositionResponse {
+        var r = request
+        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString }
+        if let previous = try replay(r.idempotencyKey, "\(r)", as: ClosePositionResponse.self) { return previous }
+        let symbol = r.symbol.uppercased()
+        guard r.exitPrice.isFinite && r.exitPrice > 0 else { throw invalid("exit_price", "must be positive and finite") }
+        guard let i = positions.firstIndex(where: { $0.status == "open" && $0.request.modelID == r.modelID && $0.request.symbol == symbol }) else {
+            throw EngineStoreError(code: .notFound, message: "no open position for \(r.modelID) \(symbol)", retryable: false)
+        }
+        let p = positions[i].request
+        let openSize = p.quantity ?? 0
+        let size = r.exitSize ?? openSize
+        guard size > 0, size <= openSize * (1 + 1e-9) else { throw invalid("exit_size", "more than the open size") }
+        let full = size >= openSize * (1 - 1e-9)
+        let direction: Double = p.side == .short ? -1 : 1
+        let gross = (r.exitPrice - (p.entryPrice ?? 0)) * size * direction
+        let entryShare = (p.commission ?? 0) * min(1, size / max(openSize, .leastNonzeroMagnitude))
+        let exitFee = r.exitCommission ?? 0
+        let net = gross - entryShare - exitFee
+        if full {
+            positions[i].status = "closed"
+        } else {
+            positions[i].request.quantity = openSize - size
+            positions[i].request.commission = p.commission.map { $0 - entryShare }
+        }
+        clock += 1
+        trades.insert(TradeSnapshot(modelID: r.modelID, symbol: symbol, side: p.side ?? .long, quantity: size,
+                                    entryPrice: p.entryPrice ?? 0, exitPrice: r.exitPrice, realizedPnl: net,
+                                    confidence: p.confidence, closedAtMs: r.exitTimeMs, exchange: p.exchangeProvider ?? "",
+                                    entryTimeMs: p.entryTimeMs ?? 0, leverage: p.leverage,
+                                    positionSize: size * (p.entryPrice ?? 0)), at: 0)
+        let response = ClosePositionResponse(
+            tradeRowID: "\(r.modelID)|\(symbol)|\(r.exitTimeMs)|\(trades.count)", positionID: positions[i].id,
+            fullyClosed: full, closedSize: size, remainingSize: full ? 0 : openSize - size,
+            realizedGrossPnl: gross, realizedNetPnl: net, totalCommission: entryShare + exitFee)
+        otherReplies[r.idempotencyKey] = ("\(r)", response)
+        return response
+    }
+
+    public func publishTradeEvent(_ request: PublishTradeEventRequest) async throws -> PublishTradeEventResponse {
+        var r = request
+        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString }
+        if let previous = try replay(r.idempotencyKey, "\(r)", as: PublishTradeEventResponse.self) { return previous }
+        guard !r.tradeID.isEmpty else { throw invalid("trade_id", "must not be empty") }
+        let duplicate = tradeEvents.contains { $0.tradeID == r.tradeID }
+        if !duplicate { tradeEvents.append(r) }
+        let response = PublishTradeEventResponse(duplicate: duplicate, eventID: r.tradeID)
+        otherReplies[r.idempotencyKey] = ("\(r)", response)
+        return response
+    }
+
+    public func openPositions(model: String) async throws -> GetOpenPositionsResponse {
+        let list = openPositions(model: model).map { p in
+            PositionSnapshot(symbol: p.request.symbol, side: p.request.side ?? .long, quantity: p.request.quantity ?? 0,
+                             entryPrice: p.request.entryPrice ?? 0, leverage: p.request.leverage,
+                             confidence: p.request.confidence, riskUSD: p.request.riskUSD, updatedAtMs: clock,
+                             exchange: p.request.exchangeProvider ?? "")
+        }
+        return GetOpenPositionsResponse(positions: list.sorted { $0.symbol < $1.symbol }, source: .cache)
+    }
+
+    public func recentTrades(model: String, limit: Int) async throws -> GetRecentTradesResponse {
+        GetRecentTradesResponse(trades: Array(trades.filter { $0.modelID == model }.prefix(limit)), source: .cache)
+    }
+
+    private func replay<R>(_ key: String, _ fingerprint: String, as _: R.Type) throws -> R? {
+        guard let (previous, response) = otherReplies[key] else { return nil }
+        guard previous == fingerprint, let r = response as? R else {
+            throw EngineStoreError(code: .conflict, message: "idempotency key reused with a different request", retryable: false)
+        }
+        return r
     }
 
     /// Open positions of a model, as the server's hash would hold them.

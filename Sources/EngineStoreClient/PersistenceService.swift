@@ -6,4 +6,10 @@ public protocol PersistenceService: Sendable {
     func health() async throws -> HealthResponse
     /// Opens a position, or updates the open one for (model, symbol). Idempotent per key.
     func savePosition(_ request: SavePositionRequest) async throws -> SavePositionResponse
+    /// Closes all (`exit_size` absent) or part of the open position; `not_found` if none is open.
+    func closePosition(_ request: ClosePositionRequest) async throws -> ClosePositionResponse
+    /// Stores a trade event once per trade id; a repeat answers `duplicate = true`.
+    func publishTradeEvent(_ request: PublishTradeEventRequest) async throws -> PublishTradeEventResponse
+    func openPositions(model: String) async throws -> GetOpenPositionsResponse
+    func recentTrades(model: String, limit: Int) async throws -> GetRecentTradesResponse
 }

@@ -24,6 +24,10 @@ public struct ServerConfiguration: Sendable {
     /// Apply pending migrations at start.
     public var migrate: Bool = true
     public var instanceID: String
+    /// Approximate cap of the trade stream (XADD MAXLEN ~).
+    public var streamMaxLength: Int = 100_000
+    /// How long idempotency keys are remembered.
+    public var idempotencyRetentionHours: Int = 24
 
     public init(socketPath: String, postgresURL: String, redis: RedisEndpoint, instanceID: String? = nil) {
         self.socketPath = socketPath

@@ -15,10 +15,12 @@ public final class EngineStoreServer: Sendable {
     private let logger: Logger
     private let mailbox: Mailbox
     private let cache: CacheWriter
+    private let reader: CacheReader
     private let postgres: PostgresPool
     private let stats = ServerStats()
     private let state = Mutex<State>(.idle)
     private let stopped = DispatchSemaphore(value: 0)
+    private let maintenance = Maintenance()
 
     private enum State { case idle, running, stopping, stopped }
 
@@ -27,6 +29,7 @@ public final class EngineStoreServer: Sendable {
         self.logger = logger
         self.mailbox = try Mailbox()
         self.cache = CacheWriter(endpoint: configuration.redis, logger: logger)
+        self.reader = CacheReader(endpoint: configuration.redis, logger: logger)
         self.postgres = PostgresPool(conninfo: configuration.postgresURL, size: configuration.postgresConnections,
                                      maxBatch: configuration.maxBatch, cache: cache, logger: logger)
     }
@@ -44,17 +47,23 @@ public final class EngineStoreServer: Sendable {
             logger.info("migrations applied", metadata: ["applied": "\(applied)", "postgres": "\(redactConnectionString(configuration.postgresURL))"])
         }
         let listenFD = try UnixSocket.listen(path: configuration.socketPath, mode: 0o660)
-        let context = ServiceContext(configuration: configuration, postgres: postgres, cache: cache,
+        let context = ServiceContext(configuration: configuration, postgres: postgres, cache: cache, reader: reader,
                                      keys: CacheKeys(namespace: configuration.namespace), stats: stats,
                                      logger: logger, startedNanos: monotonicNanos())
-        let dispatcher = Dispatcher(families: [HealthRPC(context: context), PositionRPC(context: context)])
+        let dispatcher = Dispatcher(families: [
+            HealthRPC(context: context), PositionRPC(context: context), TradeEventRPC(context: context),
+        ])
         let loop = try EventLoop(listenFD: listenFD, mailbox: mailbox, dispatcher: dispatcher, context: context)
         cache.start()
+        reader.start()
         postgres.start()
+        maintenance.start(postgres: postgres, retentionHours: configuration.idempotencyRetentionHours, logger: logger)
         // The loop object stays on its thread; only its Sendable inputs were built here.
         let box = LoopBox(loop)
         let thread = Thread { [self] in
             box.take().run()
+            maintenance.stop()
+            reader.shutdown()
             postgres.shutdown()
             cache.shutdown()
             state.withLock { $0 = .stopped }

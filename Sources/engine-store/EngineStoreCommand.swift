@@ -67,6 +67,10 @@ struct Serve: AsyncParsableCommand {
     var maxConnections: Int = 4096
     @Option(help: "Maximum in-flight requests per connection (back-pressure beyond).")
     var maxInFlight: Int = 1024
+    @Option(help: "Approximate maximum length of the trade stream (XADD MAXLEN ~).")
+    var streamMaxlen: Int = 100_000
+    @Option(help: "Hours an idempotency key is remembered.")
+    var idempotencyRetentionHours: Int = 24
     @Flag(help: "Do not apply pending migrations at start.")
     var noMigrate = false
     @OptionGroup var log: LogOptions
@@ -90,6 +94,8 @@ struct Serve: AsyncParsableCommand {
         config.maxConnections = maxConnections
         config.maxInFlightPerConnection = maxInFlight
         config.migrate = !noMigrate
+        config.streamMaxLength = streamMaxlen
+        config.idempotencyRetentionHours = idempotencyRetentionHours
         let server = try EngineStoreServer(configuration: config, logger: logger)
         do {
             try server.start()

@@ -6,4 +6,5 @@ struct CacheKeys: Sendable {
     func positions(model: String) -> String { namespace + "positions:" + model }
     func recentTrades(model: String) -> String { namespace + "trades:recent:" + model }
     var tradeStream: String { namespace + "trades:stream" }
+    func ingestGuard(tradeID: String) -> String { namespace + "ingest:trade:" + tradeID }
 }

@@ -7,6 +7,24 @@ enum CacheMutation: Sendable, Equatable {
     case hashDelete(key: String, field: String)
     /// SET key value EX ttl
     case set(key: String, value: String, ttlSeconds: Int)
+    /// LPUSH key value; LTRIM key 0 max-1; EXPIRE key ttl
+    case listPush(key: String, value: String, maxLength: Int, ttlSeconds: Int)
+    /// XADD key MAXLEN ~ maxLength * field value …
+    case streamAdd(key: String, maxLength: Int, fields: [(String, String)])
+    /// Sets one hash field; if the hash does not exist (expired, never built), builds it from
+    /// `snapshot` (every field, taken from Postgres in the same transaction) so a reader never finds
+    /// a partial hash. EXPIRE after either.
+    case hashSetOrBuild(key: String, field: String, value: String, snapshot: [(String, String)], ttlSeconds: Int)
+    /// LPUSH + LTRIM onto an existing list; a missing list is built from `snapshot` (newest first).
+    case listPushOrBuild(key: String, value: String, snapshot: [String], maxLength: Int, ttlSeconds: Int)
+    /// Atomically replaces a whole hash (a refill from Postgres): MULTI DEL HSET EXPIRE EXEC
+    case replaceHash(key: String, fields: [(String, String)], ttlSeconds: Int)
+    /// Atomically replaces a whole list, in order (a refill from Postgres)
+    case replaceList(key: String, values: [String], ttlSeconds: Int)
+
+    static func == (a: CacheMutation, b: CacheMutation) -> Bool {
+        a.commands == b.commands
+    }
 
     /// The Redis commands, in order.
     var commands: [[String]] {
@@ -17,6 +35,48 @@ enum CacheMutation: Sendable, Equatable {
             return [["HDEL", key, field]]
         case .set(let key, let value, let ttl):
             return [["SET", key, value, "EX", String(ttl)]]
+        case .listPush(let key, let value, let max, let ttl):
+            return [["LPUSH", key, value], ["LTRIM", key, "0", String(max - 1)], ["EXPIRE", key, String(ttl)]]
+        case .streamAdd(let key, let max, let fields):
+            return [["XADD", key, "MAXLEN", "~", String(max), "*"] + fields.flatMap { [$0.0, $0.1] }]
+        case .hashSetOrBuild(let key, let field, let value, let snapshot, let ttl):
+            return [["EVAL", CacheScripts.hashSetOrBuild, "1", key, String(ttl), field, value]
+                    + snapshot.flatMap { [$0.0, $0.1] }]
+        case .listPushOrBuild(let key, let value, let snapshot, let max, let ttl):
+            return [["EVAL", CacheScripts.listPushOrBuild, "1", key, String(ttl), String(max), value] + snapshot]
+        case .replaceHash(let key, let fields, let ttl):
+            guard !fields.isEmpty else { return [["DEL", key]] }
+            return [["MULTI"], ["DEL", key], ["HSET", key] + fields.flatMap { [$0.0, $0.1] },
+                    ["EXPIRE", key, String(ttl)], ["EXEC"]]
+        case .replaceList(let key, let values, let ttl):
+            guard !values.isEmpty else { return [["DEL", key]] }
+            return [["MULTI"], ["DEL", key], ["RPUSH", key] + values, ["EXPIRE", key, String(ttl)], ["EXEC"]]
         }
     }
+}
+
+/// Lua run atomically by Redis; each touches one key, so they work unchanged on Redis Cluster.
+enum CacheScripts {
+    /// KEYS[1] hash; ARGV: ttl, field, value, then snapshot field/value pairs.
+    static let hashSetOrBuild = """
+        if redis.call('EXISTS', KEYS[1]) == 1 or #ARGV < 5 then
+          redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+        else
+          redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+        end
+        redis.call('EXPIRE', KEYS[1], ARGV[1])
+        return 1
+        """
+
+    /// KEYS[1] list; ARGV: ttl, max length, newest value, then the snapshot, newest first.
+    static let listPushOrBuild = """
+        if redis.call('EXISTS', KEYS[1]) == 1 or #ARGV < 4 then
+          redis.call('LPUSH', KEYS[1], ARGV[3])
+          redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+        else
+          redis.call('RPUSH', KEYS[1], unpack(ARGV, 4))
+        end
+        redis.call('EXPIRE', KEYS[1], ARGV[1])
+        return 1
+        """
 }

@@ -6,6 +6,8 @@ final class ServerStats: Sendable {
     let openConnections = Atomic<Int>(0)
     let framesIn = Atomic<Int>(0)
     let framesOut = Atomic<Int>(0)
+    let cacheHits = Atomic<Int>(0)
+    let cacheMisses = Atomic<Int>(0)
 }
 
 /// What RPC handlers share: the Postgres pool, the cache writer, key names and settings.
@@ -13,6 +15,7 @@ struct ServiceContext: Sendable {
     let configuration: ServerConfiguration
     let postgres: PostgresPool
     let cache: CacheWriter
+    let reader: CacheReader
     let keys: CacheKeys
     let stats: ServerStats
     let logger: Logger

@@ -17,6 +17,7 @@ public enum Migrations {
     public static let all: [Migration] = [
         Migration(version: 1, name: "nof0 tables", sql: nof0Tables),
         Migration(version: 2, name: "one open position per model and symbol", sql: openPositionUniqueness),
+        Migration(version: 3, name: "idempotency keys and trade events", sql: idempotencyAndTradeEvents),
     ]
 
     /// Applies pending migrations; returns the versions applied by this call.
@@ -269,5 +270,33 @@ public enum Migrations {
     static let openPositionUniqueness = """
         CREATE UNIQUE INDEX IF NOT EXISTS engine_store_positions_one_open
             ON positions (model_id, symbol) WHERE status = 'open';
+        """
+
+    /// Tables of the service's own: idempotency records (kept 24 h by default) and trade events
+    /// deduplicated by the exchange's trade id.
+    static let idempotencyAndTradeEvents = """
+        CREATE TABLE IF NOT EXISTS engine_store_idempotency (
+            key TEXT PRIMARY KEY,
+            method SMALLINT NOT NULL,
+            digest TEXT NOT NULL,
+            response BYTEA,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        CREATE INDEX IF NOT EXISTS engine_store_idempotency_created ON engine_store_idempotency (created_at);
+
+        CREATE TABLE IF NOT EXISTS engine_store_trade_events (
+            trade_id TEXT PRIMARY KEY,
+            model_id TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            side TEXT,
+            price DOUBLE PRECISION,
+            size DOUBLE PRECISION,
+            fee DOUBLE PRECISION,
+            ts_ms BIGINT NOT NULL,
+            payload JSONB,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        CREATE INDEX IF NOT EXISTS engine_store_trade_events_model_ts ON engine_store_trade_events (model_id, ts_ms DESC);
         """
 }

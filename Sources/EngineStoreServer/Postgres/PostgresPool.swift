@@ -7,6 +7,8 @@ import Logging
 struct JobOutcome: Sendable {
     var reply: [UInt8]
     var cacheMutations: [CacheMutation] = []
+    /// The reply was recorded earlier under the same idempotency key (sent with the `replayed` flag).
+    var replayed = false
 }
 
 /// A unit of Postgres work queued by an RPC handler.
@@ -19,7 +21,7 @@ protocol PostgresJob: Sendable {
     /// rolls back only this job's statements.
     func execute(_ session: PostgresSession) throws -> JobOutcome
     /// Delivers the outcome (after commit) or an error to the waiting client.
-    func complete(_ result: Result<[UInt8], ServiceError>)
+    func complete(_ result: Result<JobOutcome, ServiceError>)
 }
 
 /// Postgres worker threads, each owning one connection, fed from one queue.
@@ -153,8 +155,8 @@ final class PostgresPool: Sendable {
         func runStandalone(_ job: any PostgresJob, _ session: PostgresSession) {
             do {
                 let outcome = try job.execute(session)
-                job.complete(.success(outcome.reply))
                 pool.cache.enqueue(outcome.cacheMutations)
+                job.complete(.success(outcome))
             } catch {
                 job.complete(.failure(map(error)))
             }
@@ -173,8 +175,10 @@ final class PostgresPool: Sendable {
                     return
                 }
                 try session.exec("COMMIT")
-                job.complete(.success(outcome.reply))
+                // Cache mutations are queued before the client hears back, so a client that waits for
+                // its ack before the next write sees the cache mutations applied in the same order.
                 pool.cache.enqueue(outcome.cacheMutations)
+                job.complete(.success(outcome))
             } catch {
                 job.complete(.failure(map(error)))
             }
@@ -209,12 +213,8 @@ final class PostgresPool: Sendable {
                 for job in jobs[reached...] { job.complete(.failure(e)) }
                 return
             }
-            var mutations: [CacheMutation] = []
-            for (job, outcome) in outcomes {
-                job.complete(.success(outcome.reply))
-                mutations.append(contentsOf: outcome.cacheMutations)
-            }
-            pool.cache.enqueue(mutations)
+            pool.cache.enqueue(outcomes.flatMap(\.1.cacheMutations))
+            for (job, outcome) in outcomes { job.complete(.success(outcome)) }
         }
 
         func map(_ error: any Error) -> ServiceError {

@@ -59,7 +59,7 @@ private struct PingJob: PostgresJob {
         return JobOutcome(reply: [])
     }
 
-    func complete(_ result: Result<[UInt8], ServiceError>) {
+    func complete(_ result: Result<JobOutcome, ServiceError>) {
         if case .failure(let e) = result {
             done(ComponentHealth(ok: false, latencyMicros: 0, error: e.message))
         }

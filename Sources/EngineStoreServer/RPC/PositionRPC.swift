@@ -1,17 +1,43 @@
 import EngineStoreWire
+import Foundation
+import Hiredis
 import LibPQ
 
-/// Positions: SavePosition (open, or update the open one). Postgres first; after the commit the
-/// position JSON goes to `nof0:positions:<model_id>` (HSET field SYMBOL, then EXPIRE).
+/// Positions and trades: SavePosition, ClosePosition, GetOpenPositions, GetRecentTrades.
+/// Writes go Postgres first (inside `IdempotentWrite`); Redis follows the commit through the cache writer.
 struct PositionRPC: RPCFamily {
     let context: ServiceContext
-    var methods: [Method] { [.savePosition] }
+    var methods: [Method] { [.savePosition, .closePosition, .getOpenPositions, .getRecentTrades] }
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
-        var request = try SavePositionRequest.decodeRequest(payload)
-        request.symbol = try Self.validate(request)
-        context.postgres.submit(SavePositionJob(request: request, reply: reply, keys: context.keys,
-                                                ttl: context.configuration.ttl.positions))
+        let ttl = context.configuration.ttl
+        switch method {
+        case .savePosition:
+            var request = try SavePositionRequest.decodeRequest(payload)
+            request.symbol = try Self.validate(request)
+            context.postgres.submit(IdempotentWrite(
+                key: request.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
+                body: SavePositionBody(request: request, keys: context.keys, ttl: ttl.positions), reply: reply))
+        case .closePosition:
+            var request = try ClosePositionRequest.decodeRequest(payload)
+            request.symbol = try Self.validate(request)
+            context.postgres.submit(IdempotentWrite(
+                key: request.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
+                body: ClosePositionBody(request: request, keys: context.keys, ttl: ttl,
+                                        streamMaxLength: context.configuration.streamMaxLength),
+                reply: reply))
+        case .getOpenPositions:
+            let request = try GetOpenPositionsRequest.decodeRequest(payload)
+            try Validate.identifier(request.modelID, "model_id")
+            PositionReads(context: context).openPositions(model: request.modelID, reply: reply)
+        case .getRecentTrades:
+            let request = try GetRecentTradesRequest.decodeRequest(payload)
+            try Validate.identifier(request.modelID, "model_id")
+            guard (1...100).contains(request.limit) else { throw .invalid("limit", "must be 1 to 100") }
+            PositionReads(context: context).recentTrades(model: request.modelID, limit: Int(request.limit), reply: reply)
+        default:
+            throw ServiceError(.unimplemented, "\(method) is not implemented")
+        }
     }
 
     /// Checks every field that was sent; returns the normalised (upper-case) symbol.
@@ -35,17 +61,98 @@ struct PositionRPC: RPCFamily {
         try Validate.positive(r.currentPrice, "current_price")
         try Validate.finite(r.unrealizedPnl, "unrealized_pnl")
         try Validate.nonNegative(r.liquidationPrice, "liquidation_price")
-        try Validate.finite(r.commission, "commission")
+        try Validate.nonNegative(r.commission, "commission")
         try Validate.finite(r.slippage, "slippage")
+        return symbol
+    }
+
+    static func validate(_ r: ClosePositionRequest) throws(ServiceError) -> String {
+        try Validate.identifier(r.idempotencyKey, "idempotency_key")
+        try Validate.identifier(r.modelID, "model_id")
+        let symbol = try Validate.symbol(r.symbol)
+        try Validate.positive(r.exitPrice, "exit_price")
+        try Validate.positive(r.exitSize, "exit_size")
+        try Validate.timestampMs(r.exitTimeMs, "exit_time_ms")
+        try Validate.orderID(r.exitOID, "exit_oid")
+        try Validate.orderID(r.exitTID, "exit_tid")
+        try Validate.nonNegative(r.exitCommission, "exit_commission")
+        try Validate.json(r.exitLiquidationJSON, "exit_liquidation_json")
+        if let t = r.tradeID { try Validate.identifier(t, "trade_id") }
+        if let t = r.tradeType { try Validate.identifier(t, "trade_type", maxBytes: 32) }
         return symbol
     }
 }
 
-/// The columns every position statement returns, in this order, to build the cache JSON.
-private let returning = """
-    RETURNING id, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,
-              (extract(epoch FROM updated_at) * 1000)::bigint
+// MARK: - Shared row shapes
+
+/// Columns every position statement returns, in this order, to build the cache JSON.
+let positionColumns = """
+    id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,
+    (extract(epoch FROM updated_at) * 1000)::bigint
     """
+
+/// One position row in the shape of `positionColumns`.
+struct PositionRow {
+    var id: String
+    var symbol: String
+    var side: String
+    var quantity: Double
+    var entryPrice: Double
+    var leverage: Double?
+    var confidence: Double?
+    var riskUSD: Double?
+    var exchange: String
+    var updatedAtMs: Int64
+
+    init(_ r: PGResult, _ i: Int) {
+        id = r.string(i, 0) ?? ""
+        symbol = r.string(i, 1) ?? ""
+        side = r.string(i, 2) ?? "long"
+        quantity = r.double(i, 3) ?? 0
+        entryPrice = r.double(i, 4) ?? 0
+        leverage = r.double(i, 5)
+        confidence = r.double(i, 6)
+        riskUSD = r.double(i, 7)
+        exchange = r.string(i, 8) ?? ""
+        updatedAtMs = r.int(i, 9) ?? 0
+    }
+
+    /// The DOMAIN.md position JSON: symbol, side, quantity, entry_price, leverage, confidence,
+    /// risk_usd, updated_at_ms, exchange.
+    var json: String {
+        var j = JSONObjectWriter()
+        j.string("symbol", symbol)
+        j.string("side", side)
+        j.number("quantity", quantity)
+        j.number("entry_price", entryPrice)
+        j.number("leverage", leverage)
+        j.number("confidence", confidence)
+        j.number("risk_usd", riskUSD)
+        j.int("updated_at_ms", updatedAtMs)
+        j.string("exchange", exchange)
+        return j.finish()
+    }
+
+    var snapshot: PositionSnapshot {
+        PositionSnapshot(symbol: symbol, side: side == "short" ? .short : .long, quantity: quantity, entryPrice: entryPrice,
+                         leverage: leverage, confidence: confidence, riskUSD: riskUSD, updatedAtMs: updatedAtMs, exchange: exchange)
+    }
+}
+
+let openPositionsOfModel = Statement(name: "positions_open_of_model", sql: """
+    SELECT \(positionColumns) FROM positions WHERE model_id = $1 AND status = 'open' ORDER BY symbol
+    """)
+
+/// All open positions of a model as hash field/value pairs (the snapshot that rebuilds a missing hash).
+func openPositionsHash(_ session: PostgresSession, model: String) throws -> [(String, String)] {
+    let r = try session.run(openPositionsOfModel, [model])
+    return (0..<r.rowCount).map { i in
+        let row = PositionRow(r, i)
+        return (row.symbol, row.json)
+    }
+}
+
+// MARK: - SavePosition
 
 /// Changes only the columns whose parameter is not NULL.
 private let updateOpen = Statement(name: "position_update_open", sql: """
@@ -72,7 +179,7 @@ private let updateOpen = Statement(name: "position_update_open", sql: """
         slippage = COALESCE($22::float8, slippage),
         updated_at = now()
     WHERE model_id = $1 AND symbol = $2 AND status = 'open'
-    \(returning)
+    RETURNING \(positionColumns)
     """)
 
 /// Opens a new lifecycle row; does nothing if another transaction opened one first (the unique
@@ -85,17 +192,13 @@ private let insertOpen = Statement(name: "position_insert_open", sql: """
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, COALESCE($15::bool, false),
             $16::jsonb, $17::jsonb, $18, $19, $20, $21, $22, $23, 'open')
     ON CONFLICT (model_id, symbol) WHERE status = 'open' DO NOTHING
-    \(returning)
+    RETURNING \(positionColumns)
     """)
 
-struct SavePositionJob: PostgresJob {
+struct SavePositionBody: WriteBody {
     let request: SavePositionRequest
-    let reply: ReplyTarget
     let keys: CacheKeys
     let ttl: Int
-
-    var deadlineNanos: UInt64 { reply.deadlineNanos }
-    var isTransactional: Bool { true }
 
     func execute(_ session: PostgresSession) throws -> JobOutcome {
         let r = request
@@ -125,25 +228,13 @@ struct SavePositionJob: PostgresJob {
         guard result.rowCount == 1 else {
             throw ServiceError(.internalError, "position neither updated nor inserted")
         }
-        let updatedAtMs = result.int(0, 8) ?? epochMillis()
-        var json = JSONObjectWriter()
-        json.string("symbol", r.symbol)
-        json.string("side", result.string(0, 1))
-        json.number("quantity", result.double(0, 2))
-        json.number("entry_price", result.double(0, 3))
-        json.number("leverage", result.double(0, 4))
-        json.number("confidence", result.double(0, 5))
-        json.number("risk_usd", result.double(0, 6))
-        json.int("updated_at_ms", updatedAtMs)
-        json.string("exchange", result.string(0, 7))
-        let response = SavePositionResponse(positionID: result.string(0, 0) ?? "", opened: opened, updatedAtMs: updatedAtMs)
+        let row = PositionRow(result, 0)
+        let response = SavePositionResponse(positionID: row.id, opened: opened, updatedAtMs: row.updatedAtMs)
         return JobOutcome(
             reply: response.encodedPayload(),
-            cacheMutations: [.hashSet(key: keys.positions(model: r.modelID), field: r.symbol,
-                                      value: json.finish(), ttlSeconds: ttl)])
+            cacheMutations: [.hashSetOrBuild(key: keys.positions(model: r.modelID), field: row.symbol, value: row.json,
+                                             snapshot: try openPositionsHash(session, model: r.modelID), ttlSeconds: ttl)])
     }
-
-    func complete(_ result: Result<[UInt8], ServiceError>) { reply.complete(result) }
 
     /// Opening (no open row yet) needs the fields the table cannot default.
     static func requireOpenFields(_ r: SavePositionRequest) throws(ServiceError) {
@@ -156,10 +247,14 @@ struct SavePositionJob: PostgresJob {
 
     /// One id per lifecycle: `<model>|<SYMBOL>|<entry_time_ms>|<random>`, so a reopen never reuses a closed row.
     static func newPositionID(_ r: SavePositionRequest) -> String {
-        var rng = SystemRandomNumberGenerator()
-        let suffix = String(rng.next() as UInt32, radix: 16)
-        return "\(r.modelID)|\(r.symbol)|\(r.entryTimeMs ?? 0)|\(suffix)"
+        "\(r.modelID)|\(r.symbol)|\(r.entryTimeMs ?? 0)|\(randomSuffix())"
     }
+}
+
+func randomSuffix() -> String {
+    var rng = SystemRandomNumberGenerator()
+    let s = String(rng.next() as UInt32, radix: 16)
+    return String(repeating: "0", count: 8 - s.count) + s
 }
 
 /// Shortest text that reads back as the same double.

@@ -73,9 +73,9 @@ struct ReplyTarget: Sendable {
                             frame: Frame.encode(header: header, message: error.payload)))
     }
 
-    func complete(_ result: Result<[UInt8], ServiceError>) {
+    func complete(_ result: Result<JobOutcome, ServiceError>) {
         switch result {
-        case .success(let payload): sendPayload(payload)
+        case .success(let outcome): sendPayload(outcome.reply, flags: outcome.replayed ? .replayed : [])
         case .failure(let error): fail(error)
         }
     }

@@ -1,0 +1,97 @@
+import EngineStoreWire
+import LibPQ
+
+/// The part of a write RPC that touches the database; `IdempotentWrite` wraps it with the key check.
+protocol WriteBody: Sendable {
+    func execute(_ session: PostgresSession) throws -> JobOutcome
+}
+
+/// Exactly-once effect for retried writes. In the same transaction as the write:
+///   1. claim the key (INSERT … ON CONFLICT DO NOTHING) — a concurrent request with the same key
+///      waits on our uncommitted row and then finds it;
+///   2. if the key was already there: same method and digest → replay the stored reply;
+///      anything else → conflict;
+///   3. otherwise run the write and store its reply under the key.
+/// Only successful outcomes are stored: an error leaves nothing behind (the savepoint or transaction
+/// rolls the claim back), so a retry re-runs the request and gets the same error or, after a
+/// transient one, the success.
+struct IdempotentWrite<Body: WriteBody>: PostgresJob {
+    let key: String
+    let method: UInt16
+    let digest: String
+    let body: Body
+    let reply: ReplyTarget
+
+    var deadlineNanos: UInt64 { reply.deadlineNanos }
+    var isTransactional: Bool { true }
+
+    static var claim: Statement {
+        Statement(name: "idem_claim", sql: """
+            INSERT INTO engine_store_idempotency (key, method, digest) VALUES ($1, $2, $3)
+            ON CONFLICT (key) DO NOTHING RETURNING 1
+            """)
+    }
+    static var lookup: Statement {
+        Statement(name: "idem_lookup", sql: "SELECT method, digest, encode(response, 'hex') FROM engine_store_idempotency WHERE key = $1")
+    }
+    static var record: Statement {
+        Statement(name: "idem_record", sql: "UPDATE engine_store_idempotency SET response = decode($2, 'hex') WHERE key = $1")
+    }
+
+    func execute(_ session: PostgresSession) throws -> JobOutcome {
+        let claimed = try session.run(Self.claim, [key, String(method), digest])
+        if claimed.rowCount == 0 {
+            let previous = try session.run(Self.lookup, [key])
+            guard previous.rowCount == 1, previous.int(0, 0) == Int64(method), previous.string(0, 1) == digest,
+                  let hex = previous.string(0, 2) else {
+                throw ServiceError(.conflict, "idempotency key \(key) was used for a different request", field: "idempotency_key")
+            }
+            return JobOutcome(reply: hexBytes(hex), replayed: true)
+        }
+        let outcome = try body.execute(session)
+        try session.run(Self.record, [key, hexString(outcome.reply)])
+        return outcome
+    }
+
+    func complete(_ result: Result<JobOutcome, ServiceError>) { reply.complete(result) }
+}
+
+/// FNV-1a 64 over the request payload: tells a true retry (same bytes) from a reused key.
+/// Not a security boundary; a collision would need a client to reuse its own key on purpose.
+func requestDigest(_ payload: ArraySlice<UInt8>) -> String {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in payload {
+        h ^= UInt64(b)
+        h = h &* 0x100_0000_01b3
+    }
+    let s = String(h, radix: 16)
+    return String(repeating: "0", count: 16 - s.count) + s
+}
+
+func hexString(_ bytes: [UInt8]) -> String {
+    let digits: [UInt8] = Array("0123456789abcdef".utf8)
+    var out = [UInt8]()
+    out.reserveCapacity(bytes.count * 2)
+    for b in bytes {
+        out.append(digits[Int(b >> 4)])
+        out.append(digits[Int(b & 0xf)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+func hexBytes(_ s: String) -> [UInt8] {
+    var out: [UInt8] = []
+    out.reserveCapacity(s.utf8.count / 2)
+    var high: UInt8?
+    for c in s.utf8 {
+        let v: UInt8
+        switch c {
+        case 0x30...0x39: v = c - 0x30
+        case 0x61...0x66: v = c - 0x61 + 10
+        case 0x41...0x46: v = c - 0x41 + 10
+        default: continue
+        }
+        if let h = high { out.append(h << 4 | v); high = nil } else { high = v }
+    }
+    return out
+}
