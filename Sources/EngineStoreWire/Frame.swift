@@ -49,6 +49,18 @@ public struct FrameHeader: Equatable, Sendable {
     }
 }
 
+extension FrameHeader {
+    /// The 14 header bytes, big-endian.
+    func write(into w: inout ByteWriter) {
+        w.write(version)
+        w.write(kind.rawValue)
+        w.writeBigEndian(method)
+        w.writeBigEndian(requestID)
+        w.writeBigEndian(flags.rawValue)
+        w.writeBigEndian(deadlineMs)
+    }
+}
+
 /// One decoded frame: header plus payload bytes (a field-tagged message, see `FieldReader`).
 public struct Frame: Equatable, Sendable {
     public var header: FrameHeader
@@ -73,12 +85,7 @@ public struct Frame: Equatable, Sendable {
     public static func encode<C: Collection>(header: FrameHeader, payload: C, into w: inout ByteWriter)
     where C.Element == UInt8 {
         w.writeBigEndian(UInt32(FrameHeader.size + payload.count))
-        w.write(header.version)
-        w.write(header.kind.rawValue)
-        w.writeBigEndian(header.method)
-        w.writeBigEndian(header.requestID)
-        w.writeBigEndian(header.flags.rawValue)
-        w.writeBigEndian(header.deadlineMs)
+        header.write(into: &w)
         w.write(contentsOf: payload)
     }
 
@@ -86,12 +93,7 @@ public struct Frame: Equatable, Sendable {
     public static func encode<M: WireMessage>(header: FrameHeader, message: M, into w: inout ByteWriter) {
         let start = w.count
         w.writeBigEndian(UInt32(0))
-        w.write(header.version)
-        w.write(header.kind.rawValue)
-        w.writeBigEndian(header.method)
-        w.writeBigEndian(header.requestID)
-        w.writeBigEndian(header.flags.rawValue)
-        w.writeBigEndian(header.deadlineMs)
+        header.write(into: &w)
         var fw = FieldWriter(w)
         message.encode(into: &fw)
         w = fw.writer
