@@ -71,6 +71,43 @@ public final class EngineStoreClient: PersistenceService {
         try await call(.getRecentTrades, GetRecentTradesRequest(modelID: model, limit: UInt32(clamping: limit)), timeout: nil)
     }
 
+    /// Stores equity snapshots (one per trader) and applies their position marks; throttled per trader.
+    public func saveSnapshots(_ request: SaveSnapshotRequest) async throws -> SaveSnapshotResponse {
+        var r = request
+        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
+        return try await call(.saveSnapshot, r, timeout: nil)
+    }
+
+    public func recordDecisionCycle(_ request: RecordDecisionCycleRequest) async throws -> RecordDecisionCycleResponse {
+        var r = request
+        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
+        return try await call(.recordDecisionCycle, r, timeout: nil)
+    }
+
+    public func updateAnalytics(_ request: UpdateAnalyticsRequest) async throws -> UpdateAnalyticsResponse {
+        var r = request
+        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
+        return try await call(.updateAnalytics, r, timeout: nil)
+    }
+
+    public func saveTraderState(_ request: SaveTraderStateRequest) async throws -> TraderStateResponse {
+        var r = request
+        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
+        return try await call(.saveTraderState, r, timeout: nil)
+    }
+
+    public func traderState(trader: String) async throws -> TraderStateResponse {
+        try await call(.getTraderState, GetTraderStateRequest(traderID: trader), timeout: nil)
+    }
+
+    public func lastDecision(model: String) async throws -> LastDecision {
+        try await call(.getLastDecision, GetLastDecisionRequest(modelID: model), timeout: nil)
+    }
+
+    public func leaderboard(limit: Int) async throws -> GetLeaderboardResponse {
+        try await call(.getLeaderboard, GetLeaderboardRequest(limit: UInt32(clamping: limit)), timeout: nil)
+    }
+
     /// Sends one request; retries retryable errors (same payload, so the same idempotency key) with
     /// backoff while the deadline allows.
     public func call<Request: WireMessage, Response: WireMessage>(

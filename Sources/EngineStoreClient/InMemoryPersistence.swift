@@ -16,6 +16,14 @@ public actor InMemoryPersistence: PersistenceService {
     public private(set) var tradeEvents: [PublishTradeEventRequest] = []
     private var replies: [String: (SavePositionRequest, SavePositionResponse)] = [:]
     private var otherReplies: [String: (String, any Sendable)] = [:]
+    public private(set) var snapshots: [AccountSnapshot] = []
+    public private(set) var decisions: [RecordDecisionCycleRequest] = []
+    public private(set) var analytics: [String: ModelAnalytics] = [:]
+    public private(set) var traderStates: [String: TraderState] = [:]
+    /// Minimum interval between two stored snapshots of one trader, as the server's default.
+    public var snapshotMinIntervalMs: Int64 = 300_000
+
+    public func setSnapshotMinInterval(ms: Int64) { snapshotMinIntervalMs = ms }
     private var clock: Int64 = 1_700_000_000_000
 
     public init() {}
@@ -125,6 +133,97 @@ public actor InMemoryPersistence: PersistenceService {
 
     public func recentTrades(model: String, limit: Int) async throws -> GetRecentTradesResponse {
         GetRecentTradesResponse(trades: Array(trades.filter { $0.modelID == model }.prefix(limit)), source: .cache)
+    }
+
+    public func saveSnapshots(_ request: SaveSnapshotRequest) async throws -> SaveSnapshotResponse {
+        var r = request
+        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString }
+        if let previous = try replay(r.idempotencyKey, "\(r)", as: SaveSnapshotResponse.self) { return previous }
+        var results: [SnapshotResult] = []
+        for s in r.snapshots {
+            var applied: UInt32 = 0
+            for m in s.marks {
+                if let i = positions.firstIndex(where: { $0.status == "open" && $0.request.modelID == s.modelID && $0.request.symbol == m.symbol.uppercased() }) {
+                    positions[i].request.currentPrice = m.currentPrice
+                    positions[i].request.unrealizedPnl = m.unrealizedPnl ?? positions[i].request.unrealizedPnl
+                    applied += 1
+                }
+            }
+            let last = snapshots.filter { $0.modelID == s.modelID }.map(\.timestampMs).max()
+            let throttled = last.map { $0 != s.timestampMs && snapshotMinIntervalMs > 0 && abs(s.timestampMs - $0) < snapshotMinIntervalMs } ?? false
+            if !throttled {
+                snapshots.removeAll { $0.modelID == s.modelID && $0.timestampMs == s.timestampMs }
+                snapshots.append(s)
+            }
+            results.append(SnapshotResult(modelID: s.modelID, stored: !throttled,
+                                          lastStoredMs: throttled ? last! : max(last ?? s.timestampMs, s.timestampMs), marksApplied: applied))
+        }
+        let response = SaveSnapshotResponse(results: results)
+        otherReplies[r.idempotencyKey] = ("\(r)", response)
+        return response
+    }
+
+    public func recordDecisionCycle(_ request: RecordDecisionCycleRequest) async throws -> RecordDecisionCycleResponse {
+        var r = request
+        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString }
+        if let previous = try replay(r.idempotencyKey, "\(r)", as: RecordDecisionCycleResponse.self) { return previous }
+        clock += 1
+        decisions.append(r)
+        let response = RecordDecisionCycleResponse(id: Int64(decisions.count), executedAtMs: r.executedAtMs ?? clock)
+        otherReplies[r.idempotencyKey] = ("\(r)", response)
+        return response
+    }
+
+    public func updateAnalytics(_ request: UpdateAnalyticsRequest) async throws -> UpdateAnalyticsResponse {
+        var updated: UInt32 = 0
+        for e in request.entries where (analytics[e.modelID]?.serverTimeMs ?? .min) <= e.serverTimeMs {
+            analytics[e.modelID] = e
+            updated += 1
+        }
+        return UpdateAnalyticsResponse(updated: updated)
+    }
+
+    public func saveTraderState(_ request: SaveTraderStateRequest) async throws -> TraderStateResponse {
+        let s = request.state
+        var stored = traderStates[s.traderID] ?? TraderState(traderID: s.traderID)
+        if traderStates[s.traderID] == nil, s.exchangeProvider == nil || s.marketProvider == nil {
+            throw invalid("state.exchange_provider", "required for a new trader")
+        }
+        stored.exchangeProvider = s.exchangeProvider ?? stored.exchangeProvider
+        stored.marketProvider = s.marketProvider ?? stored.marketProvider
+        stored.allocationPct = s.allocationPct ?? stored.allocationPct
+        stored.cooldownJSON = s.cooldownJSON ?? stored.cooldownJSON
+        stored.riskGuardsJSON = s.riskGuardsJSON ?? stored.riskGuardsJSON
+        stored.lastDecisionAtMs = s.lastDecisionAtMs ?? stored.lastDecisionAtMs
+        stored.pauseUntilMs = s.pauseUntilMs ?? stored.pauseUntilMs
+        clock += 1
+        stored.updatedAtMs = clock
+        traderStates[s.traderID] = stored
+        return TraderStateResponse(state: stored, source: .postgres)
+    }
+
+    public func traderState(trader: String) async throws -> TraderStateResponse {
+        guard let s = traderStates[trader] else {
+            throw EngineStoreError(code: .notFound, message: "no state stored for trader \(trader)", retryable: false)
+        }
+        return TraderStateResponse(state: s, source: .cache)
+    }
+
+    public func lastDecision(model: String) async throws -> LastDecision {
+        guard let d = decisions.last(where: { $0.modelID == model }) else {
+            throw EngineStoreError(code: .notFound, message: "no decision cycle recorded for \(model)", retryable: false)
+        }
+        return LastDecision(modelID: model, success: d.success, timestampMs: d.executedAtMs ?? clock, symbol: nil,
+                            action: nil, confidence: nil, error: d.errorMessage, source: .cache)
+    }
+
+    public func leaderboard(limit: Int) async throws -> GetLeaderboardResponse {
+        let entries = analytics.values.compactMap { a -> LeaderboardEntry? in
+            guard let o = try? JSONSerialization.jsonObject(with: Data(a.payloadJSON.utf8)) as? [String: Any],
+                  let pct = (o["total_pnl_pct"] as? NSNumber)?.doubleValue else { return nil }
+            return LeaderboardEntry(modelID: a.modelID, score: pct)
+        }.sorted { ($0.score, $1.modelID) > ($1.score, $0.modelID) }
+        return GetLeaderboardResponse(entries: Array(entries.prefix(limit)), source: .cache)
     }
 
     private func replay<R>(_ key: String, _ fingerprint: String, as _: R.Type) throws -> R? {

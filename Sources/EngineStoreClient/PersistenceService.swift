@@ -12,4 +12,14 @@ public protocol PersistenceService: Sendable {
     func publishTradeEvent(_ request: PublishTradeEventRequest) async throws -> PublishTradeEventResponse
     func openPositions(model: String) async throws -> GetOpenPositionsResponse
     func recentTrades(model: String, limit: Int) async throws -> GetRecentTradesResponse
+    /// Equity snapshots with position marks; a snapshot within the minimum interval is answered `stored = false`.
+    func saveSnapshots(_ request: SaveSnapshotRequest) async throws -> SaveSnapshotResponse
+    func recordDecisionCycle(_ request: RecordDecisionCycleRequest) async throws -> RecordDecisionCycleResponse
+    func updateAnalytics(_ request: UpdateAnalyticsRequest) async throws -> UpdateAnalyticsResponse
+    func saveTraderState(_ request: SaveTraderStateRequest) async throws -> TraderStateResponse
+    /// `not_found` when no state was ever saved for the trader.
+    func traderState(trader: String) async throws -> TraderStateResponse
+    /// `not_found` when no cycle was recorded for the model.
+    func lastDecision(model: String) async throws -> LastDecision
+    func leaderboard(limit: Int) async throws -> GetLeaderboardResponse
 }

@@ -26,6 +26,8 @@ public struct ServerConfiguration: Sendable {
     public var instanceID: String
     /// Approximate cap of the trade stream (XADD MAXLEN ~).
     public var streamMaxLength: Int = 100_000
+    /// Minimum time between two stored equity snapshots of one trader (0 disables the throttle).
+    public var snapshotMinIntervalMs: Int64 = 300_000
     /// How long idempotency keys are remembered.
     public var idempotencyRetentionHours: Int = 24
 
@@ -50,6 +52,8 @@ public struct CacheTTL: Sendable {
     public var long: Int = 300
     public init() {}
 
+    /// `nof0:analytics:<model>`: twice long.
+    public var analytics: Int { long * 2 }
     /// `nof0:positions:<model>`: half of medium.
     public var positions: Int { max(1, medium / 2) }
 }

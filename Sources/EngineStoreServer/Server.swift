@@ -52,6 +52,8 @@ public final class EngineStoreServer: Sendable {
                                      logger: logger, startedNanos: monotonicNanos())
         let dispatcher = Dispatcher(families: [
             HealthRPC(context: context), PositionRPC(context: context), TradeEventRPC(context: context),
+            AccountRPC(context: context), DecisionRPC(context: context), AnalyticsRPC(context: context),
+            TraderStateRPC(context: context),
         ])
         let loop = try EventLoop(listenFD: listenFD, mailbox: mailbox, dispatcher: dispatcher, context: context)
         cache.start()

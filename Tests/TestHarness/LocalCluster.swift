@@ -368,10 +368,27 @@ final class LocalCluster: Sendable {
     }
 
     private func failure(_ message: String, log name: String) -> TestServicesError {
-        TestServicesError("\(message)\n--- last lines of \(log(name)) ---\n\(Self.tail(of: log(name)))")
+        let path = log(name)
+        var text = message
+        // The cause is often far from the end (PostgreSQL may follow it with a long memory-context dump).
+        let key = Self.errorLines(of: path)
+        if !key.isEmpty { text += "\n--- error lines of \(path) ---\n\(key)" }
+        text += "\n--- last lines of \(path) ---\n\(Self.tail(of: path))"
+        return TestServicesError(text)
     }
 
-    static func tail(of path: String, maxBytes: Int = 8192, maxLines: Int = 40) -> String {
+    /// The first lines that look like errors (PostgreSQL FATAL/PANIC/ERROR, initdb/pg_ctl errors, Redis "#").
+    static func errorLines(of path: String, maxLines: Int = 12) -> String {
+        guard let data = FileManager.default.contents(atPath: path) else { return "" }
+        let markers = ["FATAL:", "PANIC:", "ERROR:", "error:", "could not", "# "]
+        return String(decoding: data.prefix(1 << 20), as: UTF8.self)
+            .split(separator: "\n")
+            .filter { line in markers.contains { line.contains($0) } }
+            .prefix(maxLines)
+            .joined(separator: "\n")
+    }
+
+    static func tail(of path: String, maxBytes: Int = 8192, maxLines: Int = 25) -> String {
         guard let handle = FileHandle(forReadingAtPath: path) else { return "(cannot read \(path))" }
         defer { try? handle.close() }
         let size = (try? handle.seekToEnd()) ?? 0

@@ -17,6 +17,8 @@ enum CacheMutation: Sendable, Equatable {
     case hashSetOrBuild(key: String, field: String, value: String, snapshot: [(String, String)], ttlSeconds: Int)
     /// LPUSH + LTRIM onto an existing list; a missing list is built from `snapshot` (newest first).
     case listPushOrBuild(key: String, value: String, snapshot: [String], maxLength: Int, ttlSeconds: Int)
+    /// ZADD key score member … (no TTL: the leaderboard lives until replaced)
+    case sortedSetAdd(key: String, members: [(Double, String)])
     /// Atomically replaces a whole hash (a refill from Postgres): MULTI DEL HSET EXPIRE EXEC
     case replaceHash(key: String, fields: [(String, String)], ttlSeconds: Int)
     /// Atomically replaces a whole list, in order (a refill from Postgres)
@@ -44,6 +46,9 @@ enum CacheMutation: Sendable, Equatable {
                     + snapshot.flatMap { [$0.0, $0.1] }]
         case .listPushOrBuild(let key, let value, let snapshot, let max, let ttl):
             return [["EVAL", CacheScripts.listPushOrBuild, "1", key, String(ttl), String(max), value] + snapshot]
+        case .sortedSetAdd(let key, let members):
+            guard !members.isEmpty else { return [] }
+            return [["ZADD", key] + members.flatMap { ["\($0.0)", $0.1] }]
         case .replaceHash(let key, let fields, let ttl):
             guard !fields.isEmpty else { return [["DEL", key]] }
             return [["MULTI"], ["DEL", key], ["HSET", key] + fields.flatMap { [$0.0, $0.1] },

@@ -64,4 +64,17 @@ enum Validate {
         guard let value else { return }
         guard value >= 0 else { throw .invalid(field, "must not be negative") }
     }
+
+    static func jsonObject(_ value: String?, _ field: String, maxBytes: Int = 64 * 1024) throws(ServiceError) {
+        guard let value else { return }
+        try json(value, field, maxBytes: maxBytes)
+        guard value.utf8.first(where: { $0 != 0x20 && $0 != 0x0a && $0 != 0x09 && $0 != 0x0d }) == UInt8(ascii: "{") else {
+            throw .invalid(field, "must be a JSON object")
+        }
+    }
+
+    static func text(_ value: String?, _ field: String, maxBytes: Int) throws(ServiceError) {
+        guard let value else { return }
+        guard value.utf8.count <= maxBytes else { throw .invalid(field, "longer than \(maxBytes) bytes") }
+    }
 }

@@ -1,0 +1,121 @@
+import EngineStoreWire
+import LibPQ
+
+/// SaveSnapshot: equity snapshots plus marks of open positions, one transaction per call.
+/// The throttle is decided in Postgres under a per-trader advisory lock, so it holds across
+/// several service instances sharing the database.
+struct AccountRPC: RPCFamily {
+    let context: ServiceContext
+    var methods: [Method] { [.saveSnapshot] }
+
+    func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
+        var r = try SaveSnapshotRequest.decodeRequest(payload)
+        try Validate.identifier(r.idempotencyKey, "idempotency_key")
+        guard !r.snapshots.isEmpty else { throw .invalid("snapshots", "at least one snapshot") }
+        guard r.snapshots.count <= 1000 else { throw .invalid("snapshots", "at most 1000 per call") }
+        var models = Set<String>()
+        for i in r.snapshots.indices {
+            let s = r.snapshots[i]
+            try Validate.identifier(s.modelID, "snapshots.model_id")
+            guard models.insert(s.modelID).inserted else { throw .invalid("snapshots.model_id", "\(s.modelID) appears twice") }
+            try Validate.timestampMs(s.timestampMs, "snapshots.timestamp_ms")
+            try Validate.finite(s.dollarEquity, "snapshots.dollar_equity")
+            try Validate.finite(s.realizedPnl, "snapshots.realized_pnl")
+            try Validate.finite(s.totalUnrealizedPnl, "snapshots.total_unrealized_pnl")
+            try Validate.finite(s.cumPnlPct, "snapshots.cum_pnl_pct")
+            try Validate.finite(s.sharpeRatio, "snapshots.sharpe_ratio")
+            for marker in [s.sinceInceptionHourlyMarker, s.sinceInceptionMinuteMarker] {
+                if let m = marker, m < Int64(Int32.min) || m > Int64(Int32.max) {
+                    throw .invalid("snapshots.since_inception_marker", "out of INT range")
+                }
+            }
+            try Validate.jsonObject(s.metadataJSON, "snapshots.metadata_json")
+            for j in s.marks.indices {
+                r.snapshots[i].marks[j].symbol = try Validate.symbol(s.marks[j].symbol, "snapshots.marks.symbol")
+                try Validate.positive(s.marks[j].currentPrice, "snapshots.marks.current_price")
+                try Validate.finite(s.marks[j].unrealizedPnl, "snapshots.marks.unrealized_pnl")
+                try Validate.nonNegative(s.marks[j].liquidationPrice, "snapshots.marks.liquidation_price")
+            }
+        }
+        context.postgres.submit(IdempotentWrite(
+            key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
+            body: SaveSnapshotBody(request: r, keys: context.keys, ttl: context.configuration.ttl,
+                                   minIntervalMs: context.configuration.snapshotMinIntervalMs),
+            reply: reply))
+    }
+}
+
+private let lockTrader = Statement(name: "snapshot_lock_trader", sql:
+    "SELECT pg_advisory_xact_lock(hashtext('engine_store.snapshot:' || $1))")
+
+private let lastSnapshot = Statement(name: "snapshot_last", sql: """
+    SELECT ts_ms FROM account_equity_snapshots WHERE model_id = $1 ORDER BY ts_ms DESC LIMIT 1
+    """)
+
+private let upsertSnapshot = Statement(name: "snapshot_upsert", sql: """
+    INSERT INTO account_equity_snapshots (model_id, ts_ms, dollar_equity, realized_pnl, total_unrealized_pnl, cum_pnl_pct,
+        sharpe_ratio, since_inception_hourly_marker, since_inception_minute_marker, metadata)
+    VALUES ($1, $2, $3, COALESCE($4::float8, 0), COALESCE($5::float8, 0), $6, $7, $8, $9, COALESCE($10::jsonb, '{}'))
+    ON CONFLICT (model_id, ts_ms) DO UPDATE SET
+        dollar_equity = EXCLUDED.dollar_equity, realized_pnl = EXCLUDED.realized_pnl,
+        total_unrealized_pnl = EXCLUDED.total_unrealized_pnl, cum_pnl_pct = EXCLUDED.cum_pnl_pct,
+        sharpe_ratio = EXCLUDED.sharpe_ratio, since_inception_hourly_marker = EXCLUDED.since_inception_hourly_marker,
+        since_inception_minute_marker = EXCLUDED.since_inception_minute_marker, metadata = EXCLUDED.metadata
+    """)
+
+private let markPosition = Statement(name: "position_mark", sql: """
+    UPDATE positions SET current_price = $3, unrealized_pnl = COALESCE($4::float8, unrealized_pnl),
+        liquidation_price = COALESCE($5::float8, liquidation_price), updated_at = now()
+    WHERE model_id = $1 AND symbol = $2 AND status = 'open'
+    RETURNING \(positionColumns)
+    """)
+
+struct SaveSnapshotBody: WriteBody {
+    let request: SaveSnapshotRequest
+    let keys: CacheKeys
+    let ttl: CacheTTL
+    let minIntervalMs: Int64
+
+    func execute(_ session: PostgresSession) throws -> JobOutcome {
+        var results: [SnapshotResult] = []
+        var mutations: [CacheMutation] = []
+        for s in request.snapshots {
+            try session.run(lockTrader, [s.modelID])
+            var applied: UInt32 = 0
+            var marked: [PositionRow] = []
+            for m in s.marks {
+                let r = try session.run(markPosition, [s.modelID, m.symbol, pgText(m.currentPrice),
+                                                       m.unrealizedPnl.map(pgText), m.liquidationPrice.map(pgText)])
+                if r.rowCount == 1 {
+                    applied += 1
+                    marked.append(PositionRow(r, 0))
+                }
+            }
+            if !marked.isEmpty {
+                let snapshot = try openPositionsHash(session, model: s.modelID)
+                for row in marked {
+                    mutations.append(.hashSetOrBuild(key: keys.positions(model: s.modelID), field: row.symbol,
+                                                     value: row.json, snapshot: snapshot, ttlSeconds: ttl.positions))
+                }
+            }
+            let last = try session.run(lastSnapshot, [s.modelID]).int(0, 0)
+            let throttled: Bool
+            if let last, minIntervalMs > 0, s.timestampMs != last {
+                throttled = abs(s.timestampMs - last) < minIntervalMs
+            } else {
+                throttled = false
+            }
+            if !throttled {
+                try session.run(upsertSnapshot, [
+                    s.modelID, String(s.timestampMs), pgText(s.dollarEquity), s.realizedPnl.map(pgText),
+                    s.totalUnrealizedPnl.map(pgText), s.cumPnlPct.map(pgText), s.sharpeRatio.map(pgText),
+                    s.sinceInceptionHourlyMarker.map(String.init), s.sinceInceptionMinuteMarker.map(String.init), s.metadataJSON,
+                ])
+            }
+            results.append(SnapshotResult(modelID: s.modelID, stored: !throttled,
+                                          lastStoredMs: throttled ? (last ?? 0) : max(last ?? s.timestampMs, s.timestampMs),
+                                          marksApplied: applied))
+        }
+        return JobOutcome(reply: SaveSnapshotResponse(results: results).encodedPayload(), cacheMutations: mutations)
+    }
+}
