@@ -167,12 +167,16 @@ final class EventLoop {
     private func handle(_ frame: Frame, on c: Connection) {
         let h = frame.header
         guard h.version == protocolVersion else {
-            queueError(c, requestID: h.requestID, method: h.method,
-                       ServiceError(.unsupportedVersion, "frame version \(h.version) not supported; this server speaks 1"))
+            let error = ServiceError(.unsupportedVersion, "frame version \(h.version) not supported; this server speaks 1")
+            if c.handshaken {
+                queueError(c, requestID: h.requestID, method: h.method, error)
+            } else {
+                protocolViolation(c, requestID: h.requestID, method: h.method, code: error.code, message: error.message)
+            }
             return
         }
         guard h.kind == .request else {
-            protocolViolation(c, requestID: h.requestID, code: .protocolError, message: "clients may only send request frames (kind 1)")
+            protocolViolation(c, requestID: 0, code: .protocolError, message: "clients may only send request frames (kind 1)")
             return
         }
         guard h.requestID != 0, c.pending[h.requestID] == nil else {
@@ -189,7 +193,7 @@ final class EventLoop {
             return
         }
         guard c.handshaken else {
-            protocolViolation(c, requestID: h.requestID, code: .failedPrecondition, message: "the first request must be Hello")
+            protocolViolation(c, requestID: h.requestID, method: h.method, code: .failedPrecondition, message: "the first request must be Hello")
             return
         }
         if draining {
@@ -217,11 +221,12 @@ final class EventLoop {
         do {
             request = try HelloRequest(payload: frame.payload)
         } catch {
-            protocolViolation(c, requestID: h.requestID, code: .invalidArgument, message: "Hello: \(error)")
+            let e = ServiceError(wire: error)
+            protocolViolation(c, requestID: h.requestID, method: h.method, code: e.code, message: "Hello: \(e.message)")
             return
         }
         guard request.minVersion <= 1, request.maxVersion >= 1 else {
-            protocolViolation(c, requestID: h.requestID, code: .unsupportedVersion,
+            protocolViolation(c, requestID: h.requestID, method: h.method, code: .unsupportedVersion,
                               message: "no common version: client \(request.minVersion)...\(request.maxVersion), server 1...1")
             return
         }
@@ -249,11 +254,11 @@ final class EventLoop {
     }
 
     /// Answers with an error and closes once the answer is written: the stream can't be trusted.
-    private func protocolViolation(_ c: Connection, requestID: UInt32, code: ErrorCode, message: String) {
+    private func protocolViolation(_ c: Connection, requestID: UInt32, method: UInt16 = 0, code: ErrorCode, message: String) {
         logger.info("closing connection after protocol violation", metadata: [
             "reason": "protocol_violation", "connection": "\(c.id)", "code": "\(code)", "detail": "\(message)",
         ])
-        queueError(c, requestID: requestID, method: 0, ServiceError(code, message))
+        queueError(c, requestID: requestID, method: method, ServiceError(code, message))
         c.closeAfterFlush = true
     }
 
