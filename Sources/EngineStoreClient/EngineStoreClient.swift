@@ -108,6 +108,25 @@ public final class EngineStoreClient: PersistenceService {
         try await call(.getLeaderboard, GetLeaderboardRequest(limit: UInt32(clamping: limit)), timeout: nil)
     }
 
+    /// Stores a batch of ticks (one COPY) and advances latest prices. One idempotency key per batch.
+    public func ingestPriceTicks(_ request: IngestPriceTicksRequest) async throws -> IngestPriceTicksResponse {
+        var r = request
+        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
+        return try await call(.ingestPriceTicks, r, timeout: nil)
+    }
+
+    public func upsertMarketAssets(_ request: UpsertMarketAssetsRequest) async throws -> UpsertCountResponse {
+        var r = request
+        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
+        return try await call(.upsertMarketAssets, r, timeout: nil)
+    }
+
+    public func upsertAssetContexts(_ request: UpsertAssetContextsRequest) async throws -> UpsertCountResponse {
+        var r = request
+        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
+        return try await call(.upsertAssetContexts, r, timeout: nil)
+    }
+
     /// Sends one request; retries retryable errors (same payload, so the same idempotency key) with
     /// backoff while the deadline allows.
     public func call<Request: WireMessage, Response: WireMessage>(

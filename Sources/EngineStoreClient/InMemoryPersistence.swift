@@ -24,6 +24,39 @@ public actor InMemoryPersistence: PersistenceService {
     public var snapshotMinIntervalMs: Int64 = 300_000
 
     public func setSnapshotMinInterval(ms: Int64) { snapshotMinIntervalMs = ms }
+    public private(set) var ticks: [PriceTick] = []
+    /// Newest price per "provider|SYMBOL".
+    public private(set) var latestPrices: [String: PriceTick] = [:]
+    private var tickBatches: Set<String> = []
+
+    public func ingestPriceTicks(_ request: IngestPriceTicksRequest) async throws -> IngestPriceTicksResponse {
+        guard !request.ticks.isEmpty else { throw invalid("ticks", "at least one tick") }
+        for t in request.ticks where !(t.price.isFinite && t.price > 0) || t.symbol.isEmpty {
+            throw invalid(t.symbol.isEmpty ? "ticks.symbol" : "ticks.price", "invalid tick")
+        }
+        if !request.idempotencyKey.isEmpty, !tickBatches.insert(request.idempotencyKey).inserted {
+            return IngestPriceTicksResponse(stored: UInt32(request.ticks.count), latestUpdated: 0)
+        }
+        var advanced = 0
+        for var t in request.ticks {
+            t.symbol = t.symbol.uppercased()
+            ticks.append(t)
+            let k = t.provider + "|" + t.symbol
+            if (latestPrices[k]?.timestampMs ?? .min) < t.timestampMs {
+                if latestPrices[k] == nil || latestPrices[k]!.timestampMs < t.timestampMs { advanced += 1 }
+                latestPrices[k] = t
+            }
+        }
+        return IngestPriceTicksResponse(stored: UInt32(request.ticks.count), latestUpdated: UInt32(advanced))
+    }
+
+    public func upsertMarketAssets(_ request: UpsertMarketAssetsRequest) async throws -> UpsertCountResponse {
+        UpsertCountResponse(upserted: UInt32(request.assets.count))
+    }
+
+    public func upsertAssetContexts(_ request: UpsertAssetContextsRequest) async throws -> UpsertCountResponse {
+        UpsertCountResponse(upserted: UInt32(request.contexts.count))
+    }
     private var clock: Int64 = 1_700_000_000_000
 
     public init() {}

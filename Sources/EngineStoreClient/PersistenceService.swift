@@ -22,4 +22,8 @@ public protocol PersistenceService: Sendable {
     /// `not_found` when no cycle was recorded for the model.
     func lastDecision(model: String) async throws -> LastDecision
     func leaderboard(limit: Int) async throws -> GetLeaderboardResponse
+    /// Market data: every tick is stored; latest prices only move forward in time.
+    func ingestPriceTicks(_ request: IngestPriceTicksRequest) async throws -> IngestPriceTicksResponse
+    func upsertMarketAssets(_ request: UpsertMarketAssetsRequest) async throws -> UpsertCountResponse
+    func upsertAssetContexts(_ request: UpsertAssetContextsRequest) async throws -> UpsertCountResponse
 }

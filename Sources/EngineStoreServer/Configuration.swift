@@ -28,6 +28,10 @@ public struct ServerConfiguration: Sendable {
     public var streamMaxLength: Int = 100_000
     /// Minimum time between two stored equity snapshots of one trader (0 disables the throttle).
     public var snapshotMinIntervalMs: Int64 = 300_000
+    /// Market-data cache keys are written at most once per this interval (0 = every write).
+    public var marketCacheIntervalMs: Int = 1000
+    /// Most ticks accepted in one IngestPriceTicks batch.
+    public var maxTicksPerBatch: Int = 50_000
     /// How long idempotency keys are remembered.
     public var idempotencyRetentionHours: Int = 24
 

@@ -16,6 +16,7 @@ public final class EngineStoreServer: Sendable {
     private let mailbox: Mailbox
     private let cache: CacheWriter
     private let reader: CacheReader
+    private let limiter: CacheRateLimiter
     private let postgres: PostgresPool
     private let stats = ServerStats()
     private let state = Mutex<State>(.idle)
@@ -30,8 +31,9 @@ public final class EngineStoreServer: Sendable {
         self.mailbox = try Mailbox()
         self.cache = CacheWriter(endpoint: configuration.redis, logger: logger)
         self.reader = CacheReader(endpoint: configuration.redis, logger: logger)
+        self.limiter = CacheRateLimiter(intervalMs: configuration.marketCacheIntervalMs, writer: cache)
         self.postgres = PostgresPool(conninfo: configuration.postgresURL, size: configuration.postgresConnections,
-                                     maxBatch: configuration.maxBatch, cache: cache, logger: logger)
+                                     maxBatch: configuration.maxBatch, cache: cache, limiter: limiter, logger: logger)
     }
 
     /// Applies migrations (unless disabled), binds the socket and starts the threads.
@@ -53,11 +55,12 @@ public final class EngineStoreServer: Sendable {
         let dispatcher = Dispatcher(families: [
             HealthRPC(context: context), PositionRPC(context: context), TradeEventRPC(context: context),
             AccountRPC(context: context), DecisionRPC(context: context), AnalyticsRPC(context: context),
-            TraderStateRPC(context: context),
+            TraderStateRPC(context: context), MarketDataRPC(context: context),
         ])
         let loop = try EventLoop(listenFD: listenFD, mailbox: mailbox, dispatcher: dispatcher, context: context)
         cache.start()
         reader.start()
+        limiter.start()
         postgres.start()
         maintenance.start(postgres: postgres, retentionHours: configuration.idempotencyRetentionHours, logger: logger)
         // The loop object stays on its thread; only its Sendable inputs were built here.
@@ -67,6 +70,8 @@ public final class EngineStoreServer: Sendable {
             maintenance.stop()
             reader.shutdown()
             postgres.shutdown()
+            limiter.stop()
+            limiter.flushDue(now: .max)
             cache.shutdown()
             state.withLock { $0 = .stopped }
             logger.info("server stopped")

@@ -67,6 +67,12 @@ public final class PGConnection {
 
     deinit { PQfinish(handle) }
 
+    var rawHandle: OpaquePointer { handle }
+
+    func copyInStart(_ sql: String) throws(PGError) {
+        _ = try check(PQexec(handle, sql))
+    }
+
     public var isHealthy: Bool { PQstatus(handle) == CONNECTION_OK }
     public var serverVersion: Int { Int(PQserverVersion(handle)) }
     public var socket: Int32 { PQsocket(handle) }
@@ -174,4 +180,36 @@ func withParams<R>(_ params: [String?], _ body: (Int32, UnsafePointer<UnsafePoin
     defer { owned.forEach { free($0) } }
     let pointers: [UnsafePointer<CChar>?] = owned.map { $0.map { UnsafePointer($0) } }
     return pointers.withUnsafeBufferPointer { body(Int32(params.count), $0.baseAddress) }
+}
+
+extension PGConnection {
+    /// Runs `COPY … FROM STDIN` with `data` in the text format, in one round trip for the data.
+    /// Returns the number of rows copied.
+    @discardableResult
+    public func copyIn(_ sql: String, _ data: [UInt8]) throws(PGError) -> Int {
+        try copyInStart(sql)
+        let sent = data.withUnsafeBytes { raw -> Int32 in
+            guard let base = raw.baseAddress, raw.count > 0 else { return 1 }
+            return PQputCopyData(rawHandle, base.assumingMemoryBound(to: CChar.self), Int32(raw.count))
+        }
+        guard sent == 1 else { throw PGError(kind: .connection, sqlState: nil, message: PGConnection.trimmed(PQerrorMessage(rawHandle))) }
+        guard PQputCopyEnd(rawHandle, nil) == 1 else {
+            throw PGError(kind: .connection, sqlState: nil, message: PGConnection.trimmed(PQerrorMessage(rawHandle)))
+        }
+        var rows = 0
+        var failure: PGError?
+        while let result = PQgetResult(rawHandle) {
+            let status = PQresultStatus(result)
+            if status == PGRES_COMMAND_OK {
+                rows = Int(String(cString: PQcmdTuples(result))) ?? 0
+            } else if failure == nil {
+                let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+                failure = PGError(kind: PQstatus(rawHandle) == CONNECTION_OK ? .statement : .connection, sqlState: state,
+                                  message: PGConnection.trimmed(PQresultErrorMessage(result)))
+            }
+            PQclear(result)
+        }
+        if let failure { throw failure }
+        return rows
+    }
 }

@@ -71,6 +71,10 @@ struct Serve: AsyncParsableCommand {
     var streamMaxlen: Int = 100_000
     @Option(help: "Hours an idempotency key is remembered.")
     var idempotencyRetentionHours: Int = 24
+    @Option(help: "Minimum milliseconds between two writes of one market-data cache key (0 = no limit).")
+    var marketCacheIntervalMs: Int = 1000
+    @Option(help: "Minimum milliseconds between two stored equity snapshots of one trader (0 = no throttle).")
+    var snapshotMinIntervalMs: Int64 = 300_000
     @Flag(help: "Do not apply pending migrations at start.")
     var noMigrate = false
     @OptionGroup var log: LogOptions
@@ -95,6 +99,8 @@ struct Serve: AsyncParsableCommand {
         config.maxInFlightPerConnection = maxInFlight
         config.migrate = !noMigrate
         config.streamMaxLength = streamMaxlen
+        config.marketCacheIntervalMs = marketCacheIntervalMs
+        config.snapshotMinIntervalMs = snapshotMinIntervalMs
         config.idempotencyRetentionHours = idempotencyRetentionHours
         let server = try EngineStoreServer(configuration: config, logger: logger)
         do {

@@ -13,4 +13,9 @@ struct CacheKeys: Sendable {
     var leaderboard: String { namespace + "leaderboard" }
     var leaderboardCache: String { namespace + "leaderboard:cache" }
     func traderState(trader: String) -> String { namespace + "trader:" + trader + ":state" }
+    func latestPrice(provider: String, symbol: String) -> String { namespace + "price:latest:" + provider + ":" + symbol }
+    func latestPrice(symbol: String) -> String { namespace + "price:latest:" + symbol }
+    var cryptoPrices: String { namespace + "crypto_prices" }
+    func marketAsset(provider: String, symbol: String) -> String { namespace + "market:asset:" + provider + ":" + symbol }
+    func marketContext(provider: String, symbol: String) -> String { namespace + "market:ctx:" + provider + ":" + symbol }
 }

@@ -7,6 +7,8 @@ import Logging
 struct JobOutcome: Sendable {
     var reply: [UInt8]
     var cacheMutations: [CacheMutation] = []
+    /// Cache writes that may be coalesced (market data), applied through the rate limiter.
+    var rateLimited: [RateLimitedMutation] = []
     /// The reply was recorded earlier under the same idempotency key (sent with the `replayed` flag).
     var replayed = false
 }
@@ -34,10 +36,12 @@ final class PostgresPool: Sendable {
     private let size: Int
     private let maxBatch: Int
     private let cache: CacheWriter
+    let limiter: CacheRateLimiter
     private let logger: Logger
     private let finished: DispatchSemaphore
 
-    init(conninfo: String, size: Int, maxBatch: Int, cache: CacheWriter, logger: Logger) {
+    init(conninfo: String, size: Int, maxBatch: Int, cache: CacheWriter, limiter: CacheRateLimiter, logger: Logger) {
+        self.limiter = limiter
         self.conninfo = conninfo
         self.size = max(1, size)
         self.maxBatch = max(1, maxBatch)
@@ -57,6 +61,12 @@ final class PostgresPool: Sendable {
     func submit(_ job: any PostgresJob) { queue.push(job) }
 
     var queueDepth: Int { queue.count }
+
+    /// Hands a commit's cache work on: plain mutations to the writer, coalescable ones to the limiter.
+    func afterCommit(_ outcomes: [JobOutcome]) {
+        cache.enqueue(outcomes.flatMap(\.cacheMutations))
+        limiter.submit(outcomes.flatMap(\.rateLimited))
+    }
 
     /// Finishes the queued jobs, then stops the workers.
     func shutdown() {
@@ -155,7 +165,7 @@ final class PostgresPool: Sendable {
         func runStandalone(_ job: any PostgresJob, _ session: PostgresSession) {
             do {
                 let outcome = try job.execute(session)
-                pool.cache.enqueue(outcome.cacheMutations)
+                pool.afterCommit([outcome])
                 job.complete(.success(outcome))
             } catch {
                 job.complete(.failure(map(error)))
@@ -177,7 +187,7 @@ final class PostgresPool: Sendable {
                 try session.exec("COMMIT")
                 // Cache mutations are queued before the client hears back, so a client that waits for
                 // its ack before the next write sees the cache mutations applied in the same order.
-                pool.cache.enqueue(outcome.cacheMutations)
+                pool.afterCommit([outcome])
                 job.complete(.success(outcome))
             } catch {
                 job.complete(.failure(map(error)))
@@ -213,7 +223,7 @@ final class PostgresPool: Sendable {
                 for job in jobs[reached...] { job.complete(.failure(e)) }
                 return
             }
-            pool.cache.enqueue(outcomes.flatMap(\.1.cacheMutations))
+            pool.afterCommit(outcomes.map(\.1))
             for (job, outcome) in outcomes { job.complete(.success(outcome)) }
         }
 

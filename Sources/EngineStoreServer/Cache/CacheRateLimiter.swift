@@ -1,0 +1,97 @@
+import Foundation
+import Synchronization
+
+/// A cache write that may be coalesced: only the newest `version` per `slot` matters.
+struct RateLimitedMutation: Sendable {
+    /// What is rate-limited: one Redis key (or one hash field).
+    let slot: String
+    /// Orders writes to one slot (a tick's timestamp); an older version never replaces a newer one.
+    let version: Int64
+    let mutation: CacheMutation
+}
+
+/// Writes each slot at most once per interval. The first write of a quiet slot goes out at once;
+/// writes inside the interval replace each other (the newest version wins), and a trailing write
+/// flushes the newest value when the interval ends — so the cache always ends on the latest price.
+/// Postgres is not affected: every tick is stored whatever happens here.
+final class CacheRateLimiter: Sendable {
+    private struct Slot {
+        var lastWriteNanos: UInt64
+        var newestVersion: Int64
+        var pending: CacheMutation?
+    }
+
+    private let intervalNanos: UInt64
+    private let writer: CacheWriter
+    private let slots = Mutex<[String: Slot]>([:])
+    private let running = Atomic<Bool>(false)
+
+    init(intervalMs: Int, writer: CacheWriter) {
+        self.intervalNanos = UInt64(max(0, intervalMs)) * 1_000_000
+        self.writer = writer
+    }
+
+    func start() {
+        guard intervalNanos > 0 else { return }
+        running.store(true, ordering: .relaxed)
+        let tick = max(5_000, min(50_000, UInt32(intervalNanos / 1_000 / 10)))  // µs: a tenth of the interval
+        let t = Thread { [self] in
+            while running.load(ordering: .relaxed) {
+                usleep(tick)
+                flushDue(now: monotonicNanos())
+            }
+            flushDue(now: .max)
+        }
+        t.name = "engine-store-rate-limiter"
+        t.start()
+    }
+
+    func stop() { running.store(false, ordering: .relaxed) }
+
+    func submit(_ items: [RateLimitedMutation]) {
+        guard !items.isEmpty else { return }
+        guard intervalNanos > 0 else {
+            writer.enqueue(items.map(\.mutation))
+            return
+        }
+        let now = monotonicNanos()
+        let immediate = slots.withLock { slots -> [CacheMutation] in
+            var out: [CacheMutation] = []
+            for item in items {
+                var slot = slots[item.slot] ?? Slot(lastWriteNanos: 0, newestVersion: .min, pending: nil)
+                guard item.version >= slot.newestVersion else { continue }
+                slot.newestVersion = item.version
+                if now &- slot.lastWriteNanos >= intervalNanos && slot.pending == nil {
+                    slot.lastWriteNanos = now
+                    out.append(item.mutation)
+                } else {
+                    slot.pending = item.mutation
+                }
+                slots[item.slot] = slot
+            }
+            return out
+        }
+        writer.enqueue(immediate)
+    }
+
+    /// Sends the trailing writes whose interval has passed; forgets slots quiet for a while.
+    func flushDue(now: UInt64) {
+        let due = slots.withLock { slots -> [CacheMutation] in
+            var out: [CacheMutation] = []
+            var idle: [String] = []
+            for (key, var slot) in slots {
+                if let pending = slot.pending, now == .max || now &- slot.lastWriteNanos >= intervalNanos {
+                    out.append(pending)
+                    slot.pending = nil
+                    slot.lastWriteNanos = now == .max ? monotonicNanos() : now
+                    slots[key] = slot
+                } else if slot.pending == nil && now != .max && now &- slot.lastWriteNanos > intervalNanos &* 100 {
+                    idle.append(key)
+                }
+            }
+            for key in idle { slots[key] = nil }
+            return out
+        }
+        writer.enqueue(due)
+    }
+}
