@@ -9,11 +9,13 @@ let package = Package(
         .library(name: "EngineStoreClient", targets: ["EngineStoreClient"]),
         .executable(name: "engine-store", targets: ["engine-store"]),
         .executable(name: "engine-store-probe", targets: ["engine-store-probe"]),
+        .executable(name: "engine-store-load", targets: ["engine-store-load"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // C libraries, bound through pkg-config (Debian: libpq-dev, libhiredis-dev).
@@ -53,13 +55,23 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // The socket-level load tester: a library (driven by tests) and its thin CLI.
+        .target(name: "EngineStoreLoad", dependencies: [
+            "EngineStoreClient", "LibPQ",
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+        ]),
+        .executableTarget(name: "engine-store-load", dependencies: [
+            "EngineStoreLoad",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         // Test support: starts throwaway Postgres and Redis processes.
         .target(name: "TestHarness", dependencies: ["LibPQ", "Hiredis"], path: "Tests/TestHarness"),
 
         .testTarget(name: "EngineStoreWireTests", dependencies: ["EngineStoreWire"]),
         .testTarget(name: "EngineStoreClientTests", dependencies: ["EngineStoreClient", "EngineStoreWire"]),
         .testTarget(name: "EngineStoreIntegrationTests", dependencies: [
-            "EngineStoreServer", "EngineStoreClient", "EngineStoreWire", "TestHarness", "LibPQ", "Hiredis",
+            "EngineStoreServer", "EngineStoreClient", "EngineStoreWire", "TestHarness", "LibPQ", "Hiredis", "EngineStoreLoad",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,29 @@
+/// What one load run does.
+public struct LoadConfiguration: Sendable {
+    public var socketPath: String
+    public var connections = 1
+    /// Concurrent requests per connection (closed loop: each slot sends its next request when the last returns).
+    public var inFlight = 16
+    public var mix = Mix.default
+    /// Stop after this long (seconds)…
+    public var duration: Double? = 10
+    /// …or after this many requests.
+    public var count: Int?
+    /// Open loop: requests per second across all connections, latency measured from each request's
+    /// intended start (coordinated-omission corrected). nil = closed loop.
+    public var rate: Double?
+    public var models = 4
+    public var symbols = 8
+    /// Seconds of load before measuring starts.
+    public var warmup: Double = 0
+    public var ticksPerBatch = 100
+    /// Per-call deadline; retries happen inside it.
+    public var timeoutSeconds: Double = 10
+    /// Remember acknowledged writes and check them against Postgres at the end (needs `postgresURL`).
+    public var verifyPostgresURL: String?
+    /// Show a progress line (on a terminal).
+    public var progress = false
+    public var seed: UInt64?
+
+    public init(socketPath: String) { self.socketPath = socketPath }
+}

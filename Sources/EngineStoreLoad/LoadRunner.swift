@@ -1,0 +1,121 @@
+import EngineStoreClient
+import Foundation
+import Glibc
+import Histogram
+import Synchronization
+
+/// Drives the server with a mix of RPCs over `connections × inFlight` concurrent slots and reports
+/// throughput, errors by code and latency percentiles per RPC.
+public enum LoadRunner {
+    public static func run(_ configuration: LoadConfiguration) async throws -> LoadReport {
+        let c = configuration
+        let run = String(UInt32.random(in: 0...UInt32.max), radix: 16, uppercase: true)
+        let seed = c.seed ?? UInt64.random(in: 0...UInt64.max)
+        let clients = (0..<max(1, c.connections)).map { _ -> EngineStoreClient in
+            var config = ClientConfiguration(socketPath: c.socketPath)
+            config.defaultTimeout = .milliseconds(Int(c.timeoutSeconds * 1000))
+            config.clientName = "engine-store-load"
+            return EngineStoreClient(configuration: config)
+        }
+        for client in clients { try await client.connect() }
+
+        let slots = clients.count * max(1, c.inFlight)
+        let counters = Counters()
+
+        let start = ContinuousClock.now
+        let measureFrom = start + .milliseconds(Int(c.warmup * 1000))
+        let stopAt = c.duration.map { measureFrom + .milliseconds(Int($0 * 1000)) }
+        let limit = c.count.map { $0 + 0 }
+        // Open loop: one shared schedule of intended start times.
+        let interval = c.rate.map { UInt64(1_000_000_000 / max($0, 0.001)) }
+        let startNanos = monotonic()
+
+        let progressTask: Task<Void, Never>? = c.progress ? Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                let elapsed = ContinuousClock.now - start
+                let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                let done = counters.completed.load(ordering: .relaxed)
+                let line = String(format: "\r%6.1fs  requests=%d  %.0f/s  errors=%d   ", secs, done, Double(done) / max(secs, 0.001),
+                                  counters.failed.load(ordering: .relaxed))
+                FileHandle.standardError.write(Data(line.utf8))
+            }
+        } : nil
+
+        let results = await withTaskGroup(of: (Recorder, Acknowledged).self) { group in
+            for slot in 0..<slots {
+                let client = clients[slot % clients.count]
+                group.addTask {
+                    var workload = Workload(run: run, worker: slot, configuration: c, seed: seed)
+                    var recorder = Recorder()
+                    var ack = Acknowledged()
+                    var mixRNG = SplitMix(seed: seed ^ UInt64(slot &* 7919))
+                    while true {
+                        let n = counters.issued.add(1, ordering: .relaxed).newValue
+                        if let limit, n > limit { break }
+                        if let stopAt, ContinuousClock.now >= stopAt { break }
+                        var intended = monotonic()
+                        if let interval {
+                            intended = startNanos + UInt64(n - 1) * interval
+                            let now = monotonic()
+                            if intended > now { try? await Task.sleep(for: .nanoseconds(Int(intended - now))) }
+                        }
+                        let op = c.mix.pick(&mixRNG)
+                        let measuring = ContinuousClock.now >= measureFrom
+                        do {
+                            try await workload.perform(op, on: client, ack: &ack)
+                            if measuring { recorder.record(op, micros: (monotonic() - intended) / 1000) }
+                        } catch let e as EngineStoreError {
+                            counters.failed.add(1, ordering: .relaxed)
+                            if measuring { recorder.recordError(op, "\(e.code)", micros: (monotonic() - intended) / 1000) }
+                        } catch {
+                            counters.failed.add(1, ordering: .relaxed)
+                            if measuring { recorder.recordError(op, "client", micros: 0) }
+                        }
+                        counters.completed.add(1, ordering: .relaxed)
+                    }
+                    return (recorder, ack)
+                }
+            }
+            var recorder = Recorder()
+            var ack = Acknowledged()
+            for await (r, a) in group {
+                recorder.merge(r)
+                ack.merge(a)
+            }
+            return (recorder, ack)
+        }
+        progressTask?.cancel()
+        if c.progress { FileHandle.standardError.write(Data("\n".utf8)) }
+        let elapsed = ContinuousClock.now - max(measureFrom, start)
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        for client in clients { await client.close() }
+
+        var report = LoadReport(configuration: c, run: run, seconds: seconds, recorder: results.0, acknowledged: results.1)
+        if let url = c.verifyPostgresURL {
+            report.verification = try Verifier.verify(postgresURL: url, run: run, acknowledged: results.1)
+        }
+        return report
+    }
+}
+
+extension LoadRunner {
+    /// Checks a finished run's acknowledged writes against Postgres again (e.g. after a fault).
+    public static func reverify(report: LoadReport, postgresURL: String) throws -> Verification {
+        try Verifier.verify(postgresURL: postgresURL, run: report.run, acknowledged: report.acknowledged)
+    }
+}
+
+@inline(__always)
+func monotonic() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Shared counters of a run.
+final class Counters: Sendable {
+    let issued = Atomic<Int>(0)
+    let completed = Atomic<Int>(0)
+    let failed = Atomic<Int>(0)
+}
