@@ -126,7 +126,11 @@ struct UpdateAnalyticsBody: WriteBody {
             scores.append((f.totalPnlPct, e.modelID))
         }
         if updated > 0 {
-            mutations.append(.sortedSetAdd(key: keys.leaderboard, members: scores))
+            // The whole ranking from Postgres, not just this call's models: a leaderboard lost in
+            // Redis comes back complete with the next update.
+            let all = try session.run(leaderboardRows, ["1000"])
+            let members = (0..<all.rowCount).compactMap { i in all.double(i, 1).map { ($0, all.string(i, 0) ?? "") } }
+            mutations.append(.sortedSetAdd(key: keys.leaderboard, members: members.isEmpty ? scores : members))
             let rendered = try session.run(renderLeaderboard, []).string(0, 0) ?? "[]"
             mutations.append(.set(key: keys.leaderboardCache, value: rendered, ttlSeconds: ttl.medium))
         }

@@ -53,6 +53,7 @@ enum Validate {
     static func json(_ value: String?, _ field: String, maxBytes: Int = 64 * 1024) throws(ServiceError) {
         guard let value else { return }
         guard value.utf8.count <= maxBytes else { throw .invalid(field, "longer than \(maxBytes) bytes") }
+        guard !value.utf8.contains(0) else { throw .invalid(field, "contains a NUL character") }
         // Full syntax is checked by Postgres (jsonb input); a cheap first-character check catches most mistakes here.
         guard let first = value.utf8.first(where: { $0 != 0x20 && $0 != 0x0a && $0 != 0x09 && $0 != 0x0d }),
               first == UInt8(ascii: "{") || first == UInt8(ascii: "[") else {
@@ -76,5 +77,7 @@ enum Validate {
     static func text(_ value: String?, _ field: String, maxBytes: Int) throws(ServiceError) {
         guard let value else { return }
         guard value.utf8.count <= maxBytes else { throw .invalid(field, "longer than \(maxBytes) bytes") }
+        // Postgres text cannot hold NUL (and libpq would cut the value there).
+        guard !value.utf8.contains(0) else { throw .invalid(field, "contains a NUL character") }
     }
 }
