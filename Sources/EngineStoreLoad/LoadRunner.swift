@@ -93,7 +93,8 @@ public enum LoadRunner {
 
         var report = LoadReport(configuration: c, run: run, seconds: seconds, recorder: results.0, acknowledged: results.1)
         if let url = c.verifyPostgresURL {
-            report.verification = try Verifier.verify(postgresURL: url, run: run, acknowledged: results.1)
+            let acknowledged = results.1
+            report.verification = try await onThread { try Verifier.verify(postgresURL: url, run: run, acknowledged: acknowledged) }
         }
         return report
     }
@@ -118,4 +119,11 @@ final class Counters: Sendable {
     let issued = Atomic<Int>(0)
     let completed = Atomic<Int>(0)
     let failed = Atomic<Int>(0)
+}
+
+/// Runs blocking libpq work on a thread of its own (never on the cooperative pool).
+func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (k: CheckedContinuation<T, any Error>) in
+        Thread { do { k.resume(returning: try body()) } catch { k.resume(throwing: error) } }.start()
+    }
 }

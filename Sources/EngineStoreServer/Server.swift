@@ -125,3 +125,22 @@ private final class LoopBox: @unchecked Sendable {
         return loop!
     }
 }
+
+extension EngineStoreServer {
+    /// `start()` from async code: the blocking part (migrations, binding) runs on a thread of its
+    /// own, so Swift's cooperative pool is never blocked by libpq.
+    public func startAsync() async throws {
+        try await withCheckedThrowingContinuation { (k: CheckedContinuation<Void, any Error>) in
+            let t = Thread { [self] in
+                do {
+                    try start()
+                    k.resume()
+                } catch {
+                    k.resume(throwing: error)
+                }
+            }
+            t.name = "engine-store-start"
+            t.start()
+        }
+    }
+}

@@ -153,6 +153,10 @@ public final class RedisConnection {
 
     deinit { redisFree(context) }
 
+    /// True once an I/O error or timeout has put the context in its error state (hiredis then fails
+    /// every later command): drop the connection and open a new one.
+    public var isBroken: Bool { context.pointee.err != 0 }
+
     /// Sends one command and waits for its reply. An error reply is returned, not thrown.
     public func command(_ args: [String]) throws(RedisError) -> RedisReply {
         try pipeline([args])[0]

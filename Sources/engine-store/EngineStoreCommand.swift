@@ -104,7 +104,7 @@ struct Serve: AsyncParsableCommand {
         config.idempotencyRetentionHours = idempotencyRetentionHours
         let server = try EngineStoreServer(configuration: config, logger: logger)
         do {
-            try server.start()
+            try await server.startAsync()
         } catch {
             logger.critical("cannot start", metadata: ["reason": "startup_failed", "error": "\(error)"])
             throw ExitCode(78)  // EX_CONFIG

@@ -58,7 +58,7 @@ let t0: Int64 = 1_764_201_600_000
     }
 
     @Test func throttleHoldsAcrossTwoInstancesOnOneDatabase() async throws {
-        let db = try await TestServices.shared().createDatabase()
+        let db = try await newDatabase()
         let a = try await RunningServer.start(database: db)
         let b = try await RunningServer.start(database: db)
         let ca = a.client(), cb = b.client()
@@ -195,7 +195,7 @@ let t0: Int64 = 1_764_201_600_000
 
 @Suite struct TraderStateTests {
     @Test func stateSurvivesServiceRestartWithRedisFlushed() async throws {
-        let db = try await TestServices.shared().createDatabase()
+        let db = try await newDatabase()
         let first = try await RunningServer.start(database: db)
         let client = first.client()
         let saved = try await client.saveTraderState(SaveTraderStateRequest(state: TraderState(

@@ -220,7 +220,7 @@ import Testing
     }
 
     @Test func retryAfterServerRestartIsExactlyOnce() async throws {
-        let db = try await TestServices.shared().createDatabase()
+        let db = try await newDatabase()
         let first = try await RunningServer.start(database: db)
         let client = first.client()
         let close = ClosePositionRequest(idempotencyKey: "close-once", modelID: "restart", symbol: "BTC", exitPrice: 120,

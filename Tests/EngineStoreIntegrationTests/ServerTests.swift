@@ -38,7 +38,7 @@ import Testing
 
     @Test func postgresDownIsUnhealthyAndWritesFailFastRetryable() async throws {
         let services = try await TestServices.shared()
-        let db = try services.createDatabase()
+        let db = try await newDatabase()
         let s = try await RunningServer.start(database: db)
         await s.stop()
         // Restart the same database's server with a bad password-free URL that points nowhere.
@@ -203,15 +203,15 @@ import Testing
 
 @Suite struct MigrationTests {
     @Test func migrateTwiceIsIdempotent() async throws {
-        let db = try await TestServices.shared().createDatabase()
-        let first = try Migrations.apply(conninfo: db)
+        let db = try await newDatabase()
+        let first = try await offPool { try Migrations.apply(conninfo: db) }
         #expect(first == Migrations.all.map(\.version))
-        let second = try Migrations.apply(conninfo: db)
+        let second = try await offPool { try Migrations.apply(conninfo: db) }
         #expect(second.isEmpty)
     }
 
     @Test func migrateOnTopOfExistingNof0Schema() async throws {
-        let db = try await TestServices.shared().createDatabase()
+        let db = try await newDatabase()
         let pg = try PGConnection(conninfo: db)
         // The shape nof0's own migrations leave behind (subset), with data the old writer produced.
         try pg.exec("""
@@ -232,7 +232,7 @@ import Testing
             INSERT INTO positions (id, model_id, exchange_provider, symbol, entry_time_ms, entry_price, quantity)
                 VALUES ('old|BTC', 'old', 'hyperliquid', 'BTC', 1764201600000, 90000, 1);
             """)
-        let applied = try Migrations.apply(conninfo: db)
+        let applied = try await offPool { try Migrations.apply(conninfo: db) }
         #expect(applied == Migrations.all.map(\.version))
         #expect(try pg.exec("SELECT count(*) FROM positions").int(0, 0) == 1)
         #expect(try pg.exec("SELECT to_regclass('price_ticks') IS NOT NULL").bool(0, 0) == true)

@@ -17,7 +17,8 @@ struct RunningServer {
 
     static func start(database: String? = nil, configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> RunningServer {
         let services = try await TestServices.shared()
-        let db = try database ?? services.createDatabase()
+        let db: String
+        if let database { db = database } else { db = try await offPool { try services.createDatabase() } }
         let namespace = services.uniqueNamespace()
         let socket = "/tmp/es-\(UInt32.random(in: 0...UInt32.max)).sock"
         var config = ServerConfiguration(socketPath: socket, postgresURL: db, redis: RedisEndpoint(url: services.redisURL)!)
@@ -27,7 +28,7 @@ struct RunningServer {
         var logger = Logger(label: "test-server")
         logger.logLevel = .warning
         let server = try EngineStoreServer(configuration: config, logger: logger)
-        try server.start()
+        try await server.startAsync()
         return RunningServer(server: server, socketPath: socket, postgresURL: db, namespace: namespace, redisURL: services.redisURL)
     }
 
@@ -118,4 +119,10 @@ func openRequest(model: String, symbol: String, key: String = UUID().uuidString,
     SavePositionRequest(idempotencyKey: key, modelID: model, symbol: symbol, exchangeProvider: "hyperliquid",
                         side: .long, quantity: quantity, entryPrice: 100.25, entryTimeMs: 1_764_201_600_000,
                         leverage: 5, confidence: 0.8, riskUSD: 50)
+}
+
+/// A fresh empty database (created off the cooperative pool).
+func newDatabase() async throws -> String {
+    let services = try await TestServices.shared()
+    return try await offPool { try services.createDatabase() }
 }

@@ -22,13 +22,18 @@ final class CacheRateLimiter: Sendable {
     }
 
     private let intervalNanos: UInt64
-    private let writer: CacheWriter
+    private let sink: @Sendable ([CacheMutation]) -> Void
     private let slots = Mutex<[String: Slot]>([:])
     private let running = Atomic<Bool>(false)
 
-    init(intervalMs: Int, writer: CacheWriter) {
+    convenience init(intervalMs: Int, writer: CacheWriter) {
+        self.init(intervalMs: intervalMs) { writer.enqueue($0) }
+    }
+
+    /// `sink` receives the writes that go out (the cache writer; a test's recorder).
+    init(intervalMs: Int, sink: @escaping @Sendable ([CacheMutation]) -> Void) {
         self.intervalNanos = UInt64(max(0, intervalMs)) * 1_000_000
-        self.writer = writer
+        self.sink = sink
     }
 
     func start() {
@@ -48,13 +53,12 @@ final class CacheRateLimiter: Sendable {
 
     func stop() { running.store(false, ordering: .relaxed) }
 
-    func submit(_ items: [RateLimitedMutation]) {
+    func submit(_ items: [RateLimitedMutation], now: UInt64 = monotonicNanos()) {
         guard !items.isEmpty else { return }
         guard intervalNanos > 0 else {
-            writer.enqueue(items.map(\.mutation))
+            sink(items.map(\.mutation))
             return
         }
-        let now = monotonicNanos()
         let immediate = slots.withLock { slots -> [CacheMutation] in
             var out: [CacheMutation] = []
             for item in items {
@@ -71,7 +75,7 @@ final class CacheRateLimiter: Sendable {
             }
             return out
         }
-        writer.enqueue(immediate)
+        if !immediate.isEmpty { sink(immediate) }
     }
 
     /// Sends the trailing writes whose interval has passed; forgets slots quiet for a while.
@@ -92,6 +96,6 @@ final class CacheRateLimiter: Sendable {
             for key in idle { slots[key] = nil }
             return out
         }
-        writer.enqueue(due)
+        if !due.isEmpty { sink(due) }
     }
 }

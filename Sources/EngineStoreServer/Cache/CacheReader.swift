@@ -46,6 +46,10 @@ final class CacheReader: Sendable {
                     if connection == nil { nextAttempt = monotonicNanos() + 500_000_000 }
                 }
                 read(connection)
+                if connection?.isBroken == true {
+                    connection = nil
+                    nextAttempt = monotonicNanos() + 100_000_000
+                }
             }
         }
         finished.signal()
