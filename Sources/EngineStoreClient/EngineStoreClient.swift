@@ -43,6 +43,12 @@ public final class EngineStoreClient: PersistenceService {
 
     public func health() async throws -> HealthResponse { try await health(timeout: nil) }
 
+    /// A no-op round trip (the server answers without touching Postgres or Redis).
+    public func ping(_ payload: [UInt8] = []) async throws -> [UInt8] {
+        let r: PingMessage = try await call(.ping, PingMessage(payload: payload), timeout: nil)
+        return r.payload
+    }
+
     /// Opens or updates a position. An empty idempotency key gets a fresh one, reused on retries.
     public func savePosition(_ request: SavePositionRequest) async throws -> SavePositionResponse {
         var r = request

@@ -6,6 +6,8 @@ public enum Operation: String, CaseIterable, Sendable, Comparable {
     case tradeEvent = "trade-event"
     case ticks
     case health
+    /// Ping: a round trip that touches neither Postgres nor Redis.
+    case noop
 
     public static func < (a: Operation, b: Operation) -> Bool {
         allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!

@@ -41,6 +41,8 @@ struct Workload {
         switch op {
         case .health:
             _ = try await store.health()
+        case .noop:
+            _ = try await store.ping()
         case .savePosition:
             // Mostly opens; a third of the time a mark-to-market update of an open position.
             if !open.isEmpty && Int.random(in: 0..<3, using: &rng) == 0 {

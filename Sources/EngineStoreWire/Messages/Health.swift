@@ -120,3 +120,27 @@ public struct HealthResponse: WireMessage {
         w.string(7, serverVersion)
     }
 }
+
+/// Ping (method 6): a no-op round trip answered by the I/O thread, touching neither Postgres nor Redis.
+/// The response echoes `payload` (at most 1 KiB).
+public struct PingMessage: WireMessage {
+    public var payload: [UInt8]
+
+    public init(payload: [UInt8] = []) { self.payload = payload }
+
+    public init(from r: inout FieldReader) throws(WireError) {
+        var payload: [UInt8] = []
+        while let f = try r.next() {
+            if f.number == 1 {
+                try r.once(f, "payload")
+                payload = try f.bytes("payload")
+                guard payload.count <= 1024 else { throw .outOfRange(field: "payload", reason: "longer than 1024 bytes") }
+            }
+        }
+        self.payload = payload
+    }
+
+    public func encode(into w: inout FieldWriter) {
+        if !payload.isEmpty { w.bytes(1, payload) }
+    }
+}

@@ -7,6 +7,7 @@ public enum Method: UInt16, Sendable, CaseIterable, CustomStringConvertible {
     case stats = 3
     case hydrate = 4
     case checkConsistency = 5
+    case ping = 6
 
     case savePosition = 16
     case closePosition = 17
@@ -33,6 +34,7 @@ public enum Method: UInt16, Sendable, CaseIterable, CustomStringConvertible {
         case .stats: "Stats"
         case .hydrate: "Hydrate"
         case .checkConsistency: "CheckConsistency"
+        case .ping: "Ping"
         case .savePosition: "SavePosition"
         case .closePosition: "ClosePosition"
         case .publishTradeEvent: "PublishTradeEvent"
