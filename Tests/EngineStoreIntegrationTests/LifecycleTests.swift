@@ -329,3 +329,39 @@ import Testing
         await s.stop()
     }
 }
+
+@Suite struct GroupCommitTests {
+    @Test func oneBadRequestInABatchFailsAloneAndTheOthersCommit() async throws {
+        // One worker and many concurrent requests: they share transactions.
+        let s = try await RunningServer.start { $0.postgresConnections = 1 }
+        let client = s.client()
+        try await client.connect()
+        let outcomes = try await withThrowingTaskGroup(of: (Int, EngineStoreError?).self) { group in
+            for i in 0..<60 {
+                group.addTask {
+                    var r = openRequest(model: "group", symbol: "G\(i)")
+                    // Passes the cheap checks, rejected by Postgres's JSON parser inside the batch.
+                    if i % 20 == 7 { r.exitPlanJSON = "{\"unterminated\": " }
+                    do {
+                        _ = try await client.savePosition(r)
+                        return (i, nil)
+                    } catch let e as EngineStoreError {
+                        return (i, e)
+                    }
+                }
+            }
+            var out: [Int: EngineStoreError?] = [:]
+            for try await (i, e) in group { out[i] = e }
+            return out
+        }
+        let failed = outcomes.filter { $0.value != nil }.keys.sorted()
+        #expect(failed == [7, 27, 47])
+        #expect(outcomes[7]??.code == .invalidArgument)
+        let pg = try s.postgres()
+        #expect(try pg.exec("SELECT count(*) FROM positions WHERE model_id = 'group'").int(0, 0) == 57)
+        #expect(try pg.exec("SELECT count(*) FROM positions WHERE symbol IN ('G7', 'G27', 'G47')").int(0, 0) == 0)
+        #expect(try pg.exec("SELECT count(*) FROM engine_store_idempotency").int(0, 0) == 57)
+        await client.close()
+        await s.stop()
+    }
+}

@@ -200,22 +200,24 @@ final class PostgresPool: Sendable {
             outcomes.reserveCapacity(jobs.count)
             var reached = 0  // jobs[..<reached] have either an outcome or their own error answer
             do {
-                try session.exec("BEGIN")
+                // BEGIN and each savepoint change ride in one simple-query round trip.
+                var pending = "BEGIN; SAVEPOINT job"
                 for job in jobs {
-                    try session.exec("SAVEPOINT job")
+                    try session.exec(pending)
                     do {
                         let outcome = try job.execute(session)
-                        try session.exec("RELEASE SAVEPOINT job")
+                        pending = "RELEASE SAVEPOINT job"
                         outcomes.append((job, outcome))
                     } catch let error as PGError where error.kind == .connection {
                         throw error
                     } catch {
-                        try session.exec("ROLLBACK TO SAVEPOINT job")
+                        pending = "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job"
                         job.complete(.failure(map(error)))
                     }
+                    pending += reached == jobs.count - 1 ? "; COMMIT" : "; SAVEPOINT job"
                     reached += 1
                 }
-                try session.exec("COMMIT")
+                try session.exec(pending)
             } catch {
                 try? session.exec("ROLLBACK")
                 let e = map(error)

@@ -143,9 +143,19 @@ let openPositionsOfModel = Statement(name: "positions_open_of_model", sql: """
     SELECT \(positionColumns) FROM positions WHERE model_id = $1 AND status = 'open' ORDER BY symbol
     """)
 
-/// All open positions of a model as hash field/value pairs (the snapshot that rebuilds a missing hash).
+/// At most this many positions travel with a write as the rebuild snapshot. A nof0 trader holds a
+/// handful; a model with more gets plain field writes (its hash is rebuilt by the next read miss).
+let snapshotLimit = 256
+
+private let openPositionsSnapshot = Statement(name: "positions_open_snapshot", sql: """
+    SELECT \(positionColumns) FROM positions WHERE model_id = $1 AND status = 'open' ORDER BY symbol LIMIT \(snapshotLimit + 1)
+    """)
+
+/// All open positions of a model as hash field/value pairs (the snapshot that rebuilds a missing hash);
+/// empty when there are more than `snapshotLimit`.
 func openPositionsHash(_ session: PostgresSession, model: String) throws -> [(String, String)] {
-    let r = try session.run(openPositionsOfModel, [model])
+    let r = try session.run(openPositionsSnapshot, [model])
+    guard r.rowCount <= snapshotLimit else { return [] }
     return (0..<r.rowCount).map { i in
         let row = PositionRow(r, i)
         return (row.symbol, row.json)
