@@ -1,6 +1,8 @@
 /// The RPCs the load tester can drive.
 public enum Operation: String, CaseIterable, Sendable, Comparable {
     case savePosition = "save-position"
+    /// SavePosition that always opens a new position (the benchmark's write).
+    case openPosition = "open-position"
     case closePosition = "close-position"
     case snapshot
     case tradeEvent = "trade-event"

@@ -43,6 +43,8 @@ struct Workload {
             _ = try await store.health()
         case .noop:
             _ = try await store.ping()
+        case .openPosition:
+            try await openOne(on: store, ack: &ack)
         case .savePosition:
             // Mostly opens; a third of the time a mark-to-market update of an open position.
             if !open.isEmpty && Int.random(in: 0..<3, using: &rng) == 0 {
