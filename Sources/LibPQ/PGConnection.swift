@@ -213,3 +213,75 @@ extension PGConnection {
         return rows
     }
 }
+
+/// One statement sent in pipeline mode.
+public enum PGPipelineItem: Sendable {
+    /// A statement prepared earlier on this connection, with text parameters.
+    case prepared(name: String, params: [String?])
+    /// SQL without parameters (BEGIN, COMMIT, …).
+    case sql(String)
+}
+
+/// What one pipelined statement produced.
+public enum PGPipelineOutcome {
+    case ok(PGResult)
+    case failed(PGError)
+    /// Not run: an earlier statement of the pipeline failed.
+    case aborted
+}
+
+extension PGConnection {
+    /// Sends every item without waiting, then one sync, and reads all results: one round trip
+    /// for the whole list. After a failure the server skips the rest (`.aborted`) up to the sync;
+    /// an open transaction is then in the failed state and needs a ROLLBACK.
+    /// Keep lists modest: in blocking mode a very large pipeline could fill both socket buffers.
+    public func pipeline(_ items: [PGPipelineItem]) throws(PGError) -> [PGPipelineOutcome] {
+        guard PQenterPipelineMode(rawHandle) == 1 else { throw lastError() }
+        defer { _ = PQexitPipelineMode(rawHandle) }
+        for item in items {
+            let sent: Int32
+            switch item {
+            case .prepared(let name, let params):
+                sent = withParams(params) { count, values in PQsendQueryPrepared(rawHandle, name, count, values, nil, nil, 0) }
+            case .sql(let text):
+                sent = PQsendQueryParams(rawHandle, text, 0, nil, nil, nil, nil, 0)
+            }
+            guard sent == 1 else { throw lastError() }
+        }
+        guard PQpipelineSync(rawHandle) == 1 else { throw lastError() }
+        var outcomes: [PGPipelineOutcome] = []
+        outcomes.reserveCapacity(items.count)
+        for _ in items {
+            guard let result = PQgetResult(rawHandle) else { throw lastError() }
+            switch PQresultStatus(result) {
+            case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+                outcomes.append(.ok(PGResult(result)))
+            case PGRES_PIPELINE_ABORTED:
+                PQclear(result)
+                outcomes.append(.aborted)
+            default:
+                let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+                let message = PGConnection.trimmed(PQresultErrorMessage(result))
+                PQclear(result)
+                outcomes.append(.failed(PGError(kind: PQstatus(rawHandle) == CONNECTION_OK ? .statement : .connection,
+                                                sqlState: state, message: message)))
+            }
+            // Each query's results end with a NULL.
+            while let extra = PQgetResult(rawHandle) { PQclear(extra) }
+        }
+        // The sync point.
+        if let sync = PQgetResult(rawHandle) {
+            let ok = PQresultStatus(sync) == PGRES_PIPELINE_SYNC
+            PQclear(sync)
+            if !ok { throw lastError() }
+        } else {
+            throw lastError()
+        }
+        return outcomes
+    }
+
+    private func lastError() -> PGError {
+        PGError(kind: PQstatus(rawHandle) == CONNECTION_OK ? .statement : .connection, sqlState: nil,
+                message: PGConnection.trimmed(PQerrorMessage(rawHandle)))
+    }
+}

@@ -6,6 +6,16 @@ protocol WriteBody: Sendable {
     func execute(_ session: PostgresSession) throws -> JobOutcome
 }
 
+/// A write whose statements need no earlier result, so a whole batch of them can be pipelined.
+/// `outcome` throws `PipelineFallback` when the results need the step-by-step path (a race, a
+/// missing field): the batch is rolled back and run again the ordinary way.
+protocol PipelinableWrite: WriteBody {
+    var pipelined: [(Statement, [String?])] { get }
+    func outcome(_ results: [PGResult]) throws -> JobOutcome
+}
+
+struct PipelineFallback: Error {}
+
 /// Exactly-once effect for retried writes. In the same transaction as the write:
 ///   1. claim the key (INSERT … ON CONFLICT DO NOTHING) — a concurrent request with the same key
 ///      waits on our uncommitted row and then finds it;
@@ -54,6 +64,17 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
     }
 
     func complete(_ result: Result<JobOutcome, ServiceError>) { reply.complete(result) }
+
+    /// Claim + body in the first round trip; the reply record rides with the COMMIT.
+    var pipelinePlan: PipelinePlan? {
+        guard let body = body as? any PipelinableWrite else { return nil }
+        let key = self.key
+        return PipelinePlan(statements: [(Self.claim, [key, String(method), digest])] + body.pipelined) { results in
+            guard results[0].rowCount == 1 else { throw PipelineFallback() }  // a repeat: replay the slow way
+            let outcome = try body.outcome(Array(results.dropFirst()))
+            return ([(Self.record, [key, hexString(outcome.reply)])], outcome)
+        }
+    }
 }
 
 /// FNV-1a 64 over the request payload: tells a true retry (same bytes) from a reused key.

@@ -13,6 +13,13 @@ struct JobOutcome: Sendable {
     var replayed = false
 }
 
+/// How a job runs in pipeline mode: `statements` go out with the batch's first round trip; `finish`
+/// turns their results into the outcome and the statements that go out with the COMMIT.
+struct PipelinePlan: Sendable {
+    let statements: [(Statement, [String?])]
+    let finish: @Sendable ([PGResult]) throws -> (after: [(Statement, [String?])], outcome: JobOutcome)
+}
+
 /// A unit of Postgres work queued by an RPC handler.
 protocol PostgresJob: Sendable {
     /// Monotonic deadline; a job still queued past it is answered deadline_exceeded and not run.
@@ -24,6 +31,12 @@ protocol PostgresJob: Sendable {
     func execute(_ session: PostgresSession) throws -> JobOutcome
     /// Delivers the outcome (after commit) or an error to the waiting client.
     func complete(_ result: Result<JobOutcome, ServiceError>)
+    /// Non-nil when the job can run in a pipelined batch.
+    var pipelinePlan: PipelinePlan? { get }
+}
+
+extension PostgresJob {
+    var pipelinePlan: PipelinePlan? { nil }
 }
 
 /// Postgres worker threads, each owning one connection, fed from one queue.
@@ -154,6 +167,12 @@ final class PostgresPool: Sendable {
                     transactional.forEach { $0.complete(.failure(e)) }
                     return
                 }
+                if runPipelined(transactional, session) { return }
+                guard let session = self.session else {
+                    let e = ServiceError(.unavailable, "postgres connection lost; retry with the same idempotency key")
+                    transactional.forEach { $0.complete(.failure(e)) }
+                    return
+                }
                 if transactional.count == 1 {
                     runSingle(transactional[0], session)
                 } else {
@@ -191,6 +210,66 @@ final class PostgresPool: Sendable {
                 job.complete(.success(outcome))
             } catch {
                 job.complete(.failure(map(error)))
+            }
+        }
+
+        /// The fast path: when every job can be pipelined, the whole batch takes two round trips
+        /// (BEGIN + all statements; then the reply records + COMMIT). Returns false — with the
+        /// transaction rolled back — when the batch must run the step-by-step way instead.
+        func runPipelined(_ jobs: [any PostgresJob], _ session: PostgresSession) -> Bool {
+            let plans = jobs.compactMap(\.pipelinePlan)
+            guard plans.count == jobs.count else { return false }
+            do {
+                try session.ensurePrepared(plans.flatMap { $0.statements.map(\.0) })
+                var items: [PGPipelineItem] = [.sql("BEGIN")]
+                for plan in plans {
+                    for (statement, params) in plan.statements { items.append(.prepared(name: statement.name, params: params)) }
+                }
+                let first = try session.connection.pipeline(items)
+                var results: [PGResult] = []
+                results.reserveCapacity(first.count)
+                for outcome in first {
+                    guard case .ok(let r) = outcome else {
+                        if case .failed(let e) = outcome, e.kind == .connection { throw e }
+                        _ = try? session.exec("ROLLBACK")
+                        return false
+                    }
+                    results.append(r)
+                }
+                var after: [PGPipelineItem] = []
+                var outcomes: [JobOutcome] = []
+                var index = 1
+                for plan in plans {
+                    let mine = Array(results[index..<(index + plan.statements.count)])
+                    index += plan.statements.count
+                    let finished: (after: [(Statement, [String?])], outcome: JobOutcome)
+                    do {
+                        finished = try plan.finish(mine)
+                    } catch {
+                        _ = try? session.exec("ROLLBACK")
+                        return false
+                    }
+                    try session.ensurePrepared(finished.after.map(\.0))
+                    for (statement, params) in finished.after { after.append(.prepared(name: statement.name, params: params)) }
+                    outcomes.append(finished.outcome)
+                }
+                after.append(.sql("COMMIT"))
+                let second = try session.connection.pipeline(after)
+                for outcome in second {
+                    guard case .ok = outcome else {
+                        if case .failed(let e) = outcome, e.kind == .connection { throw e }
+                        _ = try? session.exec("ROLLBACK")
+                        return false
+                    }
+                }
+                pool.afterCommit(outcomes)
+                for (job, outcome) in zip(jobs, outcomes) { job.complete(.success(outcome)) }
+                return true
+            } catch {
+                // The connection broke: nothing is known to be committed; the clients retry.
+                let e = map(error)
+                jobs.forEach { $0.complete(.failure(e)) }
+                return true
             }
         }
 

@@ -23,4 +23,12 @@ final class PostgresSession {
     }
 
     func exec(_ sql: String) throws(PGError) { try connection.exec(sql) }
+
+    /// Prepares what is not prepared yet (pipeline mode needs statements prepared beforehand).
+    func ensurePrepared(_ statements: [Statement]) throws(PGError) {
+        for s in statements where !prepared.contains(s.name) {
+            try connection.prepare(s.name, s.sql)
+            prepared.insert(s.name)
+        }
+    }
 }

@@ -88,7 +88,7 @@ struct PositionRPC: RPCFamily {
 /// Columns every position statement returns, in this order, to build the cache JSON.
 let positionColumns = """
     id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,
-    (extract(epoch FROM updated_at) * 1000)::bigint
+    (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms
     """
 
 /// One position row in the shape of `positionColumns`.
@@ -147,7 +147,7 @@ let openPositionsOfModel = Statement(name: "positions_open_of_model", sql: """
 /// handful; a model with more gets plain field writes (its hash is rebuilt by the next read miss).
 let snapshotLimit = 256
 
-private let openPositionsSnapshot = Statement(name: "positions_open_snapshot", sql: """
+let openPositionsSnapshot = Statement(name: "positions_open_snapshot", sql: """
     SELECT \(positionColumns) FROM positions WHERE model_id = $1 AND status = 'open' ORDER BY symbol LIMIT \(snapshotLimit + 1)
     """)
 
@@ -164,9 +164,9 @@ func openPositionsHash(_ session: PostgresSession, model: String) throws -> [(St
 
 // MARK: - SavePosition
 
-/// Changes only the columns whose parameter is not NULL.
-private let updateOpen = Statement(name: "position_update_open", sql: """
-    UPDATE positions SET
+/// The SET list of an update that changes only the columns whose parameter is not NULL.
+private let updateAssignments = """
+
         exchange_provider = COALESCE($3, exchange_provider),
         side = COALESCE($4, side),
         quantity = COALESCE($5::float8, quantity),
@@ -188,8 +188,34 @@ private let updateOpen = Statement(name: "position_update_open", sql: """
         commission = COALESCE($21::float8, commission),
         slippage = COALESCE($22::float8, slippage),
         updated_at = now()
+    """
+
+private let updateOpen = Statement(name: "position_update_open", sql: """
+    UPDATE positions SET \(updateAssignments)
     WHERE model_id = $1 AND symbol = $2 AND status = 'open'
     RETURNING \(positionColumns)
+    """)
+
+/// Update-or-open in one statement (the pipelined path): the INSERT runs only when the UPDATE found
+/// nothing open; a concurrent open makes both empty, and the job falls back to the step-by-step path.
+private let upsertOpen = Statement(name: "position_upsert_open", sql: """
+    WITH upd AS (
+        UPDATE positions SET \(updateAssignments)
+        WHERE model_id = $1 AND symbol = $2 AND status = 'open'
+        RETURNING \(positionColumns)
+    ), ins AS (
+        INSERT INTO positions (
+            model_id, symbol, exchange_provider, side, quantity, entry_price, entry_time_ms, leverage,
+            confidence, risk_usd, margin, entry_oid, tp_oid, sl_oid, wait_for_fill, exit_plan, index_col,
+            current_price, unrealized_pnl, liquidation_price, commission, slippage, id, status)
+        SELECT $1, $2, $3, $4, $5::float8, $6::float8, $7::int8, $8::float8, $9::float8, $10::float8, $11::float8,
+               $12::int8, $13::int8, $14::int8, COALESCE($15::bool, false), $16::jsonb, $17::jsonb, $18::float8,
+               $19::float8, $20::float8, $21::float8, $22::float8, $23, 'open'
+        WHERE NOT EXISTS (SELECT 1 FROM upd)
+        ON CONFLICT (model_id, symbol) WHERE status = 'open' DO NOTHING
+        RETURNING \(positionColumns)
+    )
+    SELECT *, false AS opened FROM upd UNION ALL SELECT *, true FROM ins
     """)
 
 /// Opens a new lifecycle row; does nothing if another transaction opened one first (the unique
@@ -205,14 +231,14 @@ private let insertOpen = Statement(name: "position_insert_open", sql: """
     RETURNING \(positionColumns)
     """)
 
-struct SavePositionBody: WriteBody {
+struct SavePositionBody: PipelinableWrite {
     let request: SavePositionRequest
     let keys: CacheKeys
     let ttl: Int
 
-    func execute(_ session: PostgresSession) throws -> JobOutcome {
+    var params: [String?] {
         let r = request
-        var params: [String?] = [
+        return [
             r.modelID, r.symbol, r.exchangeProvider, r.side?.description,
             r.quantity.map(pgText), r.entryPrice.map(pgText), r.entryTimeMs.map(String.init),
             r.leverage.map(pgText), r.confidence.map(pgText), r.riskUSD.map(pgText), r.margin.map(pgText),
@@ -221,6 +247,41 @@ struct SavePositionBody: WriteBody {
             r.currentPrice.map(pgText), r.unrealizedPnl.map(pgText), r.liquidationPrice.map(pgText),
             r.commission.map(pgText), r.slippage.map(pgText),
         ]
+    }
+
+    var hasOpenFields: Bool {
+        request.exchangeProvider != nil && request.side != nil && request.quantity != nil && request.entryPrice != nil
+            && request.entryTimeMs != nil
+    }
+
+    var pipelined: [(Statement, [String?])] {
+        let write = hasOpenFields ? (upsertOpen, params + [Self.newPositionID(request)]) : (updateOpen, params)
+        return [write, (openPositionsSnapshot, [request.modelID])]
+    }
+
+    func outcome(_ results: [PGResult]) throws -> JobOutcome {
+        let written = results[0]
+        guard written.rowCount == 1 else { throw PipelineFallback() }
+        let opened = written.columnCount > 10 ? written.bool(0, 10) ?? false : false
+        let snapshotRows = results[1]
+        let snapshot: [(String, String)] = snapshotRows.rowCount > snapshotLimit ? [] : (0..<snapshotRows.rowCount).map {
+            let row = PositionRow(snapshotRows, $0)
+            return (row.symbol, row.json)
+        }
+        return makeOutcome(PositionRow(written, 0), opened: opened, snapshot: snapshot)
+    }
+
+    func makeOutcome(_ row: PositionRow, opened: Bool, snapshot: [(String, String)]) -> JobOutcome {
+        let response = SavePositionResponse(positionID: row.id, opened: opened, updatedAtMs: row.updatedAtMs)
+        return JobOutcome(
+            reply: response.encodedPayload(),
+            cacheMutations: [.hashSetOrBuild(key: keys.positions(model: request.modelID), field: row.symbol, value: row.json,
+                                             snapshot: snapshot, ttlSeconds: ttl)])
+    }
+
+    func execute(_ session: PostgresSession) throws -> JobOutcome {
+        let r = request
+        var params = self.params
         var opened = false
         var result = try session.run(updateOpen, params)
         if result.rowCount == 0 {
@@ -238,12 +299,7 @@ struct SavePositionBody: WriteBody {
         guard result.rowCount == 1 else {
             throw ServiceError(.internalError, "position neither updated nor inserted")
         }
-        let row = PositionRow(result, 0)
-        let response = SavePositionResponse(positionID: row.id, opened: opened, updatedAtMs: row.updatedAtMs)
-        return JobOutcome(
-            reply: response.encodedPayload(),
-            cacheMutations: [.hashSetOrBuild(key: keys.positions(model: r.modelID), field: row.symbol, value: row.json,
-                                             snapshot: try openPositionsHash(session, model: r.modelID), ttlSeconds: ttl)])
+        return makeOutcome(PositionRow(result, 0), opened: opened, snapshot: try openPositionsHash(session, model: r.modelID))
     }
 
     /// Opening (no open row yet) needs the fields the table cannot default.
