@@ -365,3 +365,27 @@ import Testing
         await s.stop()
     }
 }
+
+@Suite struct CacheFormatTests {
+    @Test func aHashRebuiltFromPostgresHoldsTheSameJSONAsFieldWrites() async throws {
+        let s = try await RunningServer.start()
+        let client = s.client()
+        var r = openRequest(model: "fmt", symbol: "BTC")
+        r.leverage = 2.5
+        r.confidence = nil
+        _ = try await client.savePosition(r)
+        _ = try await client.savePosition(openRequest(model: "fmt", symbol: "ETH"))
+        let redis = try s.redis()
+        let key = s.namespace + "positions:fmt"
+        #expect(try await eventually { try redis.command(["HLEN", key]).integer == 2 })
+        let written = try #require(try redis.command(["HGET", key, "BTC"]).text)
+        // Rebuild from the Postgres snapshot: delete the hash, then write ETH.
+        _ = try redis.command(["DEL", key])
+        _ = try await client.savePosition(SavePositionRequest(modelID: "fmt", symbol: "ETH", currentPrice: 101))
+        #expect(try await eventually { try redis.command(["HLEN", key]).integer == 2 })
+        let rebuilt = try #require(try redis.command(["HGET", key, "BTC"]).text)
+        #expect(rebuilt == written)
+        await client.close()
+        await s.stop()
+    }
+}

@@ -147,19 +147,28 @@ let openPositionsOfModel = Statement(name: "positions_open_of_model", sql: """
 /// handful; a model with more gets plain field writes (its hash is rebuilt by the next read miss).
 let snapshotLimit = 256
 
+/// The snapshot rows as (SYMBOL, position JSON), the compact JSON built by Postgres (cheaper than
+/// parsing every column and re-encoding it here); same fields, order and number format as `PositionRow.json`.
 let openPositionsSnapshot = Statement(name: "positions_open_snapshot", sql: """
-    SELECT \(positionColumns) FROM positions WHERE model_id = $1 AND status = 'open' ORDER BY symbol LIMIT \(snapshotLimit + 1)
+    SELECT symbol, '{"symbol":' || to_json(symbol)::text || ',"side":' || to_json(side)::text
+        || ',"quantity":' || quantity::text || ',"entry_price":' || entry_price::text
+        || ',"leverage":' || COALESCE(leverage::text, 'null') || ',"confidence":' || COALESCE(confidence::text, 'null')
+        || ',"risk_usd":' || COALESCE(risk_usd::text, 'null')
+        || ',"updated_at_ms":' || ((extract(epoch FROM updated_at) * 1000)::bigint)::text
+        || ',"exchange":' || to_json(exchange_provider)::text || '}'
+    FROM positions WHERE model_id = $1 AND status = 'open' ORDER BY symbol LIMIT \(snapshotLimit + 1)
     """)
+
+/// Snapshot rows as hash field/value pairs; empty when there are more than `snapshotLimit`.
+func snapshotPairs(_ r: PGResult) -> [(String, String)] {
+    guard r.rowCount <= snapshotLimit else { return [] }
+    return (0..<r.rowCount).map { (r.string($0, 0) ?? "", r.string($0, 1) ?? "{}") }
+}
 
 /// All open positions of a model as hash field/value pairs (the snapshot that rebuilds a missing hash);
 /// empty when there are more than `snapshotLimit`.
 func openPositionsHash(_ session: PostgresSession, model: String) throws -> [(String, String)] {
-    let r = try session.run(openPositionsSnapshot, [model])
-    guard r.rowCount <= snapshotLimit else { return [] }
-    return (0..<r.rowCount).map { i in
-        let row = PositionRow(r, i)
-        return (row.symbol, row.json)
-    }
+    snapshotPairs(try session.run(openPositionsSnapshot, [model]))
 }
 
 // MARK: - SavePosition
@@ -263,12 +272,7 @@ struct SavePositionBody: PipelinableWrite {
         let written = results[0]
         guard written.rowCount == 1 else { throw PipelineFallback() }
         let opened = written.columnCount > 10 ? written.bool(0, 10) ?? false : false
-        let snapshotRows = results[1]
-        let snapshot: [(String, String)] = snapshotRows.rowCount > snapshotLimit ? [] : (0..<snapshotRows.rowCount).map {
-            let row = PositionRow(snapshotRows, $0)
-            return (row.symbol, row.json)
-        }
-        return makeOutcome(PositionRow(written, 0), opened: opened, snapshot: snapshot)
+        return makeOutcome(PositionRow(written, 0), opened: opened, snapshot: snapshotPairs(results[1]))
     }
 
     func makeOutcome(_ row: PositionRow, opened: Bool, snapshot: [(String, String)]) -> JobOutcome {
