@@ -18,7 +18,7 @@ public final class EngineStoreServer: Sendable {
     private let reader: CacheReader
     private let limiter: CacheRateLimiter
     private let postgres: PostgresPool
-    private let stats = ServerStats()
+    let stats = ServerStats()
     private let state = Mutex<State>(.idle)
     private let stopped = DispatchSemaphore(value: 0)
     private let maintenance = Maintenance()
@@ -33,7 +33,7 @@ public final class EngineStoreServer: Sendable {
         self.reader = CacheReader(endpoint: configuration.redis, logger: logger)
         self.limiter = CacheRateLimiter(intervalMs: configuration.marketCacheIntervalMs, writer: cache)
         self.postgres = PostgresPool(conninfo: configuration.postgresURL, size: configuration.postgresConnections,
-                                     maxBatch: configuration.maxBatch, cache: cache, limiter: limiter, logger: logger)
+                                     maxBatch: configuration.maxBatch, cache: cache, limiter: limiter, stats: stats, logger: logger)
     }
 
     /// Applies migrations (unless disabled), binds the socket and starts the threads.

@@ -8,6 +8,12 @@ final class ServerStats: Sendable {
     let framesOut = Atomic<Int>(0)
     let cacheHits = Atomic<Int>(0)
     let cacheMisses = Atomic<Int>(0)
+    /// Jobs committed through the pipelined fast path, and batches that fell back to the step-by-step path.
+    let pipelinedJobs = Atomic<Int>(0)
+    let pipelineFallbacks = Atomic<Int>(0)
+    /// Transactions committed by the workers and the jobs they carried (group commit: jobs / commits).
+    let commits = Atomic<Int>(0)
+    let committedJobs = Atomic<Int>(0)
 }
 
 /// What RPC handlers share: the Postgres pool, the cache writer, key names and settings.

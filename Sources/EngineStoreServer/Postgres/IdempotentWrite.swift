@@ -16,6 +16,12 @@ protocol PipelinableWrite: WriteBody {
 
 struct PipelineFallback: Error {}
 
+/// A pipelinable write whose own statements also insert the idempotency record (with the reply)
+/// and fail when the key exists — one statement fewer per request than claim + record.
+protocol SelfRecordingWrite: PipelinableWrite {
+    func recordingStatements(key: String, digest: String) -> [(Statement, [String?])]
+}
+
 /// Exactly-once effect for retried writes. In the same transaction as the write:
 ///   1. claim the key (INSERT … ON CONFLICT DO NOTHING) — a concurrent request with the same key
 ///      waits on our uncommitted row and then finds it;
@@ -69,6 +75,11 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
     var pipelinePlan: PipelinePlan? {
         guard let body = body as? any PipelinableWrite else { return nil }
         let key = self.key
+        if let recording = body as? any SelfRecordingWrite {
+            return PipelinePlan(statements: recording.recordingStatements(key: key, digest: digest)) { results in
+                ([], try recording.outcome(results))
+            }
+        }
         return PipelinePlan(statements: [(Self.claim, [key, String(method), digest])] + body.pipelined) { results in
             guard results[0].rowCount == 1 else { throw PipelineFallback() }  // a repeat: replay the slow way
             let outcome = try body.outcome(Array(results.dropFirst()))

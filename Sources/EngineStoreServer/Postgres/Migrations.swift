@@ -18,6 +18,7 @@ public enum Migrations {
         Migration(version: 1, name: "nof0 tables", sql: nof0Tables),
         Migration(version: 2, name: "one open position per model and symbol", sql: openPositionUniqueness),
         Migration(version: 3, name: "idempotency keys and trade events", sql: idempotencyAndTradeEvents),
+        Migration(version: 4, name: "varint encoder for recording replies in SQL", sql: varintFunction),
     ]
 
     /// Applies pending migrations; returns the versions applied by this call.
@@ -298,5 +299,27 @@ public enum Migrations {
             created_at TIMESTAMPTZ NOT NULL DEFAULT now()
         );
         CREATE INDEX IF NOT EXISTS engine_store_trade_events_model_ts ON engine_store_trade_events (model_id, ts_ms DESC);
+        """
+
+    /// Protocol-buffer varint of a non-negative bigint, so a statement can record its own reply
+    /// (see SavePosition's pipelined statement).
+    static let varintFunction = """
+        CREATE OR REPLACE FUNCTION engine_store_varint(v bigint) RETURNS bytea
+        LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+        DECLARE
+            out bytea := ''::bytea;
+            b int;
+        BEGIN
+            IF v < 0 THEN RAISE EXCEPTION 'engine_store_varint: negative value %', v; END IF;
+            LOOP
+                b := (v & 127)::int;
+                v := v >> 7;
+                IF v = 0 THEN
+                    RETURN out || set_byte('\\x00'::bytea, 0, b);
+                END IF;
+                out := out || set_byte('\\x00'::bytea, 0, b | 128);
+            END LOOP;
+        END
+        $fn$;
         """
 }

@@ -53,7 +53,10 @@ final class PostgresPool: Sendable {
     private let logger: Logger
     private let finished: DispatchSemaphore
 
-    init(conninfo: String, size: Int, maxBatch: Int, cache: CacheWriter, limiter: CacheRateLimiter, logger: Logger) {
+    let stats: ServerStats
+
+    init(conninfo: String, size: Int, maxBatch: Int, cache: CacheWriter, limiter: CacheRateLimiter, stats: ServerStats, logger: Logger) {
+        self.stats = stats
         self.limiter = limiter
         self.conninfo = conninfo
         self.size = max(1, size)
@@ -77,6 +80,8 @@ final class PostgresPool: Sendable {
 
     /// Hands a commit's cache work on: plain mutations to the writer, coalescable ones to the limiter.
     func afterCommit(_ outcomes: [JobOutcome]) {
+        stats.commits.add(1, ordering: .relaxed)
+        stats.committedJobs.add(outcomes.count, ordering: .relaxed)
         cache.enqueue(outcomes.flatMap(\.cacheMutations))
         limiter.submit(outcomes.flatMap(\.rateLimited))
     }
@@ -232,6 +237,7 @@ final class PostgresPool: Sendable {
                     guard case .ok(let r) = outcome else {
                         if case .failed(let e) = outcome, e.kind == .connection { throw e }
                         _ = try? session.exec("ROLLBACK")
+                        pool.stats.pipelineFallbacks.add(1, ordering: .relaxed)
                         return false
                     }
                     results.append(r)
@@ -247,6 +253,7 @@ final class PostgresPool: Sendable {
                         finished = try plan.finish(mine)
                     } catch {
                         _ = try? session.exec("ROLLBACK")
+                        pool.stats.pipelineFallbacks.add(1, ordering: .relaxed)
                         return false
                     }
                     try session.ensurePrepared(finished.after.map(\.0))
@@ -263,6 +270,7 @@ final class PostgresPool: Sendable {
                     }
                 }
                 pool.afterCommit(outcomes)
+                pool.stats.pipelinedJobs.add(jobs.count, ordering: .relaxed)
                 for (job, outcome) in zip(jobs, outcomes) { job.complete(.success(outcome)) }
                 return true
             } catch {

@@ -227,6 +227,37 @@ private let upsertOpen = Statement(name: "position_upsert_open", sql: """
     SELECT *, false AS opened FROM upd UNION ALL SELECT *, true FROM ins
     """)
 
+/// The pipelined forms also record the idempotency key and the reply in the same statement, so a
+/// SavePosition costs one statement. The reply is SavePositionResponse encoded exactly as
+/// `FieldWriter` does (field 1 position_id, 2 opened, 3 updated_at_ms as ZigZag varint). A key
+/// already recorded makes the INSERT fail: the batch falls back to the step-by-step path, which replays.
+private func recordingReply(key: Int, digest: Int) -> String {
+    """
+    , res AS (SELECT *, false AS opened FROM upd UNION ALL SELECT *, true FROM ins),
+    idem AS (
+        INSERT INTO engine_store_idempotency (key, method, digest, response)
+        SELECT $\(key), \(Method.savePosition.rawValue), $\(digest),
+               '\\x0a'::bytea || engine_store_varint(octet_length(convert_to(id, 'UTF8'))) || convert_to(id, 'UTF8')
+               || '\\x10'::bytea || CASE WHEN opened THEN '\\x01'::bytea ELSE '\\x00'::bytea END
+               || '\\x18'::bytea || engine_store_varint(updated_ms * 2)
+        FROM res
+    )
+    SELECT * FROM res
+    """
+}
+
+private let upsertOpenRecording = Statement(name: "position_upsert_open_recording", sql:
+    upsertOpen.sql.replacingOccurrences(of: "SELECT *, false AS opened FROM upd UNION ALL SELECT *, true FROM ins", with: "")
+    + recordingReply(key: 24, digest: 25))
+
+private let updateOpenRecording = Statement(name: "position_update_open_recording", sql: """
+    WITH upd AS (
+        UPDATE positions SET \(updateAssignments)
+        WHERE model_id = $1 AND symbol = $2 AND status = 'open'
+        RETURNING \(positionColumns)
+    ), ins AS (SELECT * FROM upd WHERE false)
+    """ + recordingReply(key: 23, digest: 24))
+
 /// Opens a new lifecycle row; does nothing if another transaction opened one first (the unique
 /// partial index decides), in which case the caller updates that one instead.
 private let insertOpen = Statement(name: "position_insert_open", sql: """
@@ -240,7 +271,7 @@ private let insertOpen = Statement(name: "position_insert_open", sql: """
     RETURNING \(positionColumns)
     """)
 
-struct SavePositionBody: PipelinableWrite {
+struct SavePositionBody: PipelinableWrite, SelfRecordingWrite {
     let request: SavePositionRequest
     let keys: CacheKeys
     let ttl: Int
@@ -265,6 +296,13 @@ struct SavePositionBody: PipelinableWrite {
 
     var pipelined: [(Statement, [String?])] {
         let write = hasOpenFields ? (upsertOpen, params + [Self.newPositionID(request)]) : (updateOpen, params)
+        return [write, (openPositionsSnapshot, [request.modelID])]
+    }
+
+    func recordingStatements(key: String, digest: String) -> [(Statement, [String?])] {
+        let write = hasOpenFields
+            ? (upsertOpenRecording, params + [Self.newPositionID(request), key, digest])
+            : (updateOpenRecording, params + [key, digest])
         return [write, (openPositionsSnapshot, [request.modelID])]
     }
 
