@@ -114,12 +114,20 @@ final class ClientConnection: Sendable {
                 while s.waiters[id] != nil || id == 0 { id &+= 1 }
                 s.nextRequestID = id &+ 1
                 let header = FrameHeader(kind: .request, method: method, requestID: id, flags: flags, deadlineMs: remainingMs)
-                let wasEmpty = s.output.isEmpty
                 var w = ByteWriter(capacity: 4 + FrameHeader.size + payload.count)
                 Frame.encode(header: header, payload: payload, into: &w)
-                if wasEmpty { s.output = w.bytes } else { s.output.append(contentsOf: w.bytes) }
                 s.waiters[id] = Waiter(continuation: k, deadlineNanos: deadlineNanos)
-                return wasEmpty
+                // Nothing queued ahead of us: write straight from this thread (the socket is
+                // non-blocking, so this never blocks); only a remainder goes to the I/O thread.
+                if s.output.isEmpty {
+                    let frame = w.bytes
+                    let sent = frame.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+                    if sent == frame.count { return false }
+                    s.output = sent > 0 ? Array(frame[sent...]) : frame
+                    return true
+                }
+                s.output.append(contentsOf: w.bytes)
+                return false
             }
             if wake == true { signal() }
         }
@@ -150,32 +158,29 @@ final class ClientConnection: Sendable {
         var input: [UInt8] = []
         var inputStart = 0
         var scratch = [UInt8](repeating: 0, count: 1 << 16)
-        var pending: [UInt8] = []
-        var pendingStart = 0
         var lastSweep: UInt64 = 0
         while true {
-            // Take what callers queued.
-            let (queued, failed, hasWaiters) = state.withLock { s -> ([UInt8], Bool, Bool) in
-                var out: [UInt8] = []
-                swap(&out, &s.output)
-                return (out, s.failure != nil, !s.waiters.isEmpty)
+            // Write what callers queued, under the lock so bytes never reorder with a caller's direct send.
+            let (wantsWrite, failed, hasWaiters, broken) = state.withLock { s -> (Bool, Bool, Bool, Bool) in
+                var broken = false
+                while !s.output.isEmpty {
+                    let n = s.output.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+                    if n > 0 {
+                        if n == s.output.count { s.output.removeAll(keepingCapacity: true) } else { s.output.removeFirst(n) }
+                    } else {
+                        if n < 0 && errno != EAGAIN && errno != EINTR { broken = true }
+                        break
+                    }
+                }
+                return (!s.output.isEmpty, s.failure != nil, !s.waiters.isEmpty, broken)
             }
             if failed { break }
-            if !queued.isEmpty {
-                if pendingStart == pending.count { pending = queued; pendingStart = 0 } else { pending.append(contentsOf: queued) }
-            }
-            // Write as much as the socket takes.
-            while pendingStart < pending.count {
-                let n = pending.withUnsafeBytes { send(fd, $0.baseAddress! + pendingStart, $0.count - pendingStart, Int32(MSG_NOSIGNAL)) }
-                if n > 0 { pendingStart += n; continue }
-                if n < 0 && (errno == EAGAIN || errno == EINTR) { break }
+            if broken {
                 fail(EngineStoreError.connection("connection to \(socketPath) lost while writing"))
                 return
             }
-            if pendingStart == pending.count { pending.removeAll(keepingCapacity: true); pendingStart = 0 }
-
             var fds = [
-                pollfd(fd: fd, events: Int16(POLLIN) | (pendingStart < pending.count ? Int16(POLLOUT) : 0), revents: 0),
+                pollfd(fd: fd, events: Int16(POLLIN) | (wantsWrite ? Int16(POLLOUT) : 0), revents: 0),
                 pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0),
             ]
             let timeout: Int32 = hasWaiters ? 5 : 1000
