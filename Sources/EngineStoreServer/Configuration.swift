@@ -32,6 +32,12 @@ public struct ServerConfiguration: Sendable {
     public var marketCacheIntervalMs: Int = 1000
     /// Most ticks accepted in one IngestPriceTicks batch.
     public var maxTicksPerBatch: Int = 50_000
+    /// Rebuild Redis from Postgres at start (under a Redis lock shared by all instances).
+    public var hydrateOnStart: Bool = true
+    /// Seconds between periodic consistency checks (report only); 0 disables them.
+    public var consistencyCheckIntervalSeconds: Int = 300
+    /// Outbox rows younger than this are left to the direct path before the relay takes them.
+    public var outboxGraceMs: Int = 2000
     /// How long idempotency keys are remembered.
     public var idempotencyRetentionHours: Int = 24
 

@@ -21,7 +21,7 @@ public final class EngineStoreServer: Sendable {
     let stats = ServerStats()
     private let state = Mutex<State>(.idle)
     private let stopped = DispatchSemaphore(value: 0)
-    private let maintenance = Maintenance()
+    private let maintenance: CacheMaintenance
 
     private enum State { case idle, running, stopping, stopped }
 
@@ -31,6 +31,16 @@ public final class EngineStoreServer: Sendable {
         self.mailbox = try Mailbox()
         self.cache = CacheWriter(endpoint: configuration.redis, logger: logger)
         self.reader = CacheReader(endpoint: configuration.redis, logger: logger)
+        let keys = CacheKeys(namespace: configuration.namespace)
+        var settings = CacheMaintenance.Settings(
+            conninfo: configuration.postgresURL, redis: configuration.redis,
+            rebuilder: CacheRebuilder(keys: keys, ttl: configuration.ttl, streamMaxLength: configuration.streamMaxLength),
+            instanceID: configuration.instanceID)
+        settings.hydrateOnStart = configuration.hydrateOnStart
+        settings.checkIntervalSeconds = configuration.consistencyCheckIntervalSeconds
+        settings.relayGraceMs = configuration.outboxGraceMs
+        settings.idempotencyRetentionHours = configuration.idempotencyRetentionHours
+        self.maintenance = CacheMaintenance(settings: settings, cleaner: cache.applied, stats: stats, logger: logger)
         self.limiter = CacheRateLimiter(intervalMs: configuration.marketCacheIntervalMs, writer: cache)
         self.postgres = PostgresPool(conninfo: configuration.postgresURL, size: configuration.postgresConnections,
                                      maxBatch: configuration.maxBatch, cache: cache, limiter: limiter, stats: stats, logger: logger)
@@ -49,30 +59,30 @@ public final class EngineStoreServer: Sendable {
             logger.info("migrations applied", metadata: ["applied": "\(applied)", "postgres": "\(redactConnectionString(configuration.postgresURL))"])
         }
         let listenFD = try UnixSocket.listen(path: configuration.socketPath, mode: 0o660)
-        let context = ServiceContext(configuration: configuration, postgres: postgres, cache: cache, reader: reader,
+        let context = ServiceContext(configuration: configuration, postgres: postgres, cache: cache, reader: reader, maintenance: maintenance,
                                      keys: CacheKeys(namespace: configuration.namespace), stats: stats,
                                      logger: logger, startedNanos: monotonicNanos())
         let dispatcher = Dispatcher(families: [
             HealthRPC(context: context), PositionRPC(context: context), TradeEventRPC(context: context),
             AccountRPC(context: context), DecisionRPC(context: context), AnalyticsRPC(context: context),
-            TraderStateRPC(context: context), MarketDataRPC(context: context),
+            TraderStateRPC(context: context), MarketDataRPC(context: context), OperationsRPC(context: context),
         ])
         let loop = try EventLoop(listenFD: listenFD, mailbox: mailbox, dispatcher: dispatcher, context: context)
         cache.start()
         reader.start()
         limiter.start()
         postgres.start()
-        maintenance.start(postgres: postgres, retentionHours: configuration.idempotencyRetentionHours, logger: logger)
+        maintenance.start()
         // The loop object stays on its thread; only its Sendable inputs were built here.
         let box = LoopBox(loop)
         let thread = Thread { [self] in
             box.take().run()
-            maintenance.stop()
             reader.shutdown()
             postgres.shutdown()
             limiter.stop()
             limiter.flushDue(now: .max)
             cache.shutdown()
+            maintenance.shutdown()
             state.withLock { $0 = .stopped }
             logger.info("server stopped")
             stopped.signal()

@@ -218,7 +218,8 @@ let t0: Int64 = 1_764_201_600_000
 
         // "Flush" this test's Redis keys (Redis is shared with other tests), restart the service.
         _ = try redis.command(["DEL", key])
-        let second = try await RunningServer.start(database: db)
+        // Without warm-up, so the read has to come from Postgres.
+        let second = try await RunningServer.start(database: db) { $0.hydrateOnStart = false }
         let again = second.client()
         let restored = try await again.traderState(trader: "trader-1")
         #expect(restored.source == .postgres)

@@ -19,6 +19,8 @@ enum CacheMutation: Sendable, Equatable {
     case listPushOrBuild(key: String, value: String, snapshot: [String], maxLength: Int, ttlSeconds: Int)
     /// ZADD key score member … (no TTL: the leaderboard lives until replaced)
     case sortedSetAdd(key: String, members: [(Double, String)])
+    /// Atomically replaces a whole sorted set (MULTI DEL ZADD EXEC)
+    case replaceSortedSet(key: String, members: [(Double, String)])
     /// Atomically replaces a whole hash (a refill from Postgres): MULTI DEL HSET EXPIRE EXEC
     case replaceHash(key: String, fields: [(String, String)], ttlSeconds: Int)
     /// Atomically replaces a whole list, in order (a refill from Postgres)
@@ -49,6 +51,9 @@ enum CacheMutation: Sendable, Equatable {
         case .sortedSetAdd(let key, let members):
             guard !members.isEmpty else { return [] }
             return [["ZADD", key] + members.flatMap { ["\($0.0)", $0.1] }]
+        case .replaceSortedSet(let key, let members):
+            guard !members.isEmpty else { return [["DEL", key]] }
+            return [["MULTI"], ["DEL", key], ["ZADD", key] + members.flatMap { ["\($0.0)", $0.1] }, ["EXEC"]]
         case .replaceHash(let key, let fields, let ttl):
             guard !fields.isEmpty else { return [["DEL", key]] }
             return [["MULTI"], ["DEL", key], ["HSET", key] + fields.flatMap { [$0.0, $0.1] },

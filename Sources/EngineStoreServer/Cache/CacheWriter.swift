@@ -2,13 +2,16 @@ import EngineStoreWire
 import Foundation
 import Hiredis
 import Logging
+import Synchronization
 
-/// The one component that talks to Redis after commits. It owns a hiredis connection on its own
-/// thread, pipelines whatever has queued up into one round trip, and reconnects with backoff.
-/// A Redis failure never reaches the request that caused the mutation.
+/// The one component that talks to Redis after commits (the direct path). It owns a hiredis
+/// connection on its own thread and pipelines whatever has queued up into one round trip. When
+/// that works, the outbox rows of those writes are cleared; when it does not, the mutations are
+/// dropped and the relay rebuilds the keys from Postgres later (it reads the outbox), so a Redis
+/// failure never reaches a request and never leaves stale values applied out of order.
 final class CacheWriter: Sendable {
     enum Item: Sendable {
-        case mutations([CacheMutation])
+        case mutations([CacheMutation], outboxIDs: [Int64])
         case ping(@Sendable (ComponentHealth) -> Void)
     }
 
@@ -16,13 +19,17 @@ final class CacheWriter: Sendable {
     private let queue = BlockingQueue<Item>()
     private let logger: Logger
     private let done = DispatchSemaphore(value: 0)
-    /// Mutations kept for retry while Redis is down; beyond this the oldest are dropped (and counted).
-    private let maxPending = 100_000
+
+    /// Outbox ids whose mutations Redis took; the maintenance thread deletes them.
+    let applied = OutboxCleaner()
+    private let counters = CacheWriterCounters()
 
     init(endpoint: RedisEndpoint, logger: Logger) {
         self.endpoint = endpoint
         self.logger = logger
     }
+
+    var droppedBatches: Int { counters.dropped.load(ordering: .relaxed) }
 
     func start() {
         let thread = Thread { [self] in run() }
@@ -30,9 +37,9 @@ final class CacheWriter: Sendable {
         thread.start()
     }
 
-    func enqueue(_ mutations: [CacheMutation]) {
-        guard !mutations.isEmpty else { return }
-        queue.push(.mutations(mutations))
+    func enqueue(_ mutations: [CacheMutation], outboxIDs: [Int64] = []) {
+        guard !mutations.isEmpty || !outboxIDs.isEmpty else { return }
+        queue.push(.mutations(mutations, outboxIDs: outboxIDs))
     }
 
     /// Measures a PING round trip through the writer's own connection (so it reflects its real state).
@@ -48,9 +55,9 @@ final class CacheWriter: Sendable {
 
     private func run() {
         var connection: RedisConnection?
-        var pending: [CacheMutation] = []
         var backoffMs = 50
         var nextAttemptNanos: UInt64 = 0
+        var down = false
 
         func connectIfNeeded() -> RedisConnection? {
             if let connection { return connection }
@@ -58,7 +65,8 @@ final class CacheWriter: Sendable {
             do {
                 let c = try RedisConnection(endpoint: endpoint, timeoutMs: 2000)
                 connection = c
-                if backoffMs > 50 { logger.info("redis connected", metadata: ["endpoint": "\(endpoint)"]) }
+                if down { logger.info("redis connected", metadata: ["endpoint": "\(endpoint)"]) }
+                down = false
                 backoffMs = 50
                 return c
             } catch {
@@ -69,54 +77,47 @@ final class CacheWriter: Sendable {
 
         func noteFailure(_ error: RedisError) {
             connection = nil
-            logger.warning("redis unavailable; cache writes retried", metadata: [
-                "reason": "redis_unavailable", "error": "\(error.message)", "retry_in_ms": "\(backoffMs)",
-            ])
+            if !down {
+                logger.warning("redis unavailable; cache writes left to the outbox relay", metadata: [
+                    "reason": "redis_unavailable", "error": "\(error.message)",
+                ])
+            }
+            down = true
             nextAttemptNanos = monotonicNanos() + UInt64(backoffMs) * 1_000_000
-            backoffMs = min(backoffMs * 2, 5000)
+            backoffMs = min(backoffMs * 2, 2000)
         }
 
         while true {
-            // While mutations wait for a reconnect, wake up periodically instead of blocking forever.
-            let items: [Item]
-            if pending.isEmpty {
-                items = queue.popBatch(max: 1024)
-                if items.isEmpty { break }
-            } else {
-                if queue.isClosedAndEmpty {
-                    // Shutting down: one last attempt, then give up what Redis did not take.
-                    if let c = connectIfNeeded(), (try? c.pipeline(pending.flatMap(\.commands))) != nil {
-                        pending.removeAll()
-                    }
-                    break
-                }
-                items = queue.count > 0 ? queue.popBatch(max: 1024) : []
-                if items.isEmpty { usleep(20_000) }
-            }
+            let items = queue.popBatch(max: 1024)
+            if items.isEmpty { break }
+            var mutations: [CacheMutation] = []
+            var outboxIDs: [Int64] = []
             var pings: [@Sendable (ComponentHealth) -> Void] = []
             for item in items {
                 switch item {
-                case .mutations(let m): pending.append(contentsOf: m)
+                case .mutations(let m, let ids):
+                    mutations.append(contentsOf: m)
+                    outboxIDs.append(contentsOf: ids)
                 case .ping(let p): pings.append(p)
                 }
             }
-            if pending.count > maxPending {
-                let dropped = pending.count - maxPending
-                pending.removeFirst(dropped)
-                logger.error("cache backlog full; oldest mutations dropped", metadata: [
-                    "reason": "cache_backlog_full", "dropped": "\(dropped)",
-                ])
-            }
-            if !pending.isEmpty, let c = connectIfNeeded() {
-                do {
-                    let replies = try c.pipeline(pending.flatMap(\.commands))
-                    for case .error(let e) in replies {
-                        logger.error("redis rejected a cache command", metadata: ["reason": "redis_reply_error", "error": "\(e)"])
+            if !mutations.isEmpty {
+                if let c = connectIfNeeded() {
+                    do {
+                        let replies = try c.pipeline(mutations.flatMap(\.commands))
+                        for case .error(let e) in replies {
+                            logger.error("redis rejected a cache command", metadata: ["reason": "redis_reply_error", "error": "\(e)"])
+                        }
+                        applied.add(outboxIDs)
+                    } catch {
+                        noteFailure(error)
+                        counters.dropped.add(1, ordering: .relaxed)
                     }
-                    pending.removeAll(keepingCapacity: true)
-                } catch {
-                    noteFailure(error)
+                } else {
+                    counters.dropped.add(1, ordering: .relaxed)
                 }
+            } else if !outboxIDs.isEmpty {
+                applied.add(outboxIDs)
             }
             for p in pings {
                 let start = monotonicNanos()
@@ -137,9 +138,20 @@ final class CacheWriter: Sendable {
                 p(health)
             }
         }
-        if !pending.isEmpty {
-            logger.warning("shutdown with cache mutations not applied", metadata: ["count": "\(pending.count)"])
-        }
         done.signal()
     }
+}
+
+/// Outbox ids whose cache work is done, waiting to be deleted.
+final class OutboxCleaner: Sendable {
+    private let ids = Mutex<[Int64]>([])
+    func add(_ new: [Int64]) {
+        guard !new.isEmpty else { return }
+        ids.withLock { $0.append(contentsOf: new) }
+    }
+    func take() -> [Int64] { ids.withLock { i in defer { i = [] }; return i } }
+}
+
+final class CacheWriterCounters: Sendable {
+    let dropped = Atomic<Int>(0)
 }

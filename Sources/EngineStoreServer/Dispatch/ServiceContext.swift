@@ -14,6 +14,11 @@ final class ServerStats: Sendable {
     /// Transactions committed by the workers and the jobs they carried (group commit: jobs / commits).
     let commits = Atomic<Int>(0)
     let committedJobs = Atomic<Int>(0)
+    /// Outbox rows waiting (sampled every second) and rows applied by the relay.
+    let outboxDepth = Atomic<Int>(0)
+    let relayed = Atomic<Int>(0)
+    /// Differences found by consistency checks.
+    let inconsistencies = Atomic<Int>(0)
 }
 
 /// What RPC handlers share: the Postgres pool, the cache writer, key names and settings.
@@ -22,6 +27,7 @@ struct ServiceContext: Sendable {
     let postgres: PostgresPool
     let cache: CacheWriter
     let reader: CacheReader
+    let maintenance: CacheMaintenance
     let keys: CacheKeys
     let stats: ServerStats
     let logger: Logger

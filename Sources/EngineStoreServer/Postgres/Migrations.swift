@@ -19,6 +19,7 @@ public enum Migrations {
         Migration(version: 2, name: "one open position per model and symbol", sql: openPositionUniqueness),
         Migration(version: 3, name: "idempotency keys and trade events", sql: idempotencyAndTradeEvents),
         Migration(version: 4, name: "varint encoder for recording replies in SQL", sql: varintFunction),
+        Migration(version: 5, name: "cache outbox", sql: outbox),
     ]
 
     /// Applies pending migrations; returns the versions applied by this call.
@@ -321,5 +322,18 @@ public enum Migrations {
             END LOOP;
         END
         $fn$;
+        """
+
+    /// Cache work owed to Redis, written in the same transaction as the data: what to rebuild, not
+    /// the values (the relay derives them from Postgres when it runs, so it never writes stale data).
+    static let outbox = """
+        CREATE TABLE IF NOT EXISTS engine_store_outbox (
+            id BIGSERIAL PRIMARY KEY,
+            kind TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            ref TEXT NOT NULL DEFAULT '',
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        CREATE INDEX IF NOT EXISTS engine_store_outbox_created ON engine_store_outbox (created_at);
         """
 }

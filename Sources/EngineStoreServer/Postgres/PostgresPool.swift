@@ -7,6 +7,8 @@ import Logging
 struct JobOutcome: Sendable {
     var reply: [UInt8]
     var cacheMutations: [CacheMutation] = []
+    /// Outbox rows recorded with this write; cleared once the cache writer applied `cacheMutations`.
+    var outboxIDs: [Int64] = []
     /// Cache writes that may be coalesced (market data), applied through the rate limiter.
     var rateLimited: [RateLimitedMutation] = []
     /// The reply was recorded earlier under the same idempotency key (sent with the `replayed` flag).
@@ -82,7 +84,7 @@ final class PostgresPool: Sendable {
     func afterCommit(_ outcomes: [JobOutcome]) {
         stats.commits.add(1, ordering: .relaxed)
         stats.committedJobs.add(outcomes.count, ordering: .relaxed)
-        cache.enqueue(outcomes.flatMap(\.cacheMutations))
+        cache.enqueue(outcomes.flatMap(\.cacheMutations), outboxIDs: outcomes.flatMap(\.outboxIDs))
         limiter.submit(outcomes.flatMap(\.rateLimited))
     }
 

@@ -14,6 +14,7 @@ final class PostgresSession {
 
     init(connection: PGConnection) { self.connection = connection }
 
+    @discardableResult
     func run(_ statement: Statement, _ params: [String?]) throws(PGError) -> PGResult {
         if !prepared.contains(statement.name) {
             try connection.prepare(statement.name, statement.sql)

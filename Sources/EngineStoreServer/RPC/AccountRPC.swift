@@ -79,6 +79,7 @@ struct SaveSnapshotBody: WriteBody {
     func execute(_ session: PostgresSession) throws -> JobOutcome {
         var results: [SnapshotResult] = []
         var mutations: [CacheMutation] = []
+        var intents: [OutboxIntent] = []
         for s in request.snapshots {
             try session.run(lockTrader, [s.modelID])
             var applied: UInt32 = 0
@@ -94,6 +95,7 @@ struct SaveSnapshotBody: WriteBody {
             if !marked.isEmpty {
                 let snapshot = try openPositionsHash(session, model: s.modelID)
                 for row in marked {
+                    intents.append(.position(model: s.modelID, symbol: row.symbol))
                     mutations.append(.hashSetOrBuild(key: keys.positions(model: s.modelID), field: row.symbol,
                                                      value: row.json, snapshot: snapshot, ttlSeconds: ttl.positions))
                 }
@@ -116,6 +118,7 @@ struct SaveSnapshotBody: WriteBody {
                                           lastStoredMs: throttled ? (last ?? 0) : max(last ?? s.timestampMs, s.timestampMs),
                                           marksApplied: applied))
         }
-        return JobOutcome(reply: SaveSnapshotResponse(results: results).encodedPayload(), cacheMutations: mutations)
+        return JobOutcome(reply: SaveSnapshotResponse(results: results).encodedPayload(), cacheMutations: mutations,
+                          outboxIDs: try Outbox.record(session, intents))
     }
 }

@@ -73,6 +73,15 @@ struct AnalyticsRPC: RPCFamily {
             totalPnlUSD = o.double("total_pnl_usd")
             sharpeRatio = o.double("sharpe_ratio")
         }
+
+        /// DOMAIN.md `since_inception:<m>`: total_pnl_usd, total_pnl_pct, sharpe_ratio.
+        var sinceInceptionJSON: String {
+            var since = JSONObjectWriter()
+            since.number("total_pnl_usd", totalPnlUSD)
+            since.number("total_pnl_pct", totalPnlPct)
+            since.number("sharpe_ratio", sharpeRatio)
+            return since.finish()
+        }
     }
 }
 
@@ -93,7 +102,7 @@ let leaderboardRows = Statement(name: "leaderboard_rows", sql: """
 
 /// The pre-rendered leaderboard: a JSON array of {rank, model_id, total_pnl_pct, total_pnl_usd, sharpe_ratio,
 /// win_rate, total_trades, max_drawdown_pct, server_time_ms}, top 100.
-private let renderLeaderboard = Statement(name: "leaderboard_render", sql: """
+let renderLeaderboard = Statement(name: "leaderboard_render", sql: """
     SELECT COALESCE(json_agg(x ORDER BY x.rank), '[]')::text FROM (
         SELECT row_number() OVER (ORDER BY CASE WHEN jsonb_typeof(payload->'total_pnl_pct') = 'number'
                                             THEN (payload->>'total_pnl_pct')::float8 END DESC NULLS LAST, model_id) AS rank,
@@ -117,12 +126,8 @@ struct UpdateAnalyticsBody: WriteBody {
             let r = try session.run(upsertAnalytics, [e.modelID, e.payloadJSON, String(e.serverTimeMs), e.metadataJSON])
             guard r.rowCount == 1 else { continue }  // an older payload than the stored one
             updated += 1
-            var since = JSONObjectWriter()
-            since.number("total_pnl_usd", f.totalPnlUSD)
-            since.number("total_pnl_pct", f.totalPnlPct)
-            since.number("sharpe_ratio", f.sharpeRatio)
             mutations.append(.set(key: keys.analytics(model: e.modelID), value: e.payloadJSON, ttlSeconds: ttl.analytics))
-            mutations.append(.set(key: keys.sinceInception(model: e.modelID), value: since.finish(), ttlSeconds: ttl.long))
+            mutations.append(.set(key: keys.sinceInception(model: e.modelID), value: f.sinceInceptionJSON, ttlSeconds: ttl.long))
             scores.append((f.totalPnlPct, e.modelID))
         }
         if updated > 0 {
@@ -134,6 +139,7 @@ struct UpdateAnalyticsBody: WriteBody {
             let rendered = try session.run(renderLeaderboard, []).string(0, 0) ?? "[]"
             mutations.append(.set(key: keys.leaderboardCache, value: rendered, ttlSeconds: ttl.medium))
         }
-        return JobOutcome(reply: UpdateAnalyticsResponse(updated: updated).encodedPayload(), cacheMutations: mutations)
+        return JobOutcome(reply: UpdateAnalyticsResponse(updated: updated).encodedPayload(), cacheMutations: mutations,
+                          outboxIDs: try Outbox.record(session, scores.map { .analytics(model: $0.1) }))
     }
 }

@@ -88,7 +88,7 @@ private let insertCycle = Statement(name: "decision_insert", sql: """
     RETURNING id, (extract(epoch FROM executed_at) * 1000)::bigint
     """)
 
-private let lastDecisionRow = Statement(name: "decision_last", sql: """
+let lastDecisionRow = Statement(name: "decision_last", sql: """
     SELECT success, (extract(epoch FROM executed_at) * 1000)::bigint, upper(decisions->0->>'symbol'), decisions->0->>'action',
            CASE WHEN jsonb_typeof(decisions->0->'confidence') = 'number' THEN (decisions->0->>'confidence')::float8 END,
            error_message
@@ -112,6 +112,7 @@ struct RecordDecisionBody: WriteBody {
                                 symbol: first.symbol, action: first.action, confidence: first.confidence,
                                 error: r.errorMessage, source: .postgres)
         return JobOutcome(reply: response.encodedPayload(),
-                          cacheMutations: [.set(key: key, value: DecisionRPC.json(last), ttlSeconds: ttl)])
+                          cacheMutations: [.set(key: key, value: DecisionRPC.json(last), ttlSeconds: ttl)],
+                          outboxIDs: try Outbox.record(session, [.decision(model: r.modelID)]))
     }
 }

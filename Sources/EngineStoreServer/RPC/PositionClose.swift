@@ -190,14 +190,22 @@ struct ClosePositionBody: WriteBody {
         mutations.append(.listPushOrBuild(key: keys.recentTrades(model: r.modelID), value: trade.json,
                                           snapshot: (0..<recent.rowCount).map { TradeRow(recent, $0).json },
                                           maxLength: 100, ttlSeconds: ttl.medium))
-        mutations.append(.streamAdd(key: keys.tradeStream, maxLength: streamMaxLength, fields: [
-            ("event_id", tradeRowID), ("type", "position_closed"), ("model_id", r.modelID), ("symbol", r.symbol),
-            ("ts_ms", String(r.exitTimeMs)), ("data", trade.json),
-        ]))
+        mutations.append(.streamAdd(key: keys.tradeStream, maxLength: streamMaxLength, fields: Self.streamFields(tradeRowID, trade)))
         let response = ClosePositionResponse(
             tradeRowID: tradeRowID, positionID: positionID, fullyClosed: full, closedSize: closed, remainingSize: remaining,
             realizedGrossPnl: math.gross, realizedNetPnl: math.net, totalCommission: math.totalCommission)
-        return JobOutcome(reply: response.encodedPayload(), cacheMutations: mutations)
+        let outbox = try Outbox.record(session, [.position(model: r.modelID, symbol: r.symbol), .recentTrades(model: r.modelID),
+                                                 .closeEvent(tradeRowID: tradeRowID)])
+        return JobOutcome(reply: response.encodedPayload(), cacheMutations: mutations, outboxIDs: outbox)
+    }
+}
+
+extension ClosePositionBody {
+    /// The `position_closed` stream entry: event_id (the trades row id, for consumer dedupe), type,
+    /// model_id, symbol, ts_ms (exit time), data (trade JSON).
+    static func streamFields(_ tradeRowID: String, _ trade: TradeRow) -> [(String, String)] {
+        [("event_id", tradeRowID), ("type", "position_closed"), ("model_id", trade.modelID), ("symbol", trade.symbol),
+         ("ts_ms", String(trade.closedAtMs)), ("data", trade.json)]
     }
 }
 

@@ -241,8 +241,9 @@ private func recordingReply(key: Int, digest: Int) -> String {
                || '\\x10'::bytea || CASE WHEN opened THEN '\\x01'::bytea ELSE '\\x00'::bytea END
                || '\\x18'::bytea || engine_store_varint(updated_ms * 2)
         FROM res
-    )
-    SELECT * FROM res
+    ),
+    ob AS (INSERT INTO engine_store_outbox (kind, subject, ref) SELECT 'position', $1, $2 FROM res RETURNING id)
+    SELECT res.*, (SELECT id FROM ob) AS outbox_id FROM res
     """
 }
 
@@ -310,7 +311,9 @@ struct SavePositionBody: PipelinableWrite, SelfRecordingWrite {
         let written = results[0]
         guard written.rowCount == 1 else { throw PipelineFallback() }
         let opened = written.columnCount > 10 ? written.bool(0, 10) ?? false : false
-        return makeOutcome(PositionRow(written, 0), opened: opened, snapshot: snapshotPairs(results[1]))
+        var outcome = makeOutcome(PositionRow(written, 0), opened: opened, snapshot: snapshotPairs(results[1]))
+        if written.columnCount > 11, let id = written.int(0, 11) { outcome.outboxIDs = [id] }
+        return outcome
     }
 
     func makeOutcome(_ row: PositionRow, opened: Bool, snapshot: [(String, String)]) -> JobOutcome {
@@ -341,7 +344,9 @@ struct SavePositionBody: PipelinableWrite, SelfRecordingWrite {
         guard result.rowCount == 1 else {
             throw ServiceError(.internalError, "position neither updated nor inserted")
         }
-        return makeOutcome(PositionRow(result, 0), opened: opened, snapshot: try openPositionsHash(session, model: r.modelID))
+        var outcome = makeOutcome(PositionRow(result, 0), opened: opened, snapshot: try openPositionsHash(session, model: r.modelID))
+        outcome.outboxIDs = try Outbox.record(session, [.position(model: r.modelID, symbol: r.symbol)])
+        return outcome
     }
 
     /// Opening (no open row yet) needs the fields the table cannot default.

@@ -47,6 +47,12 @@ struct TradeEventBody: WriteBody {
         let duplicate = inserted.rowCount == 0
         let response = PublishTradeEventResponse(duplicate: duplicate, eventID: r.tradeID).encodedPayload()
         guard !duplicate else { return JobOutcome(reply: response) }
+        return JobOutcome(reply: response, cacheMutations: Self.cacheMutations(r, keys: keys, streamMaxLength: streamMaxLength),
+                          outboxIDs: try Outbox.record(session, [.tradeEvent(tradeID: r.tradeID)]))
+    }
+
+    /// The ingest guard and the `trade_event` stream entry (event_id = trade id, for consumer dedupe).
+    static func cacheMutations(_ r: PublishTradeEventRequest, keys: CacheKeys, streamMaxLength: Int) -> [CacheMutation] {
         var data = JSONObjectWriter()
         data.string("trade_id", r.tradeID)
         data.string("model_id", r.modelID)
@@ -58,12 +64,12 @@ struct TradeEventBody: WriteBody {
         data.number("fee", r.fee)
         data.int("ts_ms", r.timestampMs)
         data.raw("payload", r.payloadJSON)
-        return JobOutcome(reply: response, cacheMutations: [
+        return [
             .set(key: keys.ingestGuard(tradeID: r.tradeID), value: "1", ttlSeconds: 86_400),
             .streamAdd(key: keys.tradeStream, maxLength: streamMaxLength, fields: [
                 ("event_id", r.tradeID), ("type", "trade_event"), ("kind", r.kind), ("model_id", r.modelID),
                 ("symbol", r.symbol), ("ts_ms", String(r.timestampMs)), ("data", data.finish()),
             ]),
-        ])
+        ]
     }
 }

@@ -48,7 +48,7 @@ struct TraderStateRPC: RPCFamily {
             }, fromPostgres: { session in
                 let row = try session.run(selectState, [r.traderID])
                 guard row.rowCount == 1 else { throw ServiceError(.notFound, "no state stored for trader \(r.traderID)") }
-                let t = traderState(row)
+                let t = traderStateRow(row)
                 return JobOutcome(reply: TraderStateResponse(state: t, source: .postgres).encodedPayload(),
                                   cacheMutations: [.set(key: key, value: traderStateJSON(t), ttlSeconds: ttl)])
             })
@@ -64,7 +64,7 @@ private let stateColumns = """
     (extract(epoch FROM updated_at) * 1000)::bigint
     """
 
-private let selectState = Statement(name: "trader_state_select", sql: "SELECT \(stateColumns) FROM trader_state WHERE trader_id = $1")
+let selectState = Statement(name: "trader_state_select", sql: "SELECT \(stateColumns) FROM trader_state WHERE trader_id = $1")
 
 private let updateState = Statement(name: "trader_state_update", sql: """
     UPDATE trader_state SET
@@ -89,7 +89,7 @@ private let insertState = Statement(name: "trader_state_insert", sql: """
     RETURNING \(stateColumns)
     """)
 
-private func traderState(_ r: PGResult) -> TraderState {
+func traderStateRow(_ r: PGResult) -> TraderState {
     TraderState(traderID: r.string(0, 0) ?? "", exchangeProvider: r.string(0, 1), marketProvider: r.string(0, 2),
                 allocationPct: r.double(0, 3), cooldownJSON: r.string(0, 4), riskGuardsJSON: r.string(0, 5),
                 lastDecisionAtMs: r.int(0, 6), pauseUntilMs: r.int(0, 7), updatedAtMs: r.int(0, 8))
@@ -97,7 +97,7 @@ private func traderState(_ r: PGResult) -> TraderState {
 
 /// DOMAIN.md `trader:<id>:state`: {"state": {…}, "last_decision_at": RFC 3339, "pause_until": RFC 3339}.
 /// The inner object also carries the times in ms so a read needs no date parsing.
-private func traderStateJSON(_ t: TraderState) -> String {
+func traderStateJSON(_ t: TraderState) -> String {
     var state = JSONObjectWriter()
     state.string("trader_id", t.traderID)
     state.string("exchange_provider", t.exchangeProvider)
@@ -132,8 +132,9 @@ struct SaveTraderStateBody: WriteBody {
             if row.rowCount == 0 { row = try session.run(updateState, params) }
         }
         guard row.rowCount == 1 else { throw ServiceError(.internalError, "trader state neither updated nor inserted") }
-        let stored = traderState(row)
+        let stored = traderStateRow(row)
         return JobOutcome(reply: TraderStateResponse(state: stored, source: .postgres).encodedPayload(),
-                          cacheMutations: [.set(key: key, value: traderStateJSON(stored), ttlSeconds: ttl)])
+                          cacheMutations: [.set(key: key, value: traderStateJSON(stored), ttlSeconds: ttl)],
+                          outboxIDs: try Outbox.record(session, [.traderState(trader: s.traderID)]))
     }
 }

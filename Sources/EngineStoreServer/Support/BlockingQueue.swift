@@ -46,6 +46,26 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         return batch
     }
 
+    /// Like `popBatch(max:)` but gives up after `timeoutSeconds` (returns [] then, or when closed and empty).
+    func popBatch(max: Int, timeoutSeconds: Double) -> [Element] {
+        condition.lock()
+        defer { condition.unlock() }
+        let deadline = Date(timeIntervalSinceNow: timeoutSeconds)
+        while items.count == head && !closed {
+            if !condition.wait(until: deadline) { break }
+        }
+        let available = items.count - head
+        guard available > 0 else { return [] }
+        let n = Swift.min(max, available)
+        let batch = Array(items[head..<(head + n)])
+        head += n
+        if head == items.count {
+            items.removeAll(keepingCapacity: true)
+            head = 0
+        }
+        return batch
+    }
+
     var count: Int {
         condition.lock()
         defer { condition.unlock() }
