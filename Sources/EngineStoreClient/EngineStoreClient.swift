@@ -133,6 +133,17 @@ public final class EngineStoreClient: PersistenceService {
         return try await call(.upsertAssetContexts, r, timeout: nil)
     }
 
+    /// Rebuilds Redis from Postgres for every model (or the given ones). `ran` is false when another
+    /// instance was already hydrating.
+    public func hydrate(_ request: HydrateRequest = HydrateRequest(), timeout: Duration = .seconds(120)) async throws -> HydrateResponse {
+        try await call(.hydrate, request, timeout: timeout)
+    }
+
+    /// Compares Postgres with Redis (and with exchange positions you supply); optionally repairs the cache.
+    public func checkConsistency(_ request: CheckConsistencyRequest, timeout: Duration = .seconds(120)) async throws -> CheckConsistencyResponse {
+        try await call(.checkConsistency, request, timeout: timeout)
+    }
+
     /// Sends one request; retries retryable errors (same payload, so the same idempotency key) with
     /// backoff while the deadline allows.
     public func call<Request: WireMessage, Response: WireMessage>(

@@ -15,11 +15,13 @@ struct RunningServer {
     let namespace: String
     let redisURL: String
 
-    static func start(database: String? = nil, configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> RunningServer {
-        let services = try await TestServices.shared()
+    static func start(database: String? = nil, services given: TestServices? = nil, namespace: String? = nil,
+                      configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> RunningServer {
+        let shared = try await TestServices.shared()
+        let services = given ?? shared
         let db: String
         if let database { db = database } else { db = try await offPool { try services.createDatabase() } }
-        let namespace = services.uniqueNamespace()
+        let namespace = namespace ?? shared.uniqueNamespace()
         let socket = "/tmp/es-\(UInt32.random(in: 0...UInt32.max)).sock"
         var config = ServerConfiguration(socketPath: socket, postgresURL: db, redis: RedisEndpoint(url: services.redisURL)!)
         config.namespace = namespace

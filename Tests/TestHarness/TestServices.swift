@@ -122,6 +122,16 @@ public final class TestServices: Sendable {
 
     // MARK: - Isolation
 
+    /// A Postgres and Redis of its own (not shared with other tests), for fault tests that stop and
+    /// start them while other tests run. Cleaned up by its own watchdog after the process exits.
+    public static func privateInstance() async throws -> TestServices {
+        signal(SIGPIPE, SIG_IGN)
+        return try await offPool {
+            let c = try LocalCluster.start()
+            return TestServices(postgresAdminURL: c.adminConninfo, redisURL: c.redisURL, postgresSocketDir: c.pgSocketDir, local: c)
+        }
+    }
+
     /// Creates a fresh empty database with a unique name and returns its libpq conninfo (keyword form
     /// "host=<sockdir> port=<port> user=<user> dbname=<name>" for the local cluster; for external services the
     /// given URL with its database replaced).
