@@ -2,6 +2,7 @@ import EngineStoreWire
 import Foundation
 import LibPQ
 import Logging
+import Synchronization
 
 /// What a job produced: the bytes to answer with, and the Redis mutations to apply after the commit.
 struct JobOutcome: Sendable {
@@ -56,6 +57,8 @@ final class PostgresPool: Sendable {
     private let finished: DispatchSemaphore
 
     let stats: ServerStats
+    /// When a worker last reconnected after a failure: lets the others skip the rest of their backoff.
+    let recoveredAt = Atomic<UInt64>(0)
 
     init(conninfo: String, size: Int, maxBatch: Int, cache: CacheWriter, limiter: CacheRateLimiter, stats: ServerStats, logger: Logger) {
         self.stats = stats
@@ -101,6 +104,8 @@ final class PostgresPool: Sendable {
         var session: PostgresSession?
         var backoffMs: UInt64 = 100
         var nextAttemptNanos: UInt64 = 0
+        var lastUsedNanos: UInt64 = 0
+        var lastFailureNanos: UInt64 = 0
         var logger: Logger
 
         init(pool: PostgresPool, index: Int) {
@@ -122,12 +127,23 @@ final class PostgresPool: Sendable {
         /// Gets a live session, reconnecting at most once per backoff period so that during an
         /// outage requests fail fast instead of each waiting for a connect timeout.
         func liveSession() -> PostgresSession? {
-            if let session { return session }
-            guard monotonicNanos() >= nextAttemptNanos else { return nil }
+            let now = monotonicNanos()
+            defer { lastUsedNanos = now }
+            if let session {
+                // After a quiet spell the server may have gone away (a restart): find out with a cheap
+                // round trip and reconnect at once, instead of failing the first batch on a dead socket.
+                guard now - lastUsedNanos > 1_000_000_000 else { return session }
+                if (try? session.exec("SELECT 1")) != nil { return session }
+                self.session = nil
+                nextAttemptNanos = 0
+            }
+            // Back off during an outage, but not once another worker has got through again.
+            guard monotonicNanos() >= nextAttemptNanos || pool.recoveredAt.load(ordering: .relaxed) > lastFailureNanos else { return nil }
             do {
                 let connection = try PGConnection(conninfo: pool.conninfo, connectTimeoutSeconds: 3)
                 let s = PostgresSession(connection: connection)
                 session = s
+                if lastFailureNanos > 0 { pool.recoveredAt.store(monotonicNanos(), ordering: .relaxed) }
                 if backoffMs > 100 { logger.info("postgres reconnected") }
                 backoffMs = 100
                 return s
@@ -142,7 +158,8 @@ final class PostgresPool: Sendable {
             logger.warning("postgres unavailable", metadata: [
                 "reason": "postgres_unavailable", "error": "\(error.message)", "retry_in_ms": "\(backoffMs)",
             ])
-            nextAttemptNanos = monotonicNanos() + backoffMs * 1_000_000
+            lastFailureNanos = monotonicNanos()
+            nextAttemptNanos = lastFailureNanos + backoffMs * 1_000_000
             backoffMs = min(backoffMs * 2, 5000)
         }
 
