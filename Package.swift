@@ -45,7 +45,7 @@ let package = Package(
 
         // Executables: thin argument-parsing shells.
         .executableTarget(name: "engine-store", dependencies: [
-            "EngineStoreServer",
+            "EngineStoreServer", "EngineStoreClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EngineStoreClient
 import EngineStoreServer
 import Foundation
 import Hiredis
@@ -11,7 +12,7 @@ struct EngineStoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "engine-store",
         abstract: "EngineStore: persistence service for LLM trading engines (Unix socket → PostgreSQL + Redis).",
-        subcommands: [Serve.self, Migrate.self],
+        subcommands: [Serve.self, Migrate.self, Hydrate.self, Check.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -75,6 +76,10 @@ struct Serve: AsyncParsableCommand {
     var marketCacheIntervalMs: Int = 1000
     @Option(help: "Minimum milliseconds between two stored equity snapshots of one trader (0 = no throttle).")
     var snapshotMinIntervalMs: Int64 = 300_000
+    @Flag(help: "Do not rebuild Redis from Postgres at start.")
+    var noHydrate = false
+    @Option(help: "Seconds between periodic consistency checks (report only; 0 = off).")
+    var consistencyCheckInterval: Int = 300
     @Flag(help: "Do not apply pending migrations at start.")
     var noMigrate = false
     @OptionGroup var log: LogOptions
@@ -100,6 +105,8 @@ struct Serve: AsyncParsableCommand {
         config.migrate = !noMigrate
         config.streamMaxLength = streamMaxlen
         config.marketCacheIntervalMs = marketCacheIntervalMs
+        config.hydrateOnStart = !noHydrate
+        config.consistencyCheckIntervalSeconds = consistencyCheckInterval
         config.snapshotMinIntervalMs = snapshotMinIntervalMs
         config.idempotencyRetentionHours = idempotencyRetentionHours
         let server = try EngineStoreServer(configuration: config, logger: logger)
@@ -147,5 +154,68 @@ struct Migrate: AsyncParsableCommand {
             logger.critical("migration failed", metadata: ["reason": "migration_failed", "error": "\(error)"])
             throw ExitCode(1)
         }
+    }
+}
+
+/// Options of the subcommands that talk to a running service.
+struct SocketOptions: ParsableArguments {
+    @Option(help: "Unix socket path of the running service (env ENGINE_STORE_SOCKET).")
+    var socket: String?
+
+    func client() throws -> EngineStoreClient {
+        guard let path = socket ?? ProcessInfo.processInfo.environment["ENGINE_STORE_SOCKET"] else {
+            throw ValidationError("set --socket or ENGINE_STORE_SOCKET")
+        }
+        var config = ClientConfiguration(socketPath: path)
+        config.clientName = "engine-store-cli"
+        return EngineStoreClient(configuration: config)
+    }
+}
+
+struct Hydrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rebuild the Redis caches from Postgres through the running service (all models, or the ones given).")
+
+    @OptionGroup var service: SocketOptions
+    @Option(name: .customLong("model"), help: "A model to rebuild (repeatable); default: all.") var models: [String] = []
+    @Option(name: .customLong("trader"), help: "A trader whose state to rebuild (repeatable).") var traders: [String] = []
+
+    func run() async throws {
+        let client = try service.client()
+        let r = try await client.hydrate(HydrateRequest(models: models, traders: traders))
+        await client.close()
+        if r.ran {
+            print("hydrated \(r.models) models, \(r.keysWritten) key writes in \(r.tookMs) ms")
+        } else {
+            print("another instance is hydrating; nothing done")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compare Postgres with Redis through the running service; with --repair rewrite differing cache keys.",
+        discussion: "Exit status: 0 consistent, 1 differences found (after --repair: differences that remain unrepaired).")
+
+    @OptionGroup var service: SocketOptions
+    @Option(name: .customLong("model"), help: "A model to check (repeatable); default: all.") var models: [String] = []
+    @Flag(help: "Rewrite every differing cache key from Postgres (the database is never changed).") var repair = false
+    @Flag(help: "Print one JSON object per difference.") var json = false
+
+    func run() async throws {
+        let client = try service.client()
+        let r = try await client.checkConsistency(CheckConsistencyRequest(models: models, repair: repair))
+        await client.close()
+        for d in r.differences {
+            if json {
+                let o: [String: Any] = ["kind": d.kind, "key": d.key, "database": d.databaseValue, "cache": d.otherValue, "repaired": d.repaired]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+            } else {
+                print("\(d.kind) \(d.key)\(d.repaired ? " (repaired)" : "")\n  database: \(d.databaseValue)\n  cache:    \(d.otherValue)")
+            }
+        }
+        if !json { print("checked \(r.checked), differences \(r.differences.count)") }
+        if r.differences.contains(where: { !$0.repaired }) { throw ExitCode(1) }
     }
 }
