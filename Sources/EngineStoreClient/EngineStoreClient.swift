@@ -133,6 +133,12 @@ public final class EngineStoreClient: PersistenceService {
         return try await call(.upsertAssetContexts, r, timeout: nil)
     }
 
+    /// The service's metrics (Prometheus text format).
+    public func stats() async throws -> String {
+        let r: StatsResponse = try await call(.stats, StatsRequest(), timeout: nil)
+        return r.prometheusText
+    }
+
     /// Rebuilds Redis from Postgres for every model (or the given ones). `ran` is false when another
     /// instance was already hydrating.
     public func hydrate(_ request: HydrateRequest = HydrateRequest(), timeout: Duration = .seconds(120)) async throws -> HydrateResponse {

@@ -32,6 +32,8 @@ public struct ServerConfiguration: Sendable {
     public var marketCacheIntervalMs: Int = 1000
     /// Most ticks accepted in one IngestPriceTicks batch.
     public var maxTicksPerBatch: Int = 50_000
+    /// Serve Prometheus metrics over HTTP on this loopback address ("127.0.0.1:PORT"); nil = off.
+    public var metricsListen: String?
     /// Rebuild Redis from Postgres at start (under a Redis lock shared by all instances).
     public var hydrateOnStart: Bool = true
     /// Seconds between periodic consistency checks (report only); 0 disables them.

@@ -19,6 +19,9 @@ public final class EngineStoreServer: Sendable {
     private let limiter: CacheRateLimiter
     private let postgres: PostgresPool
     let stats = ServerStats()
+    let metrics = ServerMetrics()
+    /// The HTTP metrics port once started (with `metricsListen`).
+    public let metricsPort = Mutex<UInt16?>(nil)
     private let state = Mutex<State>(.idle)
     private let stopped = DispatchSemaphore(value: 0)
     private let maintenance: CacheMaintenance
@@ -29,7 +32,7 @@ public final class EngineStoreServer: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.mailbox = try Mailbox()
-        self.cache = CacheWriter(endpoint: configuration.redis, logger: logger)
+        self.cache = CacheWriter(endpoint: configuration.redis, metrics: metrics, logger: logger)
         self.reader = CacheReader(endpoint: configuration.redis, logger: logger)
         let keys = CacheKeys(namespace: configuration.namespace)
         var settings = CacheMaintenance.Settings(
@@ -40,10 +43,10 @@ public final class EngineStoreServer: Sendable {
         settings.checkIntervalSeconds = configuration.consistencyCheckIntervalSeconds
         settings.relayGraceMs = configuration.outboxGraceMs
         settings.idempotencyRetentionHours = configuration.idempotencyRetentionHours
-        self.maintenance = CacheMaintenance(settings: settings, cleaner: cache.applied, stats: stats, logger: logger)
+        self.maintenance = CacheMaintenance(settings: settings, cleaner: cache.applied, stats: stats, metrics: metrics, logger: logger)
         self.limiter = CacheRateLimiter(intervalMs: configuration.marketCacheIntervalMs, writer: cache)
         self.postgres = PostgresPool(conninfo: configuration.postgresURL, size: configuration.postgresConnections,
-                                     maxBatch: configuration.maxBatch, cache: cache, limiter: limiter, stats: stats, logger: logger)
+                                     maxBatch: configuration.maxBatch, cache: cache, limiter: limiter, stats: stats, metrics: metrics, logger: logger)
     }
 
     /// Applies migrations (unless disabled), binds the socket and starts the threads.
@@ -59,8 +62,11 @@ public final class EngineStoreServer: Sendable {
             logger.info("migrations applied", metadata: ["applied": "\(applied)", "postgres": "\(redactConnectionString(configuration.postgresURL))"])
         }
         let listenFD = try UnixSocket.listen(path: configuration.socketPath, mode: 0o660)
+        let http = try configuration.metricsListen.map { try MetricsHTTPServer(address: $0, metrics: metrics, logger: logger) }
+        http?.start()
+        metricsPort.withLock { $0 = http?.port }
         let context = ServiceContext(configuration: configuration, postgres: postgres, cache: cache, reader: reader, maintenance: maintenance,
-                                     keys: CacheKeys(namespace: configuration.namespace), stats: stats,
+                                     keys: CacheKeys(namespace: configuration.namespace), stats: stats, metrics: metrics,
                                      logger: logger, startedNanos: monotonicNanos())
         let dispatcher = Dispatcher(families: [
             HealthRPC(context: context), PositionRPC(context: context), TradeEventRPC(context: context),
@@ -77,6 +83,7 @@ public final class EngineStoreServer: Sendable {
         let box = LoopBox(loop)
         let thread = Thread { [self] in
             box.take().run()
+            http?.stop()
             reader.shutdown()
             postgres.shutdown()
             limiter.stop()

@@ -17,6 +17,8 @@ struct Probe: AsyncParsableCommand {
     var timeout: Double = 2
     @Flag(help: "Print one JSON object instead of a summary.")
     var json = false
+    @Flag(help: "Print the service's metrics (Prometheus text format) instead of checking health.")
+    var metrics = false
 
     func run() async throws {
         guard let path = socket ?? ProcessInfo.processInfo.environment["ENGINE_STORE_SOCKET"] else {
@@ -26,6 +28,17 @@ struct Probe: AsyncParsableCommand {
         config.defaultTimeout = .milliseconds(Int(timeout * 1000))
         config.clientName = "engine-store-probe"
         let client = EngineStoreClient(configuration: config)
+        if metrics {
+            do {
+                print(try await client.stats(), terminator: "")
+                await client.close()
+                return
+            } catch {
+                print("unreachable: \(error)")
+                await client.close()
+                throw ExitCode(2)
+            }
+        }
         let status: Int32
         do {
             let h = try await client.health(timeout: config.defaultTimeout)

@@ -76,6 +76,8 @@ struct Serve: AsyncParsableCommand {
     var marketCacheIntervalMs: Int = 1000
     @Option(help: "Minimum milliseconds between two stored equity snapshots of one trader (0 = no throttle).")
     var snapshotMinIntervalMs: Int64 = 300_000
+    @Option(help: "Serve Prometheus metrics over HTTP on this loopback address, e.g. 127.0.0.1:9464 (off by default).")
+    var metricsListen: String?
     @Flag(help: "Do not rebuild Redis from Postgres at start.")
     var noHydrate = false
     @Option(help: "Seconds between periodic consistency checks (report only; 0 = off).")
@@ -106,6 +108,7 @@ struct Serve: AsyncParsableCommand {
         config.streamMaxLength = streamMaxlen
         config.marketCacheIntervalMs = marketCacheIntervalMs
         config.hydrateOnStart = !noHydrate
+        config.metricsListen = metricsListen
         config.consistencyCheckIntervalSeconds = consistencyCheckInterval
         config.snapshotMinIntervalMs = snapshotMinIntervalMs
         config.idempotencyRetentionHours = idempotencyRetentionHours

@@ -34,10 +34,12 @@ final class CacheMaintenance: Sendable {
     private let tasks = BlockingQueue<Task>()
     private let cleaner: OutboxCleaner
     private let stats: ServerStats
+    let metrics: ServerMetrics?
     private let logger: Logger
     private let finished = DispatchSemaphore(value: 0)
 
-    init(settings: Settings, cleaner: OutboxCleaner, stats: ServerStats, logger: Logger) {
+    init(settings: Settings, cleaner: OutboxCleaner, stats: ServerStats, metrics: ServerMetrics? = nil, logger: Logger) {
+        self.metrics = metrics
         self.settings = settings
         self.cleaner = cleaner
         self.stats = stats
@@ -107,6 +109,7 @@ final class CacheMaintenance: Sendable {
                     nextDepth = now + 1_000_000_000
                     if let s = postgres(), let depth = try? s.run(Outbox.depth, []).int(0, 0) {
                         owner.stats.outboxDepth.store(Int(depth), ordering: .relaxed)
+                        owner.metrics?.outboxDepth.record(depth)
                     }
                 }
                 if now >= nextPurge {
@@ -215,6 +218,7 @@ final class CacheMaintenance: Sendable {
                     try s.run(Outbox.delete, [pgArray(ids)])
                     try s.exec("COMMIT")
                     owner.stats.relayed.add(ids.count, ordering: .relaxed)
+                    owner.metrics?.outboxRelayed.increment(by: ids.count)
                 } catch {
                     _ = try? s.exec("ROLLBACK")
                     failed(error, "outbox relay")
@@ -383,6 +387,7 @@ final class CacheMaintenance: Sendable {
             }
             if !repairs.isEmpty { _ = try apply(repairs, r) }
             owner.stats.inconsistencies.add(differences.count, ordering: .relaxed)
+            owner.metrics?.inconsistencies.increment(by: differences.count)
             return CheckConsistencyResponse(differences: differences, checked: UInt32(checked))
         }
     }

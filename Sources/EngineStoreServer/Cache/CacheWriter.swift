@@ -24,8 +24,11 @@ final class CacheWriter: Sendable {
     let applied = OutboxCleaner()
     private let counters = CacheWriterCounters()
 
-    init(endpoint: RedisEndpoint, logger: Logger) {
+    let metrics: ServerMetrics?
+
+    init(endpoint: RedisEndpoint, metrics: ServerMetrics? = nil, logger: Logger) {
         self.endpoint = endpoint
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -104,7 +107,9 @@ final class CacheWriter: Sendable {
             if !mutations.isEmpty {
                 if let c = connectIfNeeded() {
                     do {
+                        let started = monotonicNanos()
                         let replies = try c.pipeline(mutations.flatMap(\.commands))
+                        metrics?.latency(rpc: "all", stage: "cache", nanos: monotonicNanos() &- started)
                         for case .error(let e) in replies {
                             logger.error("redis rejected a cache command", metadata: ["reason": "redis_reply_error", "error": "\(e)"])
                         }

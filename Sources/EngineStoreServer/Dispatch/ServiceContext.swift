@@ -30,6 +30,7 @@ struct ServiceContext: Sendable {
     let maintenance: CacheMaintenance
     let keys: CacheKeys
     let stats: ServerStats
+    let metrics: ServerMetrics
     let logger: Logger
     let startedNanos: UInt64
 }

@@ -40,6 +40,7 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
 
     var deadlineNanos: UInt64 { reply.deadlineNanos }
     var isTransactional: Bool { true }
+    var target: ReplyTarget? { reply }
 
     static var claim: Statement {
         Statement(name: "idem_claim", sql: """

@@ -36,10 +36,13 @@ protocol PostgresJob: Sendable {
     func complete(_ result: Result<JobOutcome, ServiceError>)
     /// Non-nil when the job can run in a pipelined batch.
     var pipelinePlan: PipelinePlan? { get }
+    /// The request behind the job, for latency metrics.
+    var target: ReplyTarget? { get }
 }
 
 extension PostgresJob {
     var pipelinePlan: PipelinePlan? { nil }
+    var target: ReplyTarget? { nil }
 }
 
 /// Postgres worker threads, each owning one connection, fed from one queue.
@@ -57,11 +60,14 @@ final class PostgresPool: Sendable {
     private let finished: DispatchSemaphore
 
     let stats: ServerStats
+    let metrics: ServerMetrics?
     /// When a worker last reconnected after a failure: lets the others skip the rest of their backoff.
     let recoveredAt = Atomic<UInt64>(0)
 
-    init(conninfo: String, size: Int, maxBatch: Int, cache: CacheWriter, limiter: CacheRateLimiter, stats: ServerStats, logger: Logger) {
+    init(conninfo: String, size: Int, maxBatch: Int, cache: CacheWriter, limiter: CacheRateLimiter, stats: ServerStats,
+         metrics: ServerMetrics? = nil, logger: Logger) {
         self.stats = stats
+        self.metrics = metrics
         self.limiter = limiter
         self.conninfo = conninfo
         self.size = max(1, size)
@@ -87,6 +93,8 @@ final class PostgresPool: Sendable {
     func afterCommit(_ outcomes: [JobOutcome]) {
         stats.commits.add(1, ordering: .relaxed)
         stats.committedJobs.add(outcomes.count, ordering: .relaxed)
+        metrics?.groupCommitTransactions.increment()
+        metrics?.groupCommitJobs.increment(by: outcomes.count)
         cache.enqueue(outcomes.flatMap(\.cacheMutations), outboxIDs: outcomes.flatMap(\.outboxIDs))
         limiter.submit(outcomes.flatMap(\.rateLimited))
     }
@@ -165,6 +173,14 @@ final class PostgresPool: Sendable {
 
         func process(_ all: [any PostgresJob]) {
             let now = monotonicNanos()
+            defer {
+                // Database time of the batch, attributed to each request in it.
+                let spent = monotonicNanos() &- now
+                for job in all { if let t = job.target { pool.metrics?.latency(rpc: t.rpcName, stage: "database", nanos: spent) } }
+            }
+            for job in all {
+                if let t = job.target { pool.metrics?.latency(rpc: t.rpcName, stage: "queue", nanos: now &- t.receivedNanos) }
+            }
             var live: [any PostgresJob] = []
             live.reserveCapacity(all.count)
             for job in all {

@@ -33,7 +33,7 @@ struct AnalyticsRPC: RPCFamily {
             let r = try GetLeaderboardRequest.decodeRequest(payload)
             guard (1...1000).contains(r.limit) else { throw .invalid("limit", "must be 1 to 1000") }
             let key = context.keys.leaderboard
-            CachedRead(context: context).run(reply, command: ["ZREVRANGE", key, "0", String(r.limit - 1), "WITHSCORES"], fromCache: { cached in
+            CachedRead(context: context).run(reply, family: "leaderboard", command: ["ZREVRANGE", key, "0", String(r.limit - 1), "WITHSCORES"], fromCache: { cached in
                 guard let items = cached.array, !items.isEmpty else { return nil }
                 var entries: [LeaderboardEntry] = []
                 var i = 0

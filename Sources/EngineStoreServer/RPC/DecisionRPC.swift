@@ -32,7 +32,7 @@ struct DecisionRPC: RPCFamily {
             try Validate.identifier(r.modelID, "model_id")
             let key = context.keys.lastDecision(model: r.modelID)
             let ttl = context.configuration.ttl.medium
-            CachedRead(context: context).run(reply, command: ["GET", key], fromCache: { cached in
+            CachedRead(context: context).run(reply, family: "decision", command: ["GET", key], fromCache: { cached in
                 guard let o = cachedObject(cached), let model = o.string("model_id") else { return nil }
                 return LastDecision(modelID: model, success: o.bool("success") ?? false, timestampMs: o.int64("timestamp_ms") ?? 0,
                                     symbol: o.string("symbol"), action: o.string("action"), confidence: o.double("confidence"),

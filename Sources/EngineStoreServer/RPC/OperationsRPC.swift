@@ -4,10 +4,13 @@ import EngineStoreWire
 /// repair the cache). Both run on the cache-maintenance thread.
 struct OperationsRPC: RPCFamily {
     let context: ServiceContext
-    var methods: [Method] { [.hydrate, .checkConsistency] }
+    var methods: [Method] { [.hydrate, .checkConsistency, .stats] }
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
         switch method {
+        case .stats:
+            _ = try StatsRequest.decodeRequest(payload)
+            reply.send(StatsResponse(prometheusText: context.metrics.text))
         case .hydrate:
             let r = try HydrateRequest.decodeRequest(payload)
             for m in r.models { try Validate.identifier(m, "models") }

@@ -16,10 +16,12 @@ struct PositionReads {
             if let redis, let fields = redis.read(["HGETALL", key])?.array, !fields.isEmpty,
                let positions = Self.decodePositions(fields) {
                 context.stats.cacheHits.add(1, ordering: .relaxed)
+                context.metrics.cacheRead(family: "positions", hit: true)
                 reply.send(GetOpenPositionsResponse(positions: positions, source: .cache))
                 return
             }
             context.stats.cacheMisses.add(1, ordering: .relaxed)
+            context.metrics.cacheRead(family: "positions", hit: false)
             context.postgres.submit(ReadJob(deadlineNanos: reply.deadlineNanos, reply: reply) { session in
                 let r = try session.run(openPositionsOfModel, [model])
                 let rows = (0..<r.rowCount).map { PositionRow(r, $0) }
@@ -39,10 +41,12 @@ struct PositionReads {
             if let redis, let items = redis.read(["LRANGE", key, "0", String(limit - 1)])?.array, !items.isEmpty,
                let trades = Self.decodeTrades(items) {
                 context.stats.cacheHits.add(1, ordering: .relaxed)
+                context.metrics.cacheRead(family: "recent_trades", hit: true)
                 reply.send(GetRecentTradesResponse(trades: trades, source: .cache))
                 return
             }
             context.stats.cacheMisses.add(1, ordering: .relaxed)
+            context.metrics.cacheRead(family: "recent_trades", hit: false)
             context.postgres.submit(ReadJob(deadlineNanos: reply.deadlineNanos, reply: reply) { session in
                 let r = try session.run(recentTradesOfModel, [model, "100"])
                 let rows = (0..<r.rowCount).map { TradeRow(r, $0) }
@@ -101,6 +105,7 @@ struct ReadJob: PostgresJob {
     let reply: ReplyTarget
     let body: @Sendable (PostgresSession) throws -> JobOutcome
     var isTransactional: Bool { false }
+    var target: ReplyTarget? { reply }
 
     init(deadlineNanos: UInt64, reply: ReplyTarget, body: @escaping @Sendable (PostgresSession) throws -> JobOutcome) {
         self.deadlineNanos = deadlineNanos

@@ -36,7 +36,7 @@ struct TraderStateRPC: RPCFamily {
             let r = try GetTraderStateRequest.decodeRequest(payload)
             try Validate.identifier(r.traderID, "trader_id")
             let key = context.keys.traderState(trader: r.traderID)
-            CachedRead(context: context).run(reply, command: ["GET", key], fromCache: { cached in
+            CachedRead(context: context).run(reply, family: "trader_state", command: ["GET", key], fromCache: { cached in
                 guard let o = cachedObject(cached), let state = o["state"] as? [String: Any],
                       let id = state.string("trader_id") else { return nil }
                 let t = TraderState(traderID: id, exchangeProvider: state.string("exchange_provider"),

@@ -123,6 +123,7 @@ final class EventLoop {
             }
             connections[c.id] = c
             context.stats.openConnections.add(1, ordering: .relaxed)
+            context.metrics.openConnections.record(connections.count)
         }
     }
 
@@ -159,6 +160,7 @@ final class EventLoop {
             }
             guard case .frame(let frame, let consumed) = step else { return }
             context.stats.framesIn.add(1, ordering: .relaxed)
+            context.metrics.framesIn.increment()
             handle(frame, on: c)
             c.consumeInput(consumed)
         }
@@ -205,12 +207,14 @@ final class EventLoop {
         let pending = Connection.Pending(token: nextToken, deadlineNanos: now + UInt64(ms) * 1_000_000, method: h.method)
         nextToken += 1
         let target = ReplyTarget(mailbox: mailbox, connection: c.id, requestID: h.requestID, token: pending.token,
-                                 method: h.method, deadlineNanos: pending.deadlineNanos)
+                                 method: h.method, deadlineNanos: pending.deadlineNanos, receivedNanos: now, metrics: context.metrics)
         c.pending[h.requestID] = pending
         do {
             try dispatcher.dispatch(method: h.method, payload: frame.payload, reply: target)
         } catch {
             c.pending[h.requestID] = nil
+            // Refused before reaching the database (validation): counted, nothing written.
+            if let m = Method(rawValue: h.method), !m.table.isEmpty { context.metrics.dbWrite(table: m.table, outcome: "rejected") }
             queueError(c, requestID: h.requestID, method: h.method, error)
         }
     }
@@ -243,6 +247,7 @@ final class EventLoop {
     private func queue(_ c: Connection, _ bytes: [UInt8]) {
         if c.output.isEmpty { c.output = bytes } else { c.output.append(contentsOf: bytes) }
         context.stats.framesOut.add(1, ordering: .relaxed)
+        context.metrics.framesOut.increment()
         if !c.dirty {
             c.dirty = true
             dirty.append(c)
@@ -250,6 +255,7 @@ final class EventLoop {
     }
 
     private func queueError(_ c: Connection, requestID: UInt32, method: UInt16, _ error: ServiceError) {
+        context.metrics.error(error.code)
         queue(c, Frame.encode(header: FrameHeader(kind: .error, method: method, requestID: requestID), message: error.payload))
     }
 
@@ -347,6 +353,7 @@ final class EventLoop {
         epoll_ctl(epfd, EPOLL_CTL_DEL, c.fd, nil)
         close(c.fd)
         context.stats.openConnections.subtract(1, ordering: .relaxed)
+        context.metrics.openConnections.record(connections.count)
     }
 
     // MARK: shutdown

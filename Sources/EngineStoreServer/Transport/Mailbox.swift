@@ -53,14 +53,29 @@ struct ReplyTarget: Sendable {
     let token: UInt64
     let method: UInt16
     let deadlineNanos: UInt64
+    let receivedNanos: UInt64
+    let metrics: ServerMetrics
+
+    var rpcName: String { Method(rawValue: method)?.metricName ?? "unknown" }
+
+    /// Total latency, error codes and (for writes) db_writes_total.
+    private func observe(_ error: ServiceError?, replayed: Bool = false) {
+        metrics.latency(rpc: rpcName, stage: "total", nanos: monotonicNanos() &- receivedNanos)
+        if let error { metrics.error(error.code) }
+        if let m = Method(rawValue: method), !m.table.isEmpty {
+            metrics.dbWrite(table: m.table, outcome: error != nil ? "error" : (replayed ? "replayed" : "ok"))
+        }
+    }
 
     func send<M: WireMessage>(_ message: M, flags: FrameFlags = []) {
+        observe(nil)
         let header = FrameHeader(kind: .response, method: method, requestID: requestID, flags: flags)
         mailbox.post(.reply(connection: connection, requestID: requestID, token: token,
                             frame: Frame.encode(header: header, message: message)))
     }
 
-    func sendPayload(_ payload: [UInt8], flags: FrameFlags = []) {
+    func sendPayload(_ payload: [UInt8], flags: FrameFlags = [], observed: Bool = false) {
+        if !observed { observe(nil) }
         let header = FrameHeader(kind: .response, method: method, requestID: requestID, flags: flags)
         var w = ByteWriter(capacity: 4 + FrameHeader.size + payload.count)
         Frame.encode(header: header, payload: payload, into: &w)
@@ -68,6 +83,7 @@ struct ReplyTarget: Sendable {
     }
 
     func fail(_ error: ServiceError) {
+        observe(error)
         let header = FrameHeader(kind: .error, method: method, requestID: requestID)
         mailbox.post(.reply(connection: connection, requestID: requestID, token: token,
                             frame: Frame.encode(header: header, message: error.payload)))
@@ -75,7 +91,9 @@ struct ReplyTarget: Sendable {
 
     func complete(_ result: Result<JobOutcome, ServiceError>) {
         switch result {
-        case .success(let outcome): sendPayload(outcome.reply, flags: outcome.replayed ? .replayed : [])
+        case .success(let outcome):
+            observe(nil, replayed: outcome.replayed)
+            sendPayload(outcome.reply, flags: outcome.replayed ? .replayed : [], observed: true)
         case .failure(let error): fail(error)
         }
     }

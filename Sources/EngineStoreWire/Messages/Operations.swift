@@ -212,3 +212,26 @@ public struct CheckConsistencyResponse: WireMessage {
         w.uint(2, UInt64(checked))
     }
 }
+
+/// Stats (method 3): the service's metrics in the Prometheus text exposition format.
+public struct StatsRequest: WireMessage {
+    public init() {}
+    public init(from r: inout FieldReader) throws(WireError) { while try r.next() != nil {} }
+    public func encode(into w: inout FieldWriter) {}
+}
+
+public struct StatsResponse: WireMessage {
+    public var prometheusText: String
+
+    public init(prometheusText: String) { self.prometheusText = prometheusText }
+
+    public init(from r: inout FieldReader) throws(WireError) {
+        var text = ""
+        while let f = try r.next() {
+            if f.number == 1 { try r.once(f, "prometheus_text"); text = try f.string("prometheus_text") }
+        }
+        prometheusText = text
+    }
+
+    public func encode(into w: inout FieldWriter) { w.string(1, prometheusText) }
+}

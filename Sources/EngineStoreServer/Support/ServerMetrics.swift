@@ -1,0 +1,121 @@
+import EngineStoreWire
+import Metrics
+import struct Prometheus.PrometheusMetricsFactory
+import class Prometheus.PrometheusCollectorRegistry
+import Synchronization
+
+/// The service's metrics, through swift-metrics front types backed by one Prometheus registry per
+/// server (so several servers in one process, as in tests, keep separate numbers). The Stats RPC and
+/// the optional HTTP endpoint print `text`.
+///
+/// Names: db_writes_total{table,outcome}, persistence_latency_seconds{rpc,stage} (stage = queue,
+/// database, cache, total), cache_requests_total{family,result}, cache_hit_ratio{family},
+/// inconsistencies_total, outbox_depth, open_connections, frames_in_total, frames_out_total,
+/// errors_total{code}, group_commit_jobs_total, group_commit_transactions_total, outbox_relayed_total.
+final class ServerMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    private let factory: PrometheusMetricsFactory
+    private let counters = Mutex<[String: Metrics.Counter]>([:])
+    private let timers = Mutex<[String: Metrics.Timer]>([:])
+    private let gauges = Mutex<[String: Metrics.Gauge]>([:])
+    private let hitsAndMisses = Mutex<[String: (hits: Int, misses: Int)]>([:])
+
+    let framesIn: Metrics.Counter
+    let framesOut: Metrics.Counter
+    let openConnections: Metrics.Gauge
+    let inconsistencies: Metrics.Counter
+    let outboxDepth: Metrics.Gauge
+    let outboxRelayed: Metrics.Counter
+    let groupCommitJobs: Metrics.Counter
+    let groupCommitTransactions: Metrics.Counter
+
+    init() {
+        var f = PrometheusMetricsFactory(registry: registry)
+        f.defaultDurationHistogramBuckets = [
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+            .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+            .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
+        ]
+        factory = f
+        framesIn = Metrics.Counter(label: "frames_in_total", factory: f)
+        framesOut = Metrics.Counter(label: "frames_out_total", factory: f)
+        openConnections = Metrics.Gauge(label: "open_connections", factory: f)
+        inconsistencies = Metrics.Counter(label: "inconsistencies_total", factory: f)
+        outboxDepth = Metrics.Gauge(label: "outbox_depth", factory: f)
+        outboxRelayed = Metrics.Counter(label: "outbox_relayed_total", factory: f)
+        groupCommitJobs = Metrics.Counter(label: "group_commit_jobs_total", factory: f)
+        groupCommitTransactions = Metrics.Counter(label: "group_commit_transactions_total", factory: f)
+        inconsistencies.increment(by: 0)
+        outboxDepth.record(0)
+    }
+
+    var text: String { registry.emitToString() }
+
+    private func counter(_ label: String, _ dims: [(String, String)]) -> Metrics.Counter {
+        let key = label + dims.map { "|\($0.0)=\($0.1)" }.joined()
+        return counters.withLock { c in
+            if let existing = c[key] { return existing }
+            let new = Metrics.Counter(label: label, dimensions: dims, factory: factory)
+            c[key] = new
+            return new
+        }
+    }
+
+    func dbWrite(table: String, outcome: String) {
+        counter("db_writes_total", [("table", table), ("outcome", outcome)]).increment()
+    }
+
+    func error(_ code: ErrorCode) {
+        counter("errors_total", [("code", code.description)]).increment()
+    }
+
+    func latency(rpc: String, stage: String, nanos: UInt64) {
+        let key = rpc + "|" + stage
+        let timer = timers.withLock { t in
+            if let existing = t[key] { return existing }
+            let new = Metrics.Timer(label: "persistence_latency_seconds", dimensions: [("rpc", rpc), ("stage", stage)], factory: factory)
+            t[key] = new
+            return new
+        }
+        timer.recordNanoseconds(Int64(clamping: nanos))
+    }
+
+    /// Cache reads by key family; also keeps cache_hit_ratio{family} current.
+    func cacheRead(family: String, hit: Bool) {
+        counter("cache_requests_total", [("family", family), ("result", hit ? "hit" : "miss")]).increment()
+        let ratio = hitsAndMisses.withLock { h -> Double in
+            var v = h[family] ?? (0, 0)
+            if hit { v.hits += 1 } else { v.misses += 1 }
+            h[family] = v
+            return Double(v.hits) / Double(v.hits + v.misses)
+        }
+        let gauge = gauges.withLock { g in
+            if let existing = g[family] { return existing }
+            let new = Metrics.Gauge(label: "cache_hit_ratio", dimensions: [("family", family)], factory: factory)
+            g[family] = new
+            return new
+        }
+        gauge.record(ratio)
+    }
+}
+
+extension Method {
+    /// The table a write RPC commits to, for db_writes_total.
+    var table: String {
+        switch self {
+        case .savePosition: "positions"
+        case .closePosition: "trades"
+        case .publishTradeEvent: "engine_store_trade_events"
+        case .saveSnapshot: "account_equity_snapshots"
+        case .recordDecisionCycle: "decision_cycles"
+        case .updateAnalytics: "model_analytics"
+        case .saveTraderState: "trader_state"
+        case .ingestPriceTicks: "price_ticks"
+        case .upsertMarketAssets: "market_assets"
+        case .upsertAssetContexts: "market_asset_ctx"
+        default: ""
+        }
+    }
+
+    var metricName: String { description }
+}
