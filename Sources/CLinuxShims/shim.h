@@ -10,3 +10,11 @@ extern int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 static inline int es_accept_nonblocking(int fd) {
     return accept4(fd, (struct sockaddr *)0, (socklen_t *)0, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
+
+// SO_PEERCRED's struct ucred is only declared under _GNU_SOURCE; read it into our own struct.
+struct es_peer_credentials { int pid; unsigned int uid; unsigned int gid; };
+
+static inline int es_peer_credentials(int fd, struct es_peer_credentials *out) {
+    socklen_t len = sizeof(*out);
+    return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, out, &len);
+}

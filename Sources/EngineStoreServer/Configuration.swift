@@ -32,6 +32,21 @@ public struct ServerConfiguration: Sendable {
     public var marketCacheIntervalMs: Int = 1000
     /// Most ticks accepted in one IngestPriceTicks batch.
     public var maxTicksPerBatch: Int = 50_000
+    /// Permissions of the socket file.
+    public var socketMode: UInt32 = 0o660
+    /// Accept a socket directory that anyone may write to (without the sticky bit). Off: such a
+    /// directory lets another user replace the socket, so start-up refuses it.
+    public var allowWorldWritableDirectory = false
+    /// Peers allowed to connect, checked with SO_PEERCRED before the handshake; both empty = anyone
+    /// who can open the socket file.
+    public var allowedUIDs: [UInt32] = []
+    public var allowedGIDs: [UInt32] = []
+    /// A connection must finish Hello within this time.
+    public var handshakeTimeoutMs: UInt64 = 10_000
+    /// A frame must arrive completely within this time of its first byte (a stalled half frame is dropped).
+    public var frameTimeoutMs: UInt64 = 10_000
+    /// A connection with nothing in flight and no bytes for this long is closed (clients reconnect).
+    public var idleTimeoutMs: UInt64 = 600_000
     /// Serve Prometheus metrics over HTTP on this loopback address ("127.0.0.1:PORT"); nil = off.
     public var metricsListen: String?
     /// Rebuild Redis from Postgres at start (under a Redis lock shared by all instances).

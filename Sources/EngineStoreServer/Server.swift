@@ -61,7 +61,11 @@ public final class EngineStoreServer: Sendable {
             let applied = try Migrations.apply(conninfo: configuration.postgresURL)
             logger.info("migrations applied", metadata: ["applied": "\(applied)", "postgres": "\(redactConnectionString(configuration.postgresURL))"])
         }
-        let listenFD = try UnixSocket.listen(path: configuration.socketPath, mode: 0o660)
+        if let warning = try UnixSocket.checkDirectory(of: configuration.socketPath,
+                                                       allowWorldWritable: configuration.allowWorldWritableDirectory) {
+            logger.notice("\(warning)")
+        }
+        let listenFD = try UnixSocket.listen(path: configuration.socketPath, mode: mode_t(configuration.socketMode))
         let http = try configuration.metricsListen.map { try MetricsHTTPServer(address: $0, metrics: metrics, logger: logger) }
         http?.start()
         metricsPort.withLock { $0 = http?.port }

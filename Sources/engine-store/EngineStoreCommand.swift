@@ -76,6 +76,20 @@ struct Serve: AsyncParsableCommand {
     var marketCacheIntervalMs: Int = 1000
     @Option(help: "Minimum milliseconds between two stored equity snapshots of one trader (0 = no throttle).")
     var snapshotMinIntervalMs: Int64 = 300_000
+    @Option(help: "Socket file permissions (octal).")
+    var socketMode: String = "0660"
+    @Flag(help: "Allow a socket directory anyone may write to (without the sticky bit).")
+    var allowWorldWritableDir = false
+    @Option(name: .customLong("allow-uid"), help: "Only peers with this uid (repeatable; checked with SO_PEERCRED).")
+    var allowUIDs: [UInt32] = []
+    @Option(name: .customLong("allow-gid"), help: "Only peers with this gid (repeatable).")
+    var allowGIDs: [UInt32] = []
+    @Option(help: "Milliseconds a new connection has to finish Hello.")
+    var handshakeTimeoutMs: UInt64 = 10_000
+    @Option(help: "Milliseconds a started frame has to arrive completely.")
+    var frameTimeoutMs: UInt64 = 10_000
+    @Option(help: "Milliseconds an idle connection (nothing in flight) is kept.")
+    var idleTimeoutMs: UInt64 = 600_000
     @Option(help: "Serve Prometheus metrics over HTTP on this loopback address, e.g. 127.0.0.1:9464 (off by default).")
     var metricsListen: String?
     @Flag(help: "Do not rebuild Redis from Postgres at start.")
@@ -109,6 +123,14 @@ struct Serve: AsyncParsableCommand {
         config.marketCacheIntervalMs = marketCacheIntervalMs
         config.hydrateOnStart = !noHydrate
         config.metricsListen = metricsListen
+        guard let mode = UInt32(socketMode, radix: 8), mode <= 0o777 else { throw ValidationError("--socket-mode must be octal, e.g. 0660") }
+        config.socketMode = mode
+        config.allowWorldWritableDirectory = allowWorldWritableDir
+        config.allowedUIDs = allowUIDs
+        config.allowedGIDs = allowGIDs
+        config.handshakeTimeoutMs = handshakeTimeoutMs
+        config.frameTimeoutMs = frameTimeoutMs
+        config.idleTimeoutMs = idleTimeoutMs
         config.consistencyCheckIntervalSeconds = consistencyCheckInterval
         config.snapshotMinIntervalMs = snapshotMinIntervalMs
         config.idempotencyRetentionHours = idempotencyRetentionHours

@@ -20,10 +20,16 @@ final class Connection {
     /// Current epoll interest (EPOLLIN / EPOLLOUT bits).
     var interest: UInt32 = 0
     var dirty = false
+    let openedNanos: UInt64
+    var lastActivityNanos: UInt64
+    /// When the oldest incomplete frame in `input` began arriving (0 = none pending).
+    var partialSinceNanos: UInt64 = 0
 
-    init(id: UInt64, fd: Int32) {
+    init(id: UInt64, fd: Int32, now: UInt64) {
         self.id = id
         self.fd = fd
+        self.openedNanos = now
+        self.lastActivityNanos = now
     }
 
     var bufferedInput: ArraySlice<UInt8> { input[inputStart...] }

@@ -27,6 +27,7 @@ final class EventLoop {
     private var draining = false
     private var drainDeadline: UInt64 = 0
     private var nextDeadlineScan: UInt64 = 0
+    private var nextTimeoutScan: UInt64 = 0
 
     init(listenFD: Int32, mailbox: Mailbox, dispatcher: Dispatcher, context: ServiceContext) throws {
         self.epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -76,6 +77,10 @@ final class EventLoop {
                 expireDeadlines(now)
                 nextDeadlineScan = now + 10_000_000
             }
+            if now >= nextTimeoutScan {
+                dropStalledConnections(now)
+                nextTimeoutScan = now + 100_000_000
+            }
             flushDirty()
             if draining {
                 let idle = connections.values.allSatisfy { $0.pending.isEmpty && !$0.hasOutput }
@@ -112,7 +117,24 @@ final class EventLoop {
                 close(fd)
                 continue
             }
-            let c = Connection(id: nextConnectionID, fd: fd)
+            if !configuration.allowedUIDs.isEmpty || !configuration.allowedGIDs.isEmpty {
+                var cred = es_peer_credentials()
+                let known = es_peer_credentials(fd, &cred) == 0
+                let allowed = known && (configuration.allowedUIDs.contains(cred.uid) || configuration.allowedGIDs.contains(cred.gid))
+                if !allowed {
+                    logger.warning("refused a peer not on the allowlist", metadata: [
+                        "reason": "peer_not_allowed", "uid": "\(known ? String(cred.uid) : "?")",
+                        "gid": "\(known ? String(cred.gid) : "?")", "pid": "\(known ? String(cred.pid) : "?")",
+                    ])
+                    let frame = Frame.encode(header: FrameHeader(kind: .error, method: 0, requestID: 0),
+                                             message: ErrorPayload(code: .unauthenticated, message: "peer uid \(cred.uid) is not allowed"))
+                    _ = frame.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    context.metrics.error(.unauthenticated)
+                    close(fd)
+                    continue
+                }
+            }
+            let c = Connection(id: nextConnectionID, fd: fd, now: monotonicNanos())
             nextConnectionID += 1
             c.interest = EPOLLIN.rawValue
             do {
@@ -133,6 +155,7 @@ final class EventLoop {
         for _ in 0..<4 {
             let n = scratch.withUnsafeMutableBytes { read(c.fd, $0.baseAddress, $0.count) }
             if n > 0 {
+                c.lastActivityNanos = monotonicNanos()
                 c.input.append(contentsOf: scratch[0..<n])
                 if n < scratch.count { break }
             } else if n == 0 {
@@ -158,7 +181,11 @@ final class EventLoop {
                 protocolViolation(c, requestID: 0, code: .protocolError, message: error.description)
                 return
             }
-            guard case .frame(let frame, let consumed) = step else { return }
+            guard case .frame(let frame, let consumed) = step else {
+                if c.bufferedInput.isEmpty { c.partialSinceNanos = 0 } else if c.partialSinceNanos == 0 { c.partialSinceNanos = monotonicNanos() }
+                return
+            }
+            c.partialSinceNanos = 0
             context.stats.framesIn.add(1, ordering: .relaxed)
             context.metrics.framesIn.increment()
             handle(frame, on: c)
@@ -290,6 +317,26 @@ final class EventLoop {
                 queueError(c, requestID: requestID, method: p.method,
                            ServiceError(.deadlineExceeded, "deadline exceeded; the write may or may not have been applied — retry with the same idempotency key"))
             }
+        }
+    }
+
+    /// Handshake, half-frame and idle timeouts: a stalled client loses its connection, nobody else notices.
+    private func dropStalledConnections(_ now: UInt64) {
+        let ms: UInt64 = 1_000_000
+        for c in Array(connections.values) {
+            let reason: String?
+            if !c.handshaken && now &- c.openedNanos > configuration.handshakeTimeoutMs * ms {
+                reason = "handshake_timeout"
+            } else if c.partialSinceNanos != 0 && now &- c.partialSinceNanos > configuration.frameTimeoutMs * ms {
+                reason = "frame_timeout"
+            } else if c.pending.isEmpty && !c.hasOutput && now &- c.lastActivityNanos > configuration.idleTimeoutMs * ms {
+                reason = "idle_timeout"
+            } else {
+                reason = nil
+            }
+            guard let reason else { continue }
+            logger.info("closing stalled connection", metadata: ["reason": "\(reason)", "connection": "\(c.id)"])
+            closeConnection(c)
         }
     }
 

@@ -45,6 +45,21 @@ enum UnixSocket {
 
     /// Binds a non-blocking listener. A stale socket file (nobody listening) is removed first;
     /// a live one makes this fail, so two servers never share a path.
+    /// Refuses a socket directory others could use to swap the socket: world-writable without the
+    /// sticky bit (unless allowed). Returns a warning for a world-writable directory with the sticky bit.
+    static func checkDirectory(of path: String, allowWorldWritable: Bool) throws -> String? {
+        let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        var st = stat()
+        guard stat(dir.isEmpty ? "/" : dir, &st) == 0 else { throw ConfigurationError("socket directory \(dir) does not exist") }
+        let worldWritable = st.st_mode & S_IWOTH != 0
+        let sticky = st.st_mode & S_ISVTX != 0
+        if worldWritable && !sticky && !allowWorldWritable {
+            throw ConfigurationError("socket directory \(dir) is world-writable: another user could replace the socket; "
+                                     + "use a private directory or pass --allow-world-writable-dir")
+        }
+        return worldWritable ? "socket directory \(dir) is world-writable (sticky bit set: others cannot replace the socket)" : nil
+    }
+
     static func listen(path: String, mode: mode_t, backlog: Int32 = 1024) throws -> Int32 {
         var st = stat()
         if lstat(path, &st) == 0 {
