@@ -84,7 +84,9 @@ struct Workload {
             var batch: [PriceTick] = []
             batch.reserveCapacity(ticksPerBatch)
             for i in 0..<ticksPerBatch {
-                batch.append(PriceTick(provider: "load", symbol: "T\(run)-\(i % 16)", price: 100 + Double(i % 100) / 100,
+                // Each worker ticks its own symbols with its own strictly increasing clock, so a
+                // repeated (symbol, ts) in Postgres can only be a duplicated write (--verify).
+                batch.append(PriceTick(provider: "load", symbol: "T\(run)-W\(worker)-\(i % 16)", price: 100 + Double(i % 100) / 100,
                                        timestampMs: next(), volume: 1))
             }
             let r = try await store.ingestPriceTicks(IngestPriceTicksRequest(ticks: batch))
