@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "engine-store", targets: ["engine-store"]),
         .executable(name: "engine-store-probe", targets: ["engine-store-probe"]),
         .executable(name: "engine-store-load", targets: ["engine-store-load"]),
+        .executable(name: "engine-sim", targets: ["engine-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -69,13 +70,21 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // A small nof0-style engine wired to EngineStore by injection (a library and its thin CLI).
+        .target(name: "EngineSim", dependencies: ["EngineStoreClient"]),
+        .executableTarget(name: "engine-sim", dependencies: [
+            "EngineSim",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         // Test support: starts throwaway Postgres and Redis processes.
         .target(name: "TestHarness", dependencies: ["LibPQ", "Hiredis"], path: "Tests/TestHarness"),
 
         .testTarget(name: "EngineStoreWireTests", dependencies: ["EngineStoreWire"]),
         .testTarget(name: "EngineStoreClientTests", dependencies: ["EngineStoreClient", "EngineStoreWire"]),
+        .testTarget(name: "EngineSimTests", dependencies: ["EngineSim", "EngineStoreClient"]),
         .testTarget(name: "EngineStoreIntegrationTests", dependencies: [
-            "EngineStoreServer", "EngineStoreClient", "EngineStoreWire", "TestHarness", "LibPQ", "Hiredis", "EngineStoreLoad",
+            "EngineStoreServer", "EngineStoreClient", "EngineStoreWire", "TestHarness", "LibPQ", "Hiredis", "EngineStoreLoad", "EngineSim",
         ]),
     ],
     swiftLanguageModes: [.v6]
