@@ -23,7 +23,7 @@ public actor SimulatedExchange {
         public let fee: Double
     }
 
-    public let symbols: [String]
+    public nonisolated let symbols: [String]
     public private(set) var prices: [String: Double]
     private var rng: SeededRandom
     private var nextOrderID: Int64 = 1_000_000

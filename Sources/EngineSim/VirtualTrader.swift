@@ -55,7 +55,7 @@ public actor VirtualTrader {
     /// One decision cycle: decide → record → execute → persist → mark and snapshot → analytics → state.
     public func cycle() async throws {
         counts.cycles += 1
-        let symbols = await exchange.symbols
+        let symbols = exchange.symbols
         let symbol = symbols[Int.random(in: 0..<symbols.count, using: &rng)]
         let roll = Double.random(in: 0..<1, using: &rng)
         let action: String
@@ -117,7 +117,7 @@ public actor VirtualTrader {
             counts.partialCloses += 1
         }
         _ = try await store.publishTradeEvent(PublishTradeEventRequest(
-            tradeID: "sim-\(id)-\(fill.tradeID)-\(UInt32.random(in: 0...UInt32.max))", modelID: id, symbol: symbol, kind: "fill", side: held.side == .long ? .short : .long,
+            tradeID: "\(id)-\(fill.tradeID)-\(UInt32.random(in: 0...UInt32.max))", modelID: id, symbol: symbol, kind: "fill", side: held.side == .long ? .short : .long,
             price: fill.price, size: closing, fee: fill.fee, timestampMs: await exchange.now))
     }
 

@@ -62,6 +62,8 @@ public final class PGConnection {
             PQfinish(conn)
             throw PGError(kind: .connection, sqlState: nil, message: message)
         }
+        // Server NOTICEs (e.g. "relation already exists, skipping") would go to stderr; drop them.
+        PQsetNoticeProcessor(conn, { _, _ in }, nil)
         handle = conn
     }
 
@@ -150,8 +152,10 @@ public final class PGResult {
     /// Rows affected by INSERT/UPDATE/DELETE (0 when not applicable).
     public var affectedRows: Int { Int(String(cString: PQcmdTuples(handle))) ?? 0 }
 
+    /// Out-of-range cells read as NULL (libpq would print a complaint to stderr).
     public func isNull(_ row: Int, _ column: Int) -> Bool {
-        PQgetisnull(handle, Int32(row), Int32(column)) == 1
+        guard row >= 0, row < rowCount, column >= 0, column < columnCount else { return true }
+        return PQgetisnull(handle, Int32(row), Int32(column)) == 1
     }
 
     public func string(_ row: Int, _ column: Int) -> String? {

@@ -76,6 +76,13 @@ struct Serve: AsyncParsableCommand {
     var marketCacheIntervalMs: Int = 1000
     @Option(help: "Minimum milliseconds between two stored equity snapshots of one trader (0 = no throttle).")
     var snapshotMinIntervalMs: Int64 = 300_000
+    @Option(help: "TTL seconds of the short / medium / long cache classes (DOMAIN.md: 10, 60, 300).")
+    var ttlShort = 10
+    @Option(help: "Medium cache TTL in seconds.") var ttlMedium = 60
+    @Option(help: "Long cache TTL in seconds.") var ttlLong = 300
+    @Option(help: "Deadline in milliseconds for requests that carry none.") var defaultDeadlineMs: UInt32 = 30_000
+    @Option(help: "Milliseconds a graceful shutdown waits for in-flight requests.") var shutdownGraceMs: UInt64 = 10_000
+    @Option(help: "Most ticks accepted in one IngestPriceTicks batch.") var maxTicksPerBatch = 50_000
     @Option(help: "Socket file permissions (octal).")
     var socketMode: String = "0660"
     @Flag(help: "Allow a socket directory anyone may write to (without the sticky bit).")
@@ -123,6 +130,13 @@ struct Serve: AsyncParsableCommand {
         config.marketCacheIntervalMs = marketCacheIntervalMs
         config.hydrateOnStart = !noHydrate
         config.metricsListen = metricsListen
+        guard ttlShort > 0, ttlMedium > 0, ttlLong > 0 else { throw ValidationError("TTLs must be positive") }
+        config.ttl.short = ttlShort
+        config.ttl.medium = ttlMedium
+        config.ttl.long = ttlLong
+        config.defaultDeadlineMs = defaultDeadlineMs
+        config.shutdownGraceMs = shutdownGraceMs
+        config.maxTicksPerBatch = maxTicksPerBatch
         guard let mode = UInt32(socketMode, radix: 8), mode <= 0o777 else { throw ValidationError("--socket-mode must be octal, e.g. 0660") }
         config.socketMode = mode
         config.allowWorldWritableDirectory = allowWorldWritableDir

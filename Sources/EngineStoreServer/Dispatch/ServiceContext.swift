@@ -1,7 +1,7 @@
 import Logging
 import Synchronization
 
-/// Counters the server keeps about itself (exported as metrics in a later version).
+/// Counters the server keeps about itself for tests and start-up logs (Prometheus metrics live in ServerMetrics).
 final class ServerStats: Sendable {
     let openConnections = Atomic<Int>(0)
     let framesIn = Atomic<Int>(0)

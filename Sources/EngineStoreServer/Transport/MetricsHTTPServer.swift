@@ -10,7 +10,7 @@ final class MetricsHTTPServer: Sendable {
     private let metrics: ServerMetrics
     private let logger: Logger
 
-    /// `address` is "127.0.0.1:PORT" (or "[::1]:PORT"); only loopback addresses are accepted.
+    /// `address` is "127.0.0.1:PORT" (or "localhost:PORT"); only the IPv4 loopback is accepted.
     init(address: String, metrics: ServerMetrics, logger: Logger) throws {
         guard let colon = address.lastIndex(of: ":"), let port = UInt16(address[address.index(after: colon)...]) else {
             throw ConfigurationError("--metrics-listen needs HOST:PORT, got \(address)")
