@@ -17,6 +17,8 @@ public struct ClientConfiguration: Sendable {
 public final class EngineStoreClient: PersistenceService {
     public let configuration: ClientConfiguration
     private let connector: Connector
+    /// The live session, readable without an actor hop; the connector replaces it after a break.
+    private let current = Mutex<Connector.Session?>(nil)
 
     public init(configuration: ClientConfiguration) {
         self.configuration = configuration
@@ -34,6 +36,7 @@ public final class EngineStoreClient: PersistenceService {
     }
 
     public func close() async {
+        current.withLock { $0 = nil }
         await connector.close()
     }
 
@@ -162,7 +165,13 @@ public final class EngineStoreClient: PersistenceService {
         while true {
             let error: EngineStoreError
             do {
-                let session = try await connector.connection()
+                let session: Connector.Session
+                if let live = current.withLock({ $0 }), !live.connection.isBroken {
+                    session = live
+                } else {
+                    session = try await connector.connection()
+                    current.withLock { $0 = session }
+                }
                 let reply = try await session.connection.request(
                     method: method.rawValue, payload: payload, deadlineNanos: deadline,
                     flags: attempt > 0 ? .retry : [])
@@ -183,6 +192,7 @@ public final class EngineStoreClient: PersistenceService {
                 error = EngineStoreError(code: .protocolError, message: "\(e)", retryable: false)
             }
             if error.code == .unavailable || error.code == .shuttingDown || error.code == .protocolError {
+                current.withLock { if $0?.connection.isBroken == true { $0 = nil } }
                 await connector.invalidate()
             }
             attempt += 1

@@ -187,43 +187,53 @@ final class CacheMaintenance: Sendable {
             } catch { failed(error, "outbox clear") }
         }
 
-        /// Applies what the direct path did not: rows older than the grace period (a crash, Redis down).
+        /// Applies what the direct path did not: rows it handed over (a missing hash), then rows older
+        /// than the grace period (a crash, Redis down).
         func relay() {
             guard let s = postgres() else { return }
-            var batches = 0
-            while batches < 20 {
-                batches += 1
-                guard let r = redisConnection() else { return }
-                do {
-                    try s.exec("BEGIN")
-                    let due = try s.run(Outbox.claimDue, [String(settings.relayGraceMs), "500"])
-                    if due.rowCount == 0 {
-                        try s.exec("COMMIT")
-                        return
-                    }
-                    var ids: [String] = []
-                    var intents: [OutboxIntent] = []
-                    var seen = Set<String>()
-                    for i in 0..<due.rowCount {
-                        ids.append(due.string(i, 0) ?? "0")
-                        guard let intent = OutboxIntent(kind: due.string(i, 1) ?? "", subject: due.string(i, 2) ?? "", ref: due.string(i, 3) ?? "") else { continue }
-                        // Rebuilding a key once per batch is enough (stream entries are each kept).
-                        let row = intent.row
-                        let dedupe = row.kind.hasSuffix("_event") ? ids.last! : "\(row.kind)|\(row.subject)|\(row.ref)"
-                        if seen.insert(dedupe).inserted { intents.append(intent) }
-                    }
-                    var mutations: [CacheMutation] = []
-                    for intent in intents { mutations.append(contentsOf: try rebuilder.mutations(for: intent, s)) }
-                    _ = try apply(mutations, r)
-                    try s.run(Outbox.delete, [pgArray(ids)])
-                    try s.exec("COMMIT")
-                    owner.stats.relayed.add(ids.count, ordering: .relaxed)
-                    owner.metrics?.outboxRelayed.increment(by: ids.count)
-                } catch {
-                    _ = try? s.exec("ROLLBACK")
-                    failed(error, "outbox relay")
-                    return
+            let urgent = owner.cleaner.takeUrgent()
+            if !urgent.isEmpty {
+                if relayBatch(s, Outbox.claimIDs, [pgArray(urgent.map(String.init))]) == nil {
+                    owner.cleaner.rebuildSoon(urgent)  // try again next pass
                 }
+            }
+            for _ in 0..<20 {
+                guard let n = relayBatch(s, Outbox.claimDue, [String(settings.relayGraceMs), "500"]), n > 0 else { return }
+            }
+        }
+
+        /// Claims rows with `claim`, rebuilds their keys from Postgres, applies, deletes. Returns the
+        /// rows handled, or nil when Postgres or Redis failed (the rows stay for a later pass).
+        func relayBatch(_ s: PostgresSession, _ claim: Statement, _ params: [String?]) -> Int? {
+            guard let r = redisConnection() else { return nil }
+            do {
+                try s.exec("BEGIN")
+                let due = try s.run(claim, params)
+                if due.rowCount == 0 {
+                    try s.exec("COMMIT")
+                    return 0
+                }
+                var ids: [String] = []
+                var intents: [OutboxIntent] = []
+                var seen = Set<String>()
+                for i in 0..<due.rowCount {
+                    ids.append(due.string(i, 0) ?? "0")
+                    guard let intent = OutboxIntent(kind: due.string(i, 1) ?? "", subject: due.string(i, 2) ?? "", ref: due.string(i, 3) ?? "") else { continue }
+                    // Rebuilding a key once per batch is enough (stream entries are each kept).
+                    let row = intent.row
+                    let dedupe = row.kind.hasSuffix("_event") ? ids.last! : "\(row.kind)|\(row.subject)|\(row.ref)"
+                    if seen.insert(dedupe).inserted { intents.append(intent) }
+                }
+                _ = try apply(try rebuilder.mutations(for: intents, s), r)
+                try s.run(Outbox.delete, [pgArray(ids)])
+                try s.exec("COMMIT")
+                owner.stats.relayed.add(ids.count, ordering: .relaxed)
+                owner.metrics?.outboxRelayed.increment(by: ids.count)
+                return ids.count
+            } catch {
+                _ = try? s.exec("ROLLBACK")
+                failed(error, "outbox relay")
+                return nil
             }
         }
 

@@ -13,7 +13,7 @@ enum CacheMutation: Sendable, Equatable {
     case streamAdd(key: String, maxLength: Int, fields: [(String, String)])
     /// Sets one hash field; if the hash does not exist (expired, never built), builds it from
     /// `snapshot` (every field, taken from Postgres in the same transaction) so a reader never finds
-    /// a partial hash. EXPIRE after either.
+    /// a partial hash; with an empty snapshot a missing hash is left alone (see `isConditional`).
     case hashSetOrBuild(key: String, field: String, value: String, snapshot: [(String, String)], ttlSeconds: Int)
     /// LPUSH + LTRIM onto an existing list; a missing list is built from `snapshot` (newest first).
     case listPushOrBuild(key: String, value: String, snapshot: [String], maxLength: Int, ttlSeconds: Int)
@@ -28,6 +28,12 @@ enum CacheMutation: Sendable, Equatable {
 
     static func == (a: CacheMutation, b: CacheMutation) -> Bool {
         a.commands == b.commands
+    }
+
+    /// A mutation Redis may decline (reply 0): its write's outbox rows must stay for the relay.
+    var isConditional: Bool {
+        if case .hashSetOrBuild(_, _, _, let snapshot, _) = self { return snapshot.isEmpty }
+        return false
     }
 
     /// The Redis commands, in order.
@@ -68,11 +74,15 @@ enum CacheMutation: Sendable, Equatable {
 /// Lua run atomically by Redis; each touches one key, so they work unchanged on Redis Cluster.
 enum CacheScripts {
     /// KEYS[1] hash; ARGV: ttl, field, value, then snapshot field/value pairs.
+    /// Returns 0 (and writes nothing) when the hash is missing and no snapshot came: the writer
+    /// then leaves the key to the outbox relay, which rebuilds it whole from Postgres.
     static let hashSetOrBuild = """
-        if redis.call('EXISTS', KEYS[1]) == 1 or #ARGV < 5 then
+        if redis.call('EXISTS', KEYS[1]) == 1 then
           redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-        else
+        elseif #ARGV >= 5 then
           redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+        else
+          return 0
         end
         redis.call('EXPIRE', KEYS[1], ARGV[1])
         return 1

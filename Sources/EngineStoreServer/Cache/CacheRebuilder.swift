@@ -87,6 +87,30 @@ struct CacheRebuilder {
 
     // MARK: mutations
 
+    /// What a batch of outbox intents means for Redis now. Position intents of one model share one
+    /// read of its open positions; the first carries them as the rebuild snapshot.
+    func mutations(for intents: [OutboxIntent], _ s: PostgresSession) throws -> [CacheMutation] {
+        var out: [CacheMutation] = []
+        var openByModel: [String: [(symbol: String, json: String)]] = [:]
+        for intent in intents {
+            guard case .position(let model, let symbol) = intent else {
+                out.append(contentsOf: try mutations(for: intent, s))
+                continue
+            }
+            let key = keys.positions(model: model)
+            let first = openByModel[model] == nil
+            if first { openByModel[model] = try positions(s, model: model) }
+            let open = openByModel[model]!
+            guard let json = open.first(where: { $0.symbol == symbol })?.json else {
+                out.append(.hashDelete(key: key, field: symbol))
+                continue
+            }
+            out.append(.hashSetOrBuild(key: key, field: symbol, value: json,
+                                       snapshot: first ? open.map { ($0.symbol, $0.json) } : [], ttlSeconds: ttl.positions))
+        }
+        return out
+    }
+
     /// What one outbox intent means for Redis now.
     func mutations(for intent: OutboxIntent, _ s: PostgresSession) throws -> [CacheMutation] {
         switch intent {
@@ -94,8 +118,9 @@ struct CacheRebuilder {
             let key = keys.positions(model: model)
             let one = try s.run(Self.oneOpenPosition, [model, symbol])
             guard one.rowCount == 1, let json = one.string(0, 1) else { return [.hashDelete(key: key, field: symbol)] }
-            return [.hashSetOrBuild(key: key, field: symbol, value: json, snapshot: try openPositionsHash(s, model: model),
-                                    ttlSeconds: ttl.positions)]
+            // Never empty here (the position itself is open), so a missing hash is always built.
+            let all = try positions(s, model: model).map { ($0.symbol, $0.json) }
+            return [.hashSetOrBuild(key: key, field: symbol, value: json, snapshot: all, ttlSeconds: ttl.positions)]
         case .recentTrades(let model):
             return [.replaceList(key: keys.recentTrades(model: model), values: try recentTrades(s, model: model), ttlSeconds: ttl.medium)]
         case .closeEvent(let id):

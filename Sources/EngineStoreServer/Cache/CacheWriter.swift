@@ -93,27 +93,38 @@ final class CacheWriter: Sendable {
         while true {
             let items = queue.popBatch(max: 1024)
             if items.isEmpty { break }
-            var mutations: [CacheMutation] = []
-            var outboxIDs: [Int64] = []
+            // Each write's mutations and outbox ids stay together: a write whose conditional
+            // mutation Redis declined keeps its outbox rows for the relay.
+            var writes: [(mutations: [CacheMutation], ids: [Int64])] = []
             var pings: [@Sendable (ComponentHealth) -> Void] = []
             for item in items {
                 switch item {
-                case .mutations(let m, let ids):
-                    mutations.append(contentsOf: m)
-                    outboxIDs.append(contentsOf: ids)
+                case .mutations(let m, let ids): writes.append((m, ids))
                 case .ping(let p): pings.append(p)
                 }
             }
-            if !mutations.isEmpty {
+            var commands: [[String]] = []
+            var conditional: [(write: Int, reply: Int)] = []
+            for (w, write) in writes.enumerated() {
+                for m in write.mutations {
+                    if m.isConditional { conditional.append((w, commands.count)) }
+                    commands.append(contentsOf: m.commands)
+                }
+            }
+            if !commands.isEmpty {
                 if let c = connectIfNeeded() {
                     do {
                         let started = monotonicNanos()
-                        let replies = try c.pipeline(mutations.flatMap(\.commands))
+                        let replies = try c.pipeline(commands)
                         metrics?.latency(rpc: "all", stage: "cache", nanos: monotonicNanos() &- started)
                         for case .error(let e) in replies {
                             logger.error("redis rejected a cache command", metadata: ["reason": "redis_reply_error", "error": "\(e)"])
                         }
-                        applied.add(outboxIDs)
+                        var declined = Set<Int>()
+                        for (w, r) in conditional where replies[r] == .integer(0) { declined.insert(w) }
+                        for (w, write) in writes.enumerated() {
+                            if declined.contains(w) { applied.rebuildSoon(write.ids) } else { applied.add(write.ids) }
+                        }
                     } catch {
                         noteFailure(error)
                         counters.dropped.add(1, ordering: .relaxed)
@@ -121,8 +132,8 @@ final class CacheWriter: Sendable {
                 } else {
                     counters.dropped.add(1, ordering: .relaxed)
                 }
-            } else if !outboxIDs.isEmpty {
-                applied.add(outboxIDs)
+            } else {
+                for write in writes { applied.add(write.ids) }
             }
             for p in pings {
                 let start = monotonicNanos()
@@ -150,11 +161,20 @@ final class CacheWriter: Sendable {
 /// Outbox ids whose cache work is done, waiting to be deleted.
 final class OutboxCleaner: Sendable {
     private let ids = Mutex<[Int64]>([])
+    private let urgent = Mutex<[Int64]>([])
     func add(_ new: [Int64]) {
         guard !new.isEmpty else { return }
         ids.withLock { $0.append(contentsOf: new) }
     }
     func take() -> [Int64] { ids.withLock { i in defer { i = [] }; return i } }
+
+    /// Outbox rows whose key Redis declined (a missing hash): the relay rebuilds them on its next
+    /// pass instead of after the grace period.
+    func rebuildSoon(_ new: [Int64]) {
+        guard !new.isEmpty else { return }
+        urgent.withLock { $0.append(contentsOf: new) }
+    }
+    func takeUrgent() -> [Int64] { urgent.withLock { i in defer { i = [] }; return i } }
 }
 
 final class CacheWriterCounters: Sendable {

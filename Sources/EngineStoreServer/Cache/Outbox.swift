@@ -61,6 +61,11 @@ enum Outbox {
         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
         """)
 
+    /// Specific rows (the direct path could not apply them), if no other relay holds them.
+    static let claimIDs = Statement(name: "outbox_claim_ids", sql: """
+        SELECT id, kind, subject, ref FROM engine_store_outbox WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE SKIP LOCKED
+        """)
+
     static let delete = Statement(name: "outbox_delete", sql: "DELETE FROM engine_store_outbox WHERE id = ANY($1::bigint[])")
 
     static let depth = Statement(name: "outbox_depth", sql: "SELECT count(*) FROM engine_store_outbox")

@@ -297,21 +297,23 @@ struct SavePositionBody: PipelinableWrite, SelfRecordingWrite {
 
     var pipelined: [(Statement, [String?])] {
         let write = hasOpenFields ? (upsertOpen, params + [Self.newPositionID(request)]) : (updateOpen, params)
-        return [write, (openPositionsSnapshot, [request.modelID])]
+        // No snapshot read on the hot path: if the hash is missing, the cache writer leaves this
+        // write's outbox row to the relay, which rebuilds the hash whole (see CacheScripts).
+        return [write]
     }
 
     func recordingStatements(key: String, digest: String) -> [(Statement, [String?])] {
         let write = hasOpenFields
             ? (upsertOpenRecording, params + [Self.newPositionID(request), key, digest])
             : (updateOpenRecording, params + [key, digest])
-        return [write, (openPositionsSnapshot, [request.modelID])]
+        return [write]
     }
 
     func outcome(_ results: [PGResult]) throws -> JobOutcome {
         let written = results[0]
         guard written.rowCount == 1 else { throw PipelineFallback() }
         let opened = written.columnCount > 10 ? written.bool(0, 10) ?? false : false
-        var outcome = makeOutcome(PositionRow(written, 0), opened: opened, snapshot: snapshotPairs(results[1]))
+        var outcome = makeOutcome(PositionRow(written, 0), opened: opened, snapshot: [])
         if written.columnCount > 11, let id = written.int(0, 11) { outcome.outboxIDs = [id] }
         return outcome
     }

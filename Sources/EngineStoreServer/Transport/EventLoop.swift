@@ -229,6 +229,16 @@ final class EventLoop {
             queueError(c, requestID: h.requestID, method: h.method, ServiceError(.shuttingDown, "server shutting down; retry on another instance or later"))
             return
         }
+        if h.method == Method.ping.rawValue {
+            // A no-op round trip: answered right here, no mailbox hop.
+            do {
+                let ping = try PingMessage(payload: frame.payload)
+                queue(c, Frame.encode(header: FrameHeader(kind: .response, method: h.method, requestID: h.requestID), message: ping))
+            } catch {
+                queueError(c, requestID: h.requestID, method: h.method, ServiceError(wire: error))
+            }
+            return
+        }
         let now = monotonicNanos()
         let ms = h.deadlineMs == 0 ? configuration.defaultDeadlineMs : h.deadlineMs
         let pending = Connection.Pending(token: nextToken, deadlineNanos: now + UInt64(ms) * 1_000_000, method: h.method)
