@@ -77,9 +77,11 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
         guard let body = body as? any PipelinableWrite else { return nil }
         let key = self.key
         if let recording = body as? any SelfRecordingWrite {
-            return PipelinePlan(statements: recording.recordingStatements(key: key, digest: digest)) { results in
+            var plan = PipelinePlan(statements: recording.recordingStatements(key: key, digest: digest)) { results in
                 ([], try recording.outcome(results))
             }
+            plan.selfContained = true
+            return plan
         }
         return PipelinePlan(statements: [(Self.claim, [key, String(method), digest])] + body.pipelined) { results in
             guard results[0].rowCount == 1 else { throw PipelineFallback() }  // a repeat: replay the slow way

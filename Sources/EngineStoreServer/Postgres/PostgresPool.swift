@@ -21,6 +21,9 @@ struct JobOutcome: Sendable {
 struct PipelinePlan: Sendable {
     let statements: [(Statement, [String?])]
     let finish: @Sendable ([PGResult]) throws -> (after: [(Statement, [String?])], outcome: JobOutcome)
+    /// Nothing goes out after the results, and a fallback means nothing was written: the COMMIT can
+    /// ride in the first round trip.
+    var selfContained = false
 }
 
 /// A unit of Postgres work queued by an RPC handler.
@@ -261,10 +264,12 @@ final class PostgresPool: Sendable {
             guard plans.count == jobs.count else { return false }
             do {
                 try session.ensurePrepared(plans.flatMap { $0.statements.map(\.0) })
+                let oneTrip = plans.allSatisfy(\.selfContained)
                 var items: [PGPipelineItem] = [.sql("BEGIN")]
                 for plan in plans {
                     for (statement, params) in plan.statements { items.append(.prepared(name: statement.name, params: params)) }
                 }
+                if oneTrip { items.append(.sql("COMMIT")) }
                 let first = try session.connection.pipeline(items)
                 var results: [PGResult] = []
                 results.reserveCapacity(first.count)
@@ -277,6 +282,7 @@ final class PostgresPool: Sendable {
                     }
                     results.append(r)
                 }
+                if oneTrip { return finishCommitted(jobs, plans, results) }
                 var after: [PGPipelineItem] = []
                 var outcomes: [JobOutcome] = []
                 var index = 1
@@ -314,6 +320,35 @@ final class PostgresPool: Sendable {
                 jobs.forEach { $0.complete(.failure(e)) }
                 return true
             }
+        }
+
+        /// The batch is committed already (one round trip). Jobs whose results need the step-by-step
+        /// path wrote nothing (see `PipelinePlan.selfContained`) and run again on their own.
+        func finishCommitted(_ jobs: [any PostgresJob], _ plans: [PipelinePlan], _ results: [PGResult]) -> Bool {
+            var done: [(any PostgresJob, JobOutcome)] = []
+            var again: [any PostgresJob] = []
+            var index = 1
+            for (job, plan) in zip(jobs, plans) {
+                let mine = Array(results[index..<(index + plan.statements.count)])
+                index += plan.statements.count
+                if let finished = try? plan.finish(mine) { done.append((job, finished.outcome)) } else { again.append(job) }
+            }
+            if !done.isEmpty {
+                pool.afterCommit(done.map(\.1))
+                pool.stats.pipelinedJobs.add(done.count, ordering: .relaxed)
+                for (job, outcome) in done { job.complete(.success(outcome)) }
+            }
+            if !again.isEmpty {
+                pool.stats.pipelineFallbacks.add(1, ordering: .relaxed)
+                for job in again {
+                    guard let session = self.session ?? liveSession() else {
+                        job.complete(.failure(ServiceError(.unavailable, "postgres unavailable; retry with the same idempotency key")))
+                        continue
+                    }
+                    runSingle(job, session)
+                }
+            }
+            return true
         }
 
         /// Several jobs in one transaction, each under a savepoint so one failure stays its own.
