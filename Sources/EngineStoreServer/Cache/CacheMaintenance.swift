@@ -1,3 +1,4 @@
+import CLinuxShims
 import EngineStoreWire
 import Foundation
 import Hiredis
@@ -77,6 +78,7 @@ final class CacheMaintenance: Sendable {
         var nextPurge: UInt64
         var nextCheck: UInt64
         var nextDepth: UInt64 = 0
+        var nextTrim: UInt64 = 0
         var hydrated = false
 
         init(owner: CacheMaintenance) {
@@ -104,6 +106,12 @@ final class CacheMaintenance: Sendable {
                 if now >= nextRelay {
                     nextRelay = now + UInt64(settings.relayIntervalMs) * 1_000_000
                     relay()
+                }
+                if now >= nextTrim {
+                    // Bursts (relay rebuilds, big batches) leave freed pages in glibc's arenas;
+                    // return them so RSS follows the working set.
+                    nextTrim = now + 250_000_000
+                    es_trim_heap()
                 }
                 if now >= nextDepth {
                     nextDepth = now + 1_000_000_000
@@ -140,8 +148,13 @@ final class CacheMaintenance: Sendable {
             if let session { return session }
             guard monotonicNanos() >= nextPostgresAttempt else { return nil }
             do {
-                session = PostgresSession(connection: try PGConnection(conninfo: settings.conninfo, connectTimeoutSeconds: 3,
-                                                                       applicationName: "engine-store-maintenance"))
+                let connection = try PGConnection(conninfo: settings.conninfo, connectTimeoutSeconds: 3,
+                                                  applicationName: "engine-store-maintenance")
+                // Outbox clean-up and relay commits need no WAL flush of their own: losing one in a
+                // crash only means a key is rebuilt once more (at least once). Keeps them off the
+                // fsync path that acknowledged writes wait on.
+                try connection.exec("SET synchronous_commit TO off")
+                session = PostgresSession(connection: connection)
             } catch {
                 nextPostgresAttempt = monotonicNanos() + 1_000_000_000
             }
