@@ -1,4 +1,5 @@
 import EngineStoreWire
+import Foundation
 import Hiredis
 
 /// Everything the server needs to run. Defaults are the documented ones.
@@ -10,8 +11,10 @@ public struct ServerConfiguration: Sendable {
     /// Prefix of every Redis key (DOMAIN.md: "nof0:").
     public var namespace: String = "nof0:"
     public var ttl = CacheTTL()
-    /// Postgres connections, each on its own worker thread.
-    public var postgresConnections: Int = 4
+    /// Postgres connections, each on its own worker thread. One per core (at least 2): more
+    /// backends than cores only contend, and fewer workers make bigger group-commit batches
+    /// (measured on 2 cores: 2 → ~8,300–8,800 SavePosition/s, 4 → ~7,200).
+    public var postgresConnections: Int = max(2, ProcessInfo.processInfo.activeProcessorCount)
     /// Most requests one worker commits in one transaction (group commit).
     public var maxBatch: Int = 64
     public var maxFrameBytes: UInt32 = WireLimits.defaultMaxFrameBytes

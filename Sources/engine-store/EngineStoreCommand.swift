@@ -60,8 +60,8 @@ struct Serve: AsyncParsableCommand {
     var redisURL: String?
     @Option(help: "Prefix of every Redis key.")
     var namespace: String = "nof0:"
-    @Option(help: "Postgres connections (one worker thread each).")
-    var postgresConnections: Int = 4
+    @Option(help: "Postgres connections, one worker thread each (default: one per core, at least 2).")
+    var postgresConnections: Int?
     @Option(help: "Maximum frame size in bytes, advertised to clients.")
     var maxFrameBytes: UInt32 = 4 * 1024 * 1024
     @Option(help: "Maximum open client connections.")
@@ -121,7 +121,7 @@ struct Serve: AsyncParsableCommand {
         }
         var config = ServerConfiguration(socketPath: socketPath, postgresURL: try postgres.resolved(), redis: redis)
         config.namespace = namespace
-        config.postgresConnections = postgresConnections
+        if let postgresConnections { config.postgresConnections = max(1, postgresConnections) }
         config.maxFrameBytes = maxFrameBytes
         config.maxConnections = maxConnections
         config.maxInFlightPerConnection = maxInFlight
