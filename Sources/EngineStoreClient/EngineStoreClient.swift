@@ -54,22 +54,16 @@ public final class EngineStoreClient: PersistenceService {
 
     /// Opens or updates a position. An empty idempotency key gets a fresh one, reused on retries.
     public func savePosition(_ request: SavePositionRequest) async throws -> SavePositionResponse {
-        var r = request
-        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
-        return try await call(.savePosition, r, timeout: nil)
+        try await write(.savePosition, request)
     }
 
     /// Closes all or part of the open position. `not_found` when nothing is open.
     public func closePosition(_ request: ClosePositionRequest) async throws -> ClosePositionResponse {
-        var r = request
-        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
-        return try await call(.closePosition, r, timeout: nil)
+        try await write(.closePosition, request)
     }
 
     public func publishTradeEvent(_ request: PublishTradeEventRequest) async throws -> PublishTradeEventResponse {
-        var r = request
-        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
-        return try await call(.publishTradeEvent, r, timeout: nil)
+        try await write(.publishTradeEvent, request)
     }
 
     public func openPositions(model: String) async throws -> GetOpenPositionsResponse {
@@ -82,27 +76,19 @@ public final class EngineStoreClient: PersistenceService {
 
     /// Stores equity snapshots (one per trader) and applies their position marks; throttled per trader.
     public func saveSnapshots(_ request: SaveSnapshotRequest) async throws -> SaveSnapshotResponse {
-        var r = request
-        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
-        return try await call(.saveSnapshot, r, timeout: nil)
+        try await write(.saveSnapshot, request)
     }
 
     public func recordDecisionCycle(_ request: RecordDecisionCycleRequest) async throws -> RecordDecisionCycleResponse {
-        var r = request
-        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
-        return try await call(.recordDecisionCycle, r, timeout: nil)
+        try await write(.recordDecisionCycle, request)
     }
 
     public func updateAnalytics(_ request: UpdateAnalyticsRequest) async throws -> UpdateAnalyticsResponse {
-        var r = request
-        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
-        return try await call(.updateAnalytics, r, timeout: nil)
+        try await write(.updateAnalytics, request)
     }
 
     public func saveTraderState(_ request: SaveTraderStateRequest) async throws -> TraderStateResponse {
-        var r = request
-        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
-        return try await call(.saveTraderState, r, timeout: nil)
+        try await write(.saveTraderState, request)
     }
 
     public func traderState(trader: String) async throws -> TraderStateResponse {
@@ -119,21 +105,15 @@ public final class EngineStoreClient: PersistenceService {
 
     /// Stores a batch of ticks (one COPY) and advances latest prices. One idempotency key per batch.
     public func ingestPriceTicks(_ request: IngestPriceTicksRequest) async throws -> IngestPriceTicksResponse {
-        var r = request
-        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
-        return try await call(.ingestPriceTicks, r, timeout: nil)
+        try await write(.ingestPriceTicks, request)
     }
 
     public func upsertMarketAssets(_ request: UpsertMarketAssetsRequest) async throws -> UpsertCountResponse {
-        var r = request
-        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
-        return try await call(.upsertMarketAssets, r, timeout: nil)
+        try await write(.upsertMarketAssets, request)
     }
 
     public func upsertAssetContexts(_ request: UpsertAssetContextsRequest) async throws -> UpsertCountResponse {
-        var r = request
-        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
-        return try await call(.upsertAssetContexts, r, timeout: nil)
+        try await write(.upsertAssetContexts, request)
     }
 
     /// The service's metrics (Prometheus text format).
@@ -151,6 +131,13 @@ public final class EngineStoreClient: PersistenceService {
     /// Compares Postgres with Redis (and with exchange positions you supply); optionally repairs the cache.
     public func checkConsistency(_ request: CheckConsistencyRequest, timeout: Duration = .seconds(120)) async throws -> CheckConsistencyResponse {
         try await call(.checkConsistency, request, timeout: timeout)
+    }
+
+    /// A write: an empty idempotency key gets a fresh one, which every retry of this call reuses.
+    private func write<Request: IdempotentRequest, Response: WireMessage>(_ method: Method, _ request: Request) async throws -> Response {
+        var r = request
+        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
+        return try await call(method, r, timeout: nil)
     }
 
     /// Sends one request; retries retryable errors (same payload, so the same idempotency key) with
@@ -260,3 +247,19 @@ extension Duration {
         return UInt64(max(0, s)) * 1_000_000_000 + UInt64(max(0, atto)) / 1_000_000_000
     }
 }
+
+/// Write requests: they carry the idempotency key that makes retries exactly-once.
+protocol IdempotentRequest: WireMessage {
+    var idempotencyKey: String { get set }
+}
+
+extension SavePositionRequest: IdempotentRequest {}
+extension ClosePositionRequest: IdempotentRequest {}
+extension PublishTradeEventRequest: IdempotentRequest {}
+extension SaveSnapshotRequest: IdempotentRequest {}
+extension RecordDecisionCycleRequest: IdempotentRequest {}
+extension UpdateAnalyticsRequest: IdempotentRequest {}
+extension SaveTraderStateRequest: IdempotentRequest {}
+extension IngestPriceTicksRequest: IdempotentRequest {}
+extension UpsertMarketAssetsRequest: IdempotentRequest {}
+extension UpsertAssetContextsRequest: IdempotentRequest {}

@@ -25,7 +25,7 @@ public enum LoadRunner {
         let start = ContinuousClock.now
         let measureFrom = start + .milliseconds(Int(c.warmup * 1000))
         let stopAt = c.duration.map { measureFrom + .milliseconds(Int($0 * 1000)) }
-        let limit = c.count.map { $0 + 0 }
+        let limit = c.count
         // Open loop: one shared schedule of intended start times.
         let interval = c.rate.map { UInt64(1_000_000_000 / max($0, 0.001)) }
         let startNanos = monotonic()

@@ -92,7 +92,7 @@ import Testing
         await s.stop()
     }
 
-    @Test func serverSurvivesAndRestartsOnSameSocket() async throws {
+    @Test func gracefulStopRemovesTheSocketFile() async throws {
         let s = try await RunningServer.start()
         let path = s.socketPath
         await s.stop()

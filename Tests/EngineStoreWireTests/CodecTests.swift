@@ -99,17 +99,21 @@ import Testing
         #expect(throws: WireError.truncated("field 3")) { try HelloRequest(payload: bytes) }
     }
 
-    @Test func deepNestingIsRejected() {
-        // HealthResponse.postgres nested in itself repeatedly is not a valid schema, so build raw nesting
-        // through ComponentHealth's unknown-field skipping: only known nested fields recurse, so check the limit
-        // with HealthResponse inside HealthResponse via field 2 (postgres) decoding as ComponentHealth: 1 level.
-        var inner = FieldWriter()
-        inner.bool(1, true)
-        var outer = FieldWriter()
-        outer.uint(1, 1)
-        outer.message(2, ComponentHealth(ok: true, latencyMicros: 1))
-        outer.message(3, ComponentHealth(ok: true, latencyMicros: 1))
-        #expect(throws: Never.self) { try HealthResponse(payload: outer.writer.bytes) }
+    /// A message that nests itself in field 1, to drive the decoder past its depth limit.
+    struct Nested: WireMessage {
+        var child: [Nested]
+        init(depth: Int) { child = depth > 0 ? [Nested(depth: depth - 1)] : [] }
+        init(from r: inout FieldReader) throws(WireError) {
+            child = []
+            while let f = try r.next() { if f.number == 1 { child.append(try f.message("child")) } }
+        }
+        func encode(into w: inout FieldWriter) { w.messages(1, child) }
+    }
+
+    @Test func deepNestingIsRejected() throws {
+        // The top level is depth 0; 16 nested levels are allowed, 17 are not.
+        _ = try Nested(payload: Nested(depth: WireLimits.maxNestingDepth).encodedPayload())
+        #expect(throws: WireError.nestingTooDeep) { try Nested(payload: Nested(depth: WireLimits.maxNestingDepth + 1).encodedPayload()) }
     }
 
     @Test func frameLimitsAreCheckedBeforeBuffering() {

@@ -116,7 +116,6 @@ final class CacheMaintenance: Sendable {
                 if now >= nextDepth {
                     nextDepth = now + 1_000_000_000
                     if let s = postgres(), let depth = try? s.run(Outbox.depth, []).int(0, 0) {
-                        owner.stats.outboxDepth.store(Int(depth), ordering: .relaxed)
                         owner.metrics?.outboxDepth.record(depth)
                     }
                 }
@@ -240,7 +239,6 @@ final class CacheMaintenance: Sendable {
                 _ = try apply(try rebuilder.mutations(for: intents, s), r)
                 try s.run(Outbox.delete, [pgArray(ids)])
                 try s.exec("COMMIT")
-                owner.stats.relayed.add(ids.count, ordering: .relaxed)
                 owner.metrics?.outboxRelayed.increment(by: ids.count)
                 return ids.count
             } catch {
@@ -409,7 +407,6 @@ final class CacheMaintenance: Sendable {
                 }
             }
             if !repairs.isEmpty { _ = try apply(repairs, r) }
-            owner.stats.inconsistencies.add(differences.count, ordering: .relaxed)
             owner.metrics?.inconsistencies.increment(by: differences.count)
             return CheckConsistencyResponse(differences: differences, checked: UInt32(checked))
         }

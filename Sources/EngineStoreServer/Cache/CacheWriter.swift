@@ -22,7 +22,6 @@ final class CacheWriter: Sendable {
 
     /// Outbox ids whose mutations Redis took; the maintenance thread deletes them.
     let applied = OutboxCleaner()
-    private let counters = CacheWriterCounters()
 
     let metrics: ServerMetrics?
 
@@ -32,7 +31,7 @@ final class CacheWriter: Sendable {
         self.logger = logger
     }
 
-    var droppedBatches: Int { counters.dropped.load(ordering: .relaxed) }
+
 
     func start() {
         let thread = Thread { [self] in run() }
@@ -116,7 +115,7 @@ final class CacheWriter: Sendable {
                     do {
                         let started = monotonicNanos()
                         let replies = try c.pipeline(commands)
-                        metrics?.latency(rpc: "all", stage: "cache", nanos: monotonicNanos() &- started)
+                        metrics?.cacheLatency(nanos: monotonicNanos() &- started)
                         for case .error(let e) in replies {
                             logger.error("redis rejected a cache command", metadata: ["reason": "redis_reply_error", "error": "\(e)"])
                         }
@@ -127,10 +126,10 @@ final class CacheWriter: Sendable {
                         }
                     } catch {
                         noteFailure(error)
-                        counters.dropped.add(1, ordering: .relaxed)
+                        metrics?.cacheWriteFailed()
                     }
                 } else {
-                    counters.dropped.add(1, ordering: .relaxed)
+                    metrics?.cacheWriteFailed()
                 }
             } else {
                 for write in writes { applied.add(write.ids) }
@@ -175,8 +174,4 @@ final class OutboxCleaner: Sendable {
         urgent.withLock { $0.append(contentsOf: new) }
     }
     func takeUrgent() -> [Int64] { urgent.withLock { i in defer { i = [] }; return i } }
-}
-
-final class CacheWriterCounters: Sendable {
-    let dropped = Atomic<Int>(0)
 }

@@ -20,7 +20,8 @@ struct Dispatcher: Sendable {
     }
 
     var implementedMethods: [UInt64] {
-        ([Method.hello.rawValue] + routes.keys).sorted().map(UInt64.init)
+        // Hello and Ping are answered by the event loop itself.
+        ([Method.hello.rawValue, Method.ping.rawValue] + routes.keys).sorted().map(UInt64.init)
     }
 
     func dispatch(method rawMethod: UInt16, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {

@@ -1,24 +1,15 @@
 import Logging
 import Synchronization
 
-/// Counters the server keeps about itself for tests and start-up logs (Prometheus metrics live in ServerMetrics).
+/// Numbers the server reads back itself (Health) or that tests check; everything else is a
+/// Prometheus metric in `ServerMetrics`.
 final class ServerStats: Sendable {
     let openConnections = Atomic<Int>(0)
-    let framesIn = Atomic<Int>(0)
-    let framesOut = Atomic<Int>(0)
-    let cacheHits = Atomic<Int>(0)
-    let cacheMisses = Atomic<Int>(0)
     /// Jobs committed through the pipelined fast path, and batches that fell back to the step-by-step path.
     let pipelinedJobs = Atomic<Int>(0)
     let pipelineFallbacks = Atomic<Int>(0)
-    /// Transactions committed by the workers and the jobs they carried (group commit: jobs / commits).
+    /// Transactions committed by the workers (group commit: fewer commits than jobs).
     let commits = Atomic<Int>(0)
-    let committedJobs = Atomic<Int>(0)
-    /// Outbox rows waiting (sampled every second) and rows applied by the relay.
-    let outboxDepth = Atomic<Int>(0)
-    let relayed = Atomic<Int>(0)
-    /// Differences found by consistency checks.
-    let inconsistencies = Atomic<Int>(0)
 }
 
 /// What RPC handlers share: the Postgres pool, the cache writer, key names and settings.

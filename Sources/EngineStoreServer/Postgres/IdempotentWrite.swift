@@ -6,21 +6,17 @@ protocol WriteBody: Sendable {
     func execute(_ session: PostgresSession) throws -> JobOutcome
 }
 
-/// A write whose statements need no earlier result, so a whole batch of them can be pipelined.
-/// `outcome` throws `PipelineFallback` when the results need the step-by-step path (a race, a
-/// missing field): the batch is rolled back and run again the ordinary way.
+/// A write whose statements need no earlier result and also insert the idempotency record (with
+/// the reply) — failing when the key exists — so a whole batch of them can be pipelined with its
+/// COMMIT in one round trip. `outcome` throws `PipelineFallback` when the results need the
+/// step-by-step path (a race, a missing field); such a statement wrote nothing, and the job runs again
+/// the ordinary way (which also replays a recorded key).
 protocol PipelinableWrite: WriteBody {
-    var pipelined: [(Statement, [String?])] { get }
+    func pipelined(key: String, digest: String) -> [(Statement, [String?])]
     func outcome(_ results: [PGResult]) throws -> JobOutcome
 }
 
 struct PipelineFallback: Error {}
-
-/// A pipelinable write whose own statements also insert the idempotency record (with the reply)
-/// and fail when the key exists — one statement fewer per request than claim + record.
-protocol SelfRecordingWrite: PipelinableWrite {
-    func recordingStatements(key: String, digest: String) -> [(Statement, [String?])]
-}
 
 /// Exactly-once effect for retried writes. In the same transaction as the write:
 ///   1. claim the key (INSERT … ON CONFLICT DO NOTHING) — a concurrent request with the same key
@@ -72,22 +68,9 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
 
     func complete(_ result: Result<JobOutcome, ServiceError>) { reply.complete(result) }
 
-    /// Claim + body in the first round trip; the reply record rides with the COMMIT.
     var pipelinePlan: PipelinePlan? {
         guard let body = body as? any PipelinableWrite else { return nil }
-        let key = self.key
-        if let recording = body as? any SelfRecordingWrite {
-            var plan = PipelinePlan(statements: recording.recordingStatements(key: key, digest: digest)) { results in
-                ([], try recording.outcome(results))
-            }
-            plan.selfContained = true
-            return plan
-        }
-        return PipelinePlan(statements: [(Self.claim, [key, String(method), digest])] + body.pipelined) { results in
-            guard results[0].rowCount == 1 else { throw PipelineFallback() }  // a repeat: replay the slow way
-            let outcome = try body.outcome(Array(results.dropFirst()))
-            return ([(Self.record, [key, hexString(outcome.reply)])], outcome)
-        }
+        return PipelinePlan(statements: body.pipelined(key: key, digest: digest)) { try body.outcome($0) }
     }
 }
 

@@ -16,14 +16,11 @@ struct JobOutcome: Sendable {
     var replayed = false
 }
 
-/// How a job runs in pipeline mode: `statements` go out with the batch's first round trip; `finish`
-/// turns their results into the outcome and the statements that go out with the COMMIT.
+/// How a job runs in a pipelined batch: `statements` go out with the batch (BEGIN … COMMIT in one
+/// round trip); `finish` turns their results into the outcome, or throws `PipelineFallback`.
 struct PipelinePlan: Sendable {
     let statements: [(Statement, [String?])]
-    let finish: @Sendable ([PGResult]) throws -> (after: [(Statement, [String?])], outcome: JobOutcome)
-    /// Nothing goes out after the results, and a fallback means nothing was written: the COMMIT can
-    /// ride in the first round trip.
-    var selfContained = false
+    let finish: @Sendable ([PGResult]) throws -> JobOutcome
 }
 
 /// A unit of Postgres work queued by an RPC handler.
@@ -95,7 +92,6 @@ final class PostgresPool: Sendable {
     /// Hands a commit's cache work on: plain mutations to the writer, coalescable ones to the limiter.
     func afterCommit(_ outcomes: [JobOutcome]) {
         stats.commits.add(1, ordering: .relaxed)
-        stats.committedJobs.add(outcomes.count, ordering: .relaxed)
         metrics?.groupCommitTransactions.increment()
         metrics?.groupCommitJobs.increment(by: outcomes.count)
         cache.enqueue(outcomes.flatMap(\.cacheMutations), outboxIDs: outcomes.flatMap(\.outboxIDs))
@@ -179,10 +175,10 @@ final class PostgresPool: Sendable {
             defer {
                 // Database time of the batch, attributed to each request in it.
                 let spent = monotonicNanos() &- now
-                for job in all { if let t = job.target { pool.metrics?.latency(rpc: t.rpcName, stage: "database", nanos: spent) } }
+                for job in all { if let t = job.target { pool.metrics?.method(t.method)?.database.recordNanoseconds(Int64(clamping: spent)) } }
             }
             for job in all {
-                if let t = job.target { pool.metrics?.latency(rpc: t.rpcName, stage: "queue", nanos: now &- t.receivedNanos) }
+                if let t = job.target { pool.metrics?.method(t.method)?.queue.recordNanoseconds(Int64(clamping: now &- t.receivedNanos)) }
             }
             var live: [any PostgresJob] = []
             live.reserveCapacity(all.count)
@@ -256,24 +252,23 @@ final class PostgresPool: Sendable {
             }
         }
 
-        /// The fast path: when every job can be pipelined, the whole batch takes two round trips
-        /// (BEGIN + all statements; then the reply records + COMMIT). Returns false — with the
-        /// transaction rolled back — when the batch must run the step-by-step way instead.
+        /// The fast path: when every job can be pipelined, the whole batch — BEGIN, each job's
+        /// statement, COMMIT — takes one round trip. A failed statement aborts the batch (rolled back,
+        /// returns false: the batch runs the step-by-step way). Jobs whose results ask for the
+        /// step-by-step path wrote nothing and run again on their own after the commit.
         func runPipelined(_ jobs: [any PostgresJob], _ session: PostgresSession) -> Bool {
             let plans = jobs.compactMap(\.pipelinePlan)
             guard plans.count == jobs.count else { return false }
             do {
                 try session.ensurePrepared(plans.flatMap { $0.statements.map(\.0) })
-                let oneTrip = plans.allSatisfy(\.selfContained)
                 var items: [PGPipelineItem] = [.sql("BEGIN")]
                 for plan in plans {
                     for (statement, params) in plan.statements { items.append(.prepared(name: statement.name, params: params)) }
                 }
-                if oneTrip { items.append(.sql("COMMIT")) }
-                let first = try session.connection.pipeline(items)
+                items.append(.sql("COMMIT"))
                 var results: [PGResult] = []
-                results.reserveCapacity(first.count)
-                for outcome in first {
+                results.reserveCapacity(items.count)
+                for outcome in try session.connection.pipeline(items) {
                     guard case .ok(let r) = outcome else {
                         if case .failed(let e) = outcome, e.kind == .connection { throw e }
                         _ = try? session.exec("ROLLBACK")
@@ -282,37 +277,23 @@ final class PostgresPool: Sendable {
                     }
                     results.append(r)
                 }
-                if oneTrip { return finishCommitted(jobs, plans, results) }
-                var after: [PGPipelineItem] = []
-                var outcomes: [JobOutcome] = []
+                var done: [(any PostgresJob, JobOutcome)] = []
+                var again: [any PostgresJob] = []
                 var index = 1
-                for plan in plans {
+                for (job, plan) in zip(jobs, plans) {
                     let mine = Array(results[index..<(index + plan.statements.count)])
                     index += plan.statements.count
-                    let finished: (after: [(Statement, [String?])], outcome: JobOutcome)
-                    do {
-                        finished = try plan.finish(mine)
-                    } catch {
-                        _ = try? session.exec("ROLLBACK")
-                        pool.stats.pipelineFallbacks.add(1, ordering: .relaxed)
-                        return false
-                    }
-                    try session.ensurePrepared(finished.after.map(\.0))
-                    for (statement, params) in finished.after { after.append(.prepared(name: statement.name, params: params)) }
-                    outcomes.append(finished.outcome)
+                    if let outcome = try? plan.finish(mine) { done.append((job, outcome)) } else { again.append(job) }
                 }
-                after.append(.sql("COMMIT"))
-                let second = try session.connection.pipeline(after)
-                for outcome in second {
-                    guard case .ok = outcome else {
-                        if case .failed(let e) = outcome, e.kind == .connection { throw e }
-                        _ = try? session.exec("ROLLBACK")
-                        return false
-                    }
+                if !done.isEmpty {
+                    pool.afterCommit(done.map(\.1))
+                    pool.stats.pipelinedJobs.add(done.count, ordering: .relaxed)
+                    for (job, outcome) in done { job.complete(.success(outcome)) }
                 }
-                pool.afterCommit(outcomes)
-                pool.stats.pipelinedJobs.add(jobs.count, ordering: .relaxed)
-                for (job, outcome) in zip(jobs, outcomes) { job.complete(.success(outcome)) }
+                if !again.isEmpty {
+                    pool.stats.pipelineFallbacks.add(1, ordering: .relaxed)
+                    for job in again { runSingle(job, session) }
+                }
                 return true
             } catch {
                 // The connection broke: nothing is known to be committed; the clients retry.
@@ -320,35 +301,6 @@ final class PostgresPool: Sendable {
                 jobs.forEach { $0.complete(.failure(e)) }
                 return true
             }
-        }
-
-        /// The batch is committed already (one round trip). Jobs whose results need the step-by-step
-        /// path wrote nothing (see `PipelinePlan.selfContained`) and run again on their own.
-        func finishCommitted(_ jobs: [any PostgresJob], _ plans: [PipelinePlan], _ results: [PGResult]) -> Bool {
-            var done: [(any PostgresJob, JobOutcome)] = []
-            var again: [any PostgresJob] = []
-            var index = 1
-            for (job, plan) in zip(jobs, plans) {
-                let mine = Array(results[index..<(index + plan.statements.count)])
-                index += plan.statements.count
-                if let finished = try? plan.finish(mine) { done.append((job, finished.outcome)) } else { again.append(job) }
-            }
-            if !done.isEmpty {
-                pool.afterCommit(done.map(\.1))
-                pool.stats.pipelinedJobs.add(done.count, ordering: .relaxed)
-                for (job, outcome) in done { job.complete(.success(outcome)) }
-            }
-            if !again.isEmpty {
-                pool.stats.pipelineFallbacks.add(1, ordering: .relaxed)
-                for job in again {
-                    guard let session = self.session ?? liveSession() else {
-                        job.complete(.failure(ServiceError(.unavailable, "postgres unavailable; retry with the same idempotency key")))
-                        continue
-                    }
-                    runSingle(job, session)
-                }
-            }
-            return true
         }
 
         /// Several jobs in one transaction, each under a savepoint so one failure stays its own.

@@ -13,12 +13,10 @@ struct CachedRead {
         let context = self.context
         context.reader.submit { redis in
             if let redis, let cached = redis.read(command), let payload = fromCache(cached) {
-                context.stats.cacheHits.add(1, ordering: .relaxed)
                 context.metrics.cacheRead(family: family, hit: true)
                 reply.sendPayload(payload)
                 return
             }
-            context.stats.cacheMisses.add(1, ordering: .relaxed)
             context.metrics.cacheRead(family: family, hit: false)
             context.postgres.submit(ReadJob(deadlineNanos: reply.deadlineNanos, reply: reply, body: fromPostgres))
         }

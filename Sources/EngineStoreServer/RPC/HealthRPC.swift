@@ -6,13 +6,9 @@ import Synchronization
 /// queue, so queueing shows) and to Redis (through the cache writer's own connection).
 struct HealthRPC: RPCFamily {
     let context: ServiceContext
-    var methods: [Method] { [.health, .ping] }
+    var methods: [Method] { [.health] }
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
-        if method == .ping {
-            reply.send(try PingMessage.decodeRequest(payload))
-            return
-        }
         _ = try HealthRequest.decodeRequest(payload)
         let join = HealthJoin(context: context, reply: reply)
         context.postgres.submit(PingJob(deadlineNanos: reply.deadlineNanos) { join.postgres($0) })

@@ -150,12 +150,7 @@ let snapshotLimit = 256
 /// The snapshot rows as (SYMBOL, position JSON), the compact JSON built by Postgres (cheaper than
 /// parsing every column and re-encoding it here); same fields, order and number format as `PositionRow.json`.
 let openPositionsSnapshot = Statement(name: "positions_open_snapshot", sql: """
-    SELECT symbol, '{"symbol":' || to_json(symbol)::text || ',"side":' || to_json(side)::text
-        || ',"quantity":' || quantity::text || ',"entry_price":' || entry_price::text
-        || ',"leverage":' || COALESCE(leverage::text, 'null') || ',"confidence":' || COALESCE(confidence::text, 'null')
-        || ',"risk_usd":' || COALESCE(risk_usd::text, 'null')
-        || ',"updated_at_ms":' || ((extract(epoch FROM updated_at) * 1000)::bigint)::text
-        || ',"exchange":' || to_json(exchange_provider)::text || '}'
+    SELECT symbol, \(CacheRebuilder.positionJSON)
     FROM positions WHERE model_id = $1 AND status = 'open' ORDER BY symbol LIMIT \(snapshotLimit + 1)
     """)
 
@@ -205,14 +200,15 @@ private let updateOpen = Statement(name: "position_update_open", sql: """
     RETURNING \(positionColumns)
     """)
 
-/// Update-or-open in one statement (the pipelined path): the INSERT runs only when the UPDATE found
-/// nothing open; a concurrent open makes both empty, and the job falls back to the step-by-step path.
-private let upsertOpen = Statement(name: "position_upsert_open", sql: """
-    WITH upd AS (
-        UPDATE positions SET \(updateAssignments)
-        WHERE model_id = $1 AND symbol = $2 AND status = 'open'
-        RETURNING \(positionColumns)
-    ), ins AS (
+/// The pipelined SavePosition: update-or-open, the idempotency record with the reply, and the outbox
+/// row in one statement. The INSERT runs only when the UPDATE found nothing open; a concurrent open
+/// makes both empty (nothing written, the job falls back to the step-by-step path). The reply is
+/// SavePositionResponse encoded exactly as `FieldWriter` does (field 1 position_id, 2 opened,
+/// 3 updated_at_ms as ZigZag varint). A key already recorded makes the INSERT fail: the batch falls
+/// back to the step-by-step path, which replays.
+private func recordingSave(insert: Bool) -> String {
+    let (key, digest) = insert ? (24, 25) : (23, 24)
+    let ins = insert ? """
         INSERT INTO positions (
             model_id, symbol, exchange_provider, side, quantity, entry_price, entry_time_ms, leverage,
             confidence, risk_usd, margin, entry_oid, tp_oid, sl_oid, wait_for_fill, exit_plan, index_col,
@@ -223,41 +219,29 @@ private let upsertOpen = Statement(name: "position_upsert_open", sql: """
         WHERE NOT EXISTS (SELECT 1 FROM upd)
         ON CONFLICT (model_id, symbol) WHERE status = 'open' DO NOTHING
         RETURNING \(positionColumns)
-    )
-    SELECT *, false AS opened FROM upd UNION ALL SELECT *, true FROM ins
-    """)
-
-/// The pipelined forms also record the idempotency key and the reply in the same statement, so a
-/// SavePosition costs one statement. The reply is SavePositionResponse encoded exactly as
-/// `FieldWriter` does (field 1 position_id, 2 opened, 3 updated_at_ms as ZigZag varint). A key
-/// already recorded makes the INSERT fail: the batch falls back to the step-by-step path, which replays.
-private func recordingReply(key: Int, digest: Int) -> String {
-    """
-    , res AS (SELECT *, false AS opened FROM upd UNION ALL SELECT *, true FROM ins),
-    idem AS (
-        INSERT INTO engine_store_idempotency (key, method, digest, response)
-        SELECT $\(key), \(Method.savePosition.rawValue), $\(digest),
-               '\\x0a'::bytea || engine_store_varint(octet_length(convert_to(id, 'UTF8'))) || convert_to(id, 'UTF8')
-               || '\\x10'::bytea || CASE WHEN opened THEN '\\x01'::bytea ELSE '\\x00'::bytea END
-               || '\\x18'::bytea || engine_store_varint(updated_ms * 2)
-        FROM res
-    ),
-    ob AS (INSERT INTO engine_store_outbox (kind, subject, ref) SELECT 'position', $1, $2 FROM res RETURNING id)
-    SELECT res.*, (SELECT id FROM ob) AS outbox_id FROM res
-    """
+        """ : "SELECT * FROM upd WHERE false"
+    return """
+        WITH upd AS (
+            UPDATE positions SET \(updateAssignments)
+            WHERE model_id = $1 AND symbol = $2 AND status = 'open'
+            RETURNING \(positionColumns)
+        ), ins AS (\(ins)),
+        res AS (SELECT *, false AS opened FROM upd UNION ALL SELECT *, true FROM ins),
+        idem AS (
+            INSERT INTO engine_store_idempotency (key, method, digest, response)
+            SELECT $\(key), \(Method.savePosition.rawValue), $\(digest),
+                   '\\x0a'::bytea || engine_store_varint(octet_length(convert_to(id, 'UTF8'))) || convert_to(id, 'UTF8')
+                   || '\\x10'::bytea || CASE WHEN opened THEN '\\x01'::bytea ELSE '\\x00'::bytea END
+                   || '\\x18'::bytea || engine_store_varint(updated_ms * 2)
+            FROM res
+        ),
+        ob AS (INSERT INTO engine_store_outbox (kind, subject, ref) SELECT 'position', $1, $2 FROM res RETURNING id)
+        SELECT res.*, (SELECT id FROM ob) AS outbox_id FROM res
+        """
 }
 
-private let upsertOpenRecording = Statement(name: "position_upsert_open_recording", sql:
-    upsertOpen.sql.replacingOccurrences(of: "SELECT *, false AS opened FROM upd UNION ALL SELECT *, true FROM ins", with: "")
-    + recordingReply(key: 24, digest: 25))
-
-private let updateOpenRecording = Statement(name: "position_update_open_recording", sql: """
-    WITH upd AS (
-        UPDATE positions SET \(updateAssignments)
-        WHERE model_id = $1 AND symbol = $2 AND status = 'open'
-        RETURNING \(positionColumns)
-    ), ins AS (SELECT * FROM upd WHERE false)
-    """ + recordingReply(key: 23, digest: 24))
+private let upsertOpenRecording = Statement(name: "position_upsert_open_recording", sql: recordingSave(insert: true))
+private let updateOpenRecording = Statement(name: "position_update_open_recording", sql: recordingSave(insert: false))
 
 /// Opens a new lifecycle row; does nothing if another transaction opened one first (the unique
 /// partial index decides), in which case the caller updates that one instead.
@@ -272,7 +256,7 @@ private let insertOpen = Statement(name: "position_insert_open", sql: """
     RETURNING \(positionColumns)
     """)
 
-struct SavePositionBody: PipelinableWrite, SelfRecordingWrite {
+struct SavePositionBody: PipelinableWrite {
     let request: SavePositionRequest
     let keys: CacheKeys
     let ttl: Int
@@ -295,14 +279,9 @@ struct SavePositionBody: PipelinableWrite, SelfRecordingWrite {
             && request.entryTimeMs != nil
     }
 
-    var pipelined: [(Statement, [String?])] {
-        let write = hasOpenFields ? (upsertOpen, params + [Self.newPositionID(request)]) : (updateOpen, params)
-        // No snapshot read on the hot path: if the hash is missing, the cache writer leaves this
-        // write's outbox row to the relay, which rebuilds the hash whole (see CacheScripts).
-        return [write]
-    }
-
-    func recordingStatements(key: String, digest: String) -> [(Statement, [String?])] {
+    /// No snapshot read on the hot path: if the hash is missing, the cache writer leaves this write's
+    /// outbox row to the relay, which rebuilds the hash whole (see CacheScripts).
+    func pipelined(key: String, digest: String) -> [(Statement, [String?])] {
         let write = hasOpenFields
             ? (upsertOpenRecording, params + [Self.newPositionID(request), key, digest])
             : (updateOpenRecording, params + [key, digest])

@@ -3,60 +3,41 @@ import Foundation
 import Hiredis
 import LibPQ
 
-/// Reads: Redis first; on a miss (or Redis down) Postgres, then the cache is refilled.
-/// A cache key exists only when complete (writes build a missing key from Postgres), so any
-/// existing key is a hit.
+/// Position and trade reads through `CachedRead`. A cache key exists only when complete (writes
+/// build a missing key from Postgres or leave it to the relay), so any existing key is a hit.
 struct PositionReads {
     let context: ServiceContext
 
     func openPositions(model: String, reply: ReplyTarget) {
-        let context = self.context
         let key = context.keys.positions(model: model)
-        context.reader.submit { redis in
-            if let redis, let fields = redis.read(["HGETALL", key])?.array, !fields.isEmpty,
-               let positions = Self.decodePositions(fields) {
-                context.stats.cacheHits.add(1, ordering: .relaxed)
-                context.metrics.cacheRead(family: "positions", hit: true)
-                reply.send(GetOpenPositionsResponse(positions: positions, source: .cache))
-                return
-            }
-            context.stats.cacheMisses.add(1, ordering: .relaxed)
-            context.metrics.cacheRead(family: "positions", hit: false)
-            context.postgres.submit(ReadJob(deadlineNanos: reply.deadlineNanos, reply: reply) { session in
-                let r = try session.run(openPositionsOfModel, [model])
-                let rows = (0..<r.rowCount).map { PositionRow(r, $0) }
-                let response = GetOpenPositionsResponse(positions: rows.map(\.snapshot), source: .postgres)
-                let refill: [CacheMutation] = rows.isEmpty ? [] : [
-                    .replaceHash(key: key, fields: rows.map { ($0.symbol, $0.json) }, ttlSeconds: context.configuration.ttl.positions),
-                ]
-                return JobOutcome(reply: response.encodedPayload(), cacheMutations: refill)
-            })
-        }
+        let ttl = context.configuration.ttl.positions
+        CachedRead(context: context).run(reply, family: "positions", command: ["HGETALL", key], fromCache: { cached in
+            guard let fields = cached.array, !fields.isEmpty, let positions = Self.decodePositions(fields) else { return nil }
+            return GetOpenPositionsResponse(positions: positions, source: .cache).encodedPayload()
+        }, fromPostgres: { session in
+            let r = try session.run(openPositionsOfModel, [model])
+            let rows = (0..<r.rowCount).map { PositionRow(r, $0) }
+            let response = GetOpenPositionsResponse(positions: rows.map(\.snapshot), source: .postgres)
+            let refill: [CacheMutation] = rows.isEmpty ? [] : [
+                .replaceHash(key: key, fields: rows.map { ($0.symbol, $0.json) }, ttlSeconds: ttl),
+            ]
+            return JobOutcome(reply: response.encodedPayload(), cacheMutations: refill)
+        })
     }
 
     func recentTrades(model: String, limit: Int, reply: ReplyTarget) {
-        let context = self.context
         let key = context.keys.recentTrades(model: model)
-        context.reader.submit { redis in
-            if let redis, let items = redis.read(["LRANGE", key, "0", String(limit - 1)])?.array, !items.isEmpty,
-               let trades = Self.decodeTrades(items) {
-                context.stats.cacheHits.add(1, ordering: .relaxed)
-                context.metrics.cacheRead(family: "recent_trades", hit: true)
-                reply.send(GetRecentTradesResponse(trades: trades, source: .cache))
-                return
-            }
-            context.stats.cacheMisses.add(1, ordering: .relaxed)
-            context.metrics.cacheRead(family: "recent_trades", hit: false)
-            context.postgres.submit(ReadJob(deadlineNanos: reply.deadlineNanos, reply: reply) { session in
-                let r = try session.run(recentTradesOfModel, [model, "100"])
-                let rows = (0..<r.rowCount).map { TradeRow(r, $0) }
-                let response = GetRecentTradesResponse(trades: rows.prefix(limit).map(\.snapshot), source: .postgres)
-                let refill: [CacheMutation] = rows.isEmpty ? [] : [
-                    .replaceList(key: key, values: rows.map(\.json), ttlSeconds: context.configuration.ttl.medium),
-                ]
-                return JobOutcome(reply: response.encodedPayload(), cacheMutations: refill)
-            })
-        }
+        let ttl = context.configuration.ttl.medium
+        CachedRead(context: context).run(reply, family: "recent_trades", command: ["LRANGE", key, "0", String(limit - 1)], fromCache: { cached in
+            guard let items = cached.array, !items.isEmpty, let trades = Self.decodeTrades(items) else { return nil }
+            return GetRecentTradesResponse(trades: trades, source: .cache).encodedPayload()
+        }, fromPostgres: { session in
+            let r = try session.run(recentTradesOfModel, [model, "100"])
+            let rows = (0..<r.rowCount).map { TradeRow(r, $0) }
+            let response = GetRecentTradesResponse(trades: rows.prefix(limit).map(\.snapshot), source: .postgres)
+            let refill: [CacheMutation] = rows.isEmpty ? [] : [.replaceList(key: key, values: rows.map(\.json), ttlSeconds: ttl)]
+            return JobOutcome(reply: response.encodedPayload(), cacheMutations: refill)
+        })
     }
 
     /// HGETALL reply (field, value, field, value…) → positions; nil if any value is not position JSON.

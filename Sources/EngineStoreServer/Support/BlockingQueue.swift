@@ -17,14 +17,6 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         condition.signal()
     }
 
-    func push(contentsOf newItems: [Element]) {
-        guard !newItems.isEmpty else { return }
-        condition.lock()
-        items.append(contentsOf: newItems)
-        condition.unlock()
-        condition.broadcast()
-    }
-
     /// Blocks until at least one item is there (or the queue is closed and empty: returns []),
     /// then takes up to `max` items.
     func popBatch(max: Int) -> [Element] {

@@ -16,9 +16,21 @@ final class ServerMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
     private let counters = Mutex<[String: Metrics.Counter]>([:])
-    private let timers = Mutex<[String: Metrics.Timer]>([:])
     private let gauges = Mutex<[String: Metrics.Gauge]>([:])
     private let hitsAndMisses = Mutex<[String: (hits: Int, misses: Int)]>([:])
+
+    /// The per-request metrics of every method, made once: the hot path only indexes an array.
+    struct MethodMetrics: Sendable {
+        let total, queue, database: Metrics.Timer
+        /// db_writes_total by outcome; nil for methods that write no table.
+        let ok, replayed, failed, rejected: Metrics.Counter?
+    }
+
+    private let byMethod: [MethodMetrics?]
+    private let cacheStage: Metrics.Timer
+
+    /// Metrics of a method id, nil for an unknown one.
+    func method(_ raw: UInt16) -> MethodMetrics? { Int(raw) < byMethod.count ? byMethod[Int(raw)] : nil }
 
     let framesIn: Metrics.Counter
     let framesOut: Metrics.Counter
@@ -37,6 +49,20 @@ final class ServerMetrics: Sendable {
             .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
         ]
         factory = f
+        var byMethod = [MethodMetrics?](repeating: nil, count: Int(Method.allCases.map(\.rawValue).max()!) + 1)
+        for m in Method.allCases {
+            func timer(_ stage: String) -> Metrics.Timer {
+                Metrics.Timer(label: "persistence_latency_seconds", dimensions: [("rpc", m.metricName), ("stage", stage)], factory: f)
+            }
+            func writes(_ outcome: String) -> Metrics.Counter? {
+                m.table.isEmpty ? nil : Metrics.Counter(label: "db_writes_total", dimensions: [("table", m.table), ("outcome", outcome)], factory: f)
+            }
+            byMethod[Int(m.rawValue)] = MethodMetrics(total: timer("total"), queue: timer("queue"), database: timer("database"),
+                                                      ok: writes("ok"), replayed: writes("replayed"), failed: writes("error"),
+                                                      rejected: writes("rejected"))
+        }
+        self.byMethod = byMethod
+        cacheStage = Metrics.Timer(label: "persistence_latency_seconds", dimensions: [("rpc", "all"), ("stage", "cache")], factory: f)
         framesIn = Metrics.Counter(label: "frames_in_total", factory: f)
         framesOut = Metrics.Counter(label: "frames_out_total", factory: f)
         openConnections = Metrics.Gauge(label: "open_connections", factory: f)
@@ -61,24 +87,17 @@ final class ServerMetrics: Sendable {
         }
     }
 
-    func dbWrite(table: String, outcome: String) {
-        counter("db_writes_total", [("table", table), ("outcome", outcome)]).increment()
+    /// A direct-path batch Redis did not take (the outbox relay redoes it).
+    func cacheWriteFailed() {
+        counter("cache_write_failures_total", []).increment()
     }
 
     func error(_ code: ErrorCode) {
         counter("errors_total", [("code", code.description)]).increment()
     }
 
-    func latency(rpc: String, stage: String, nanos: UInt64) {
-        let key = rpc + "|" + stage
-        let timer = timers.withLock { t in
-            if let existing = t[key] { return existing }
-            let new = Metrics.Timer(label: "persistence_latency_seconds", dimensions: [("rpc", rpc), ("stage", stage)], factory: factory)
-            t[key] = new
-            return new
-        }
-        timer.recordNanoseconds(Int64(clamping: nanos))
-    }
+    /// Time Redis took for one direct-path pipeline.
+    func cacheLatency(nanos: UInt64) { cacheStage.recordNanoseconds(Int64(clamping: nanos)) }
 
     /// Cache reads by key family; also keeps cache_hit_ratio{family} current.
     func cacheRead(family: String, hit: Bool) {

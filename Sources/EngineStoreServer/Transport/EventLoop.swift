@@ -53,7 +53,7 @@ final class EventLoop {
     func run() {
         var events = [epoll_event](repeating: epoll_event(), count: 256)
         while true {
-            let timeout: Int32 = draining ? 20 : (connectionsWithPending() ? 50 : 1000)
+            let timeout: Int32 = draining ? 20 : (inFlight > 0 ? 50 : 1000)
             let n = events.withUnsafeMutableBufferPointer { epoll_wait(epfd, $0.baseAddress, 256, timeout) }
             if n < 0 && errno != EINTR {
                 logger.critical("epoll_wait failed", metadata: ["error": "\(SystemError("epoll_wait"))"])
@@ -90,8 +90,14 @@ final class EventLoop {
         for c in Array(connections.values) { closeConnection(c) }
     }
 
-    private func connectionsWithPending() -> Bool {
-        connections.values.contains { !$0.pending.isEmpty }
+    /// Requests handed to workers and not yet answered, over all connections (kept, not recounted,
+    /// so the loop never walks every connection to find out whether any is waiting).
+    private var inFlight = 0
+
+    private func setPending(_ c: Connection, _ requestID: UInt32, _ p: Connection.Pending?) {
+        let had: Connection.Pending?
+        if let p { had = c.pending.updateValue(p, forKey: requestID) } else { had = c.pending.removeValue(forKey: requestID) }
+        inFlight += (p == nil ? 0 : 1) - (had == nil ? 0 : 1)
     }
 
     // MARK: accept
@@ -186,7 +192,6 @@ final class EventLoop {
                 return
             }
             c.partialSinceNanos = 0
-            context.stats.framesIn.add(1, ordering: .relaxed)
             context.metrics.framesIn.increment()
             handle(frame, on: c)
             c.consumeInput(consumed)
@@ -245,13 +250,13 @@ final class EventLoop {
         nextToken += 1
         let target = ReplyTarget(mailbox: mailbox, connection: c.id, requestID: h.requestID, token: pending.token,
                                  method: h.method, deadlineNanos: pending.deadlineNanos, receivedNanos: now, metrics: context.metrics)
-        c.pending[h.requestID] = pending
+        setPending(c, h.requestID, pending)
         do {
             try dispatcher.dispatch(method: h.method, payload: frame.payload, reply: target)
         } catch {
-            c.pending[h.requestID] = nil
+            setPending(c, h.requestID, nil)
             // Refused before reaching the database (validation): counted, nothing written.
-            if let m = Method(rawValue: h.method), !m.table.isEmpty { context.metrics.dbWrite(table: m.table, outcome: "rejected") }
+            context.metrics.method(h.method)?.rejected?.increment()
             queueError(c, requestID: h.requestID, method: h.method, error)
         }
     }
@@ -283,7 +288,6 @@ final class EventLoop {
 
     private func queue(_ c: Connection, _ bytes: [UInt8]) {
         if c.output.isEmpty { c.output = bytes } else { c.output.append(contentsOf: bytes) }
-        context.stats.framesOut.add(1, ordering: .relaxed)
         context.metrics.framesOut.increment()
         if !c.dirty {
             c.dirty = true
@@ -311,7 +315,7 @@ final class EventLoop {
             switch message {
             case .reply(let id, let requestID, let token, let frame):
                 guard let c = connections[id], let p = c.pending[requestID], p.token == token else { continue }
-                c.pending[requestID] = nil
+                setPending(c, requestID, nil)
                 queue(c, frame)
             case .shutdown:
                 beginDrain()
@@ -321,9 +325,10 @@ final class EventLoop {
     }
 
     private func expireDeadlines(_ now: UInt64) {
+        guard inFlight > 0 else { return }
         for c in connections.values where !c.pending.isEmpty {
             for (requestID, p) in c.pending where p.deadlineNanos <= now {
-                c.pending[requestID] = nil
+                setPending(c, requestID, nil)
                 queueError(c, requestID: requestID, method: p.method,
                            ServiceError(.deadlineExceeded, "deadline exceeded; the write may or may not have been applied — retry with the same idempotency key"))
             }
@@ -407,6 +412,7 @@ final class EventLoop {
 
     private func closeConnection(_ c: Connection) {
         guard connections.removeValue(forKey: c.id) != nil else { return }
+        inFlight -= c.pending.count
         epoll_ctl(epfd, EPOLL_CTL_DEL, c.fd, nil)
         close(c.fd)
         context.stats.openConnections.subtract(1, ordering: .relaxed)

@@ -56,15 +56,12 @@ struct ReplyTarget: Sendable {
     let receivedNanos: UInt64
     let metrics: ServerMetrics
 
-    var rpcName: String { Method(rawValue: method)?.metricName ?? "unknown" }
-
     /// Total latency, error codes and (for writes) db_writes_total.
     private func observe(_ error: ServiceError?, replayed: Bool = false) {
-        metrics.latency(rpc: rpcName, stage: "total", nanos: monotonicNanos() &- receivedNanos)
         if let error { metrics.error(error.code) }
-        if let m = Method(rawValue: method), !m.table.isEmpty {
-            metrics.dbWrite(table: m.table, outcome: error != nil ? "error" : (replayed ? "replayed" : "ok"))
-        }
+        guard let m = metrics.method(method) else { return }
+        m.total.recordNanoseconds(Int64(clamping: monotonicNanos() &- receivedNanos))
+        (error != nil ? m.failed : (replayed ? m.replayed : m.ok))?.increment()
     }
 
     func send<M: WireMessage>(_ message: M, flags: FrameFlags = []) {
