@@ -23,19 +23,7 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         while items.count == head && !closed { condition.wait() }
-        let available = items.count - head
-        guard available > 0 else { return [] }
-        let n = Swift.min(max, available)
-        let batch = Array(items[head..<(head + n)])
-        head += n
-        if head == items.count {
-            items.removeAll(keepingCapacity: true)
-            head = 0
-        } else if head > 4096 && head * 2 > items.count {
-            items.removeFirst(head)
-            head = 0
-        }
-        return batch
+        return takeLocked(max: max)
     }
 
     /// Like `popBatch(max:)` but gives up after `timeoutSeconds` (returns [] then, or when closed and empty).
@@ -46,6 +34,11 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         while items.count == head && !closed {
             if !condition.wait(until: deadline) { break }
         }
+        return takeLocked(max: max)
+    }
+
+    /// Takes up to `max` items; the lock is held. Consumed slots are dropped once half the array.
+    private func takeLocked(max: Int) -> [Element] {
         let available = items.count - head
         guard available > 0 else { return [] }
         let n = Swift.min(max, available)
@@ -53,6 +46,9 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         head += n
         if head == items.count {
             items.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head > 4096 && head * 2 > items.count {
+            items.removeFirst(head)
             head = 0
         }
         return batch
