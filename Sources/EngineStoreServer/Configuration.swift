@@ -60,6 +60,8 @@ public struct ServerConfiguration: Sendable {
     public var outboxGraceMs: Int = 2000
     /// How long idempotency keys are remembered.
     public var idempotencyRetentionHours: Int = 24
+    /// Pause points for interleaving tests; empty in production.
+    public var testHooks = TestHooks()
 
     public init(socketPath: String, postgresURL: String, redis: RedisEndpoint, instanceID: String? = nil) {
         self.socketPath = socketPath

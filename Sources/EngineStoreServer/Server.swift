@@ -32,7 +32,7 @@ public final class EngineStoreServer: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.mailbox = try Mailbox()
-        self.cache = CacheWriter(endpoint: configuration.redis, metrics: metrics, logger: logger)
+        self.cache = CacheWriter(endpoint: configuration.redis, metrics: metrics, hooks: configuration.testHooks, logger: logger)
         self.reader = CacheReader(endpoint: configuration.redis, logger: logger)
         let keys = CacheKeys(namespace: configuration.namespace)
         var settings = CacheMaintenance.Settings(
@@ -43,6 +43,7 @@ public final class EngineStoreServer: Sendable {
         settings.checkIntervalSeconds = configuration.consistencyCheckIntervalSeconds
         settings.relayGraceMs = configuration.outboxGraceMs
         settings.idempotencyRetentionHours = configuration.idempotencyRetentionHours
+        settings.hooks = configuration.testHooks
         self.maintenance = CacheMaintenance(settings: settings, cleaner: cache.applied, stats: stats, metrics: metrics, logger: logger)
         self.limiter = CacheRateLimiter(intervalMs: configuration.marketCacheIntervalMs, writer: cache)
         self.postgres = PostgresPool(conninfo: configuration.postgresURL, size: configuration.postgresConnections,

@@ -155,7 +155,11 @@ import Testing
         _ = try await client.saveTraderState(SaveTraderStateRequest(state: TraderState(traderID: "chk", exchangeProvider: "x", marketProvider: "y")))
         let redis = try s.redis()
         let ns = s.namespace
-        #expect(try await eventually { try redis.command(["EXISTS", ns + "trader:chk:state"]).integer == 1 && redis.command(["LLEN", ns + "trades:recent:chk"]).integer == 1 })
+        // The leaderboard is rebuilt by the relay right after the commit (it spans every model).
+        #expect(try await eventually {
+            try redis.command(["EXISTS", ns + "trader:chk:state"]).integer == 1 && redis.command(["LLEN", ns + "trades:recent:chk"]).integer == 1
+                && redis.command(["EXISTS", ns + "leaderboard:cache"]).integer == 1
+        })
         let clean = try await client.checkConsistency(CheckConsistencyRequest(models: ["chk"]))
         #expect(clean.differences.isEmpty)
 

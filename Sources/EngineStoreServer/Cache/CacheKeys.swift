@@ -17,5 +17,8 @@ struct CacheKeys: Sendable {
     func latestPrice(symbol: String) -> String { namespace + "price:latest:" + symbol }
     var cryptoPrices: String { namespace + "crypto_prices" }
     func marketAsset(provider: String, symbol: String) -> String { namespace + "market:asset:" + provider + ":" + symbol }
+    /// The companion that holds the versions of `key`'s value (or of each of its hash fields). Its
+    /// hash tag is `key` itself, so both land in one Redis Cluster slot.
+    func version(of key: String) -> String { namespace + "v:{" + key + "}" }
     func marketContext(provider: String, symbol: String) -> String { namespace + "market:ctx:" + provider + ":" + symbol }
 }

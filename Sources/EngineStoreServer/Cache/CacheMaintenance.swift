@@ -29,6 +29,7 @@ final class CacheMaintenance: Sendable {
         /// 0 = no periodic check.
         var checkIntervalSeconds: Int = 300
         var idempotencyRetentionHours: Int = 24
+        var hooks = TestHooks()
     }
 
     private let settings: Settings
@@ -105,7 +106,8 @@ final class CacheMaintenance: Sendable {
                 }
                 if now >= nextRelay {
                     nextRelay = now + UInt64(settings.relayIntervalMs) * 1_000_000
-                    relay()
+                    // After a failed pass (Redis refusing writes, say) wait longer before the next.
+                    if !relay() { nextRelay = now + 1_000_000_000 }
                 }
                 if now >= nextTrim {
                     // Bursts (relay rebuilds, big batches) leave freed pages in glibc's arenas;
@@ -178,13 +180,24 @@ final class CacheMaintenance: Sendable {
             logger.warning("cache maintenance step failed", metadata: ["reason": "maintenance_failed", "step": "\(what)", "error": "\(error)"])
         }
 
+        /// Sends the mutations; throws unless Redis confirmed every command (an error reply such as
+        /// OOM or READONLY leaves the caller's outbox rows in place).
         func apply(_ mutations: [CacheMutation], _ r: RedisConnection) throws -> Int {
             guard !mutations.isEmpty else { return 0 }
             let replies = try r.pipeline(mutations.flatMap(\.commands))
-            for case .error(let e) in replies {
-                logger.error("redis rejected a rebuild command", metadata: ["reason": "redis_reply_error", "error": "\(e)"])
-            }
+            for case .error(let e) in replies { throw RedisRefused(message: e) }
             return mutations.count
+        }
+
+        /// Ids of cached trades that Postgres does not have (they can only be removed by name: the
+        /// list is otherwise merged, never replaced).
+        func unknownTrades(_ list: [String], _ s: PostgresSession) throws -> [String] {
+            let ids = list.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+                .compactMap { $0["id"] as? String }
+            guard !ids.isEmpty else { return [] }
+            let found = try s.run(CacheRebuilder.existingTrades, [pgArray(ids)])
+            let known = Set((0..<found.rowCount).compactMap { found.string($0, 0) })
+            return ids.filter { !known.contains($0) }
         }
 
         // MARK: outbox
@@ -201,17 +214,21 @@ final class CacheMaintenance: Sendable {
 
         /// Applies what the direct path did not: rows it handed over (a missing hash), then rows older
         /// than the grace period (a crash, Redis down).
-        func relay() {
-            guard let s = postgres() else { return }
+        /// Returns false when a batch failed.
+        func relay() -> Bool {
+            guard let s = postgres() else { return false }
             let urgent = owner.cleaner.takeUrgent()
             if !urgent.isEmpty {
                 if relayBatch(s, Outbox.claimIDs, [pgArray(urgent.map(String.init))]) == nil {
                     owner.cleaner.rebuildSoon(urgent)  // try again next pass
+                    return false
                 }
             }
             for _ in 0..<20 {
-                guard let n = relayBatch(s, Outbox.claimDue, [String(settings.relayGraceMs), "500"]), n > 0 else { return }
+                guard let n = relayBatch(s, Outbox.claimDue, [String(settings.relayGraceMs), "500"]) else { return false }
+                if n == 0 { break }
             }
+            return true
         }
 
         /// Claims rows with `claim`, rebuilds their keys from Postgres, applies, deletes. Returns the
@@ -236,7 +253,9 @@ final class CacheMaintenance: Sendable {
                     let dedupe = row.kind.hasSuffix("_event") ? ids.last! : "\(row.kind)|\(row.subject)|\(row.ref)"
                     if seen.insert(dedupe).inserted { intents.append(intent) }
                 }
-                _ = try apply(try rebuilder.mutations(for: intents, s), r)
+                let mutations = try rebuilder.mutations(for: intents, s)
+                settings.hooks.relayWillApply?(mutations.map(\.key))
+                _ = try apply(mutations, r)
                 try s.run(Outbox.delete, [pgArray(ids)])
                 try s.exec("COMMIT")
                 owner.metrics?.outboxRelayed.increment(by: ids.count)
@@ -259,6 +278,12 @@ final class CacheMaintenance: Sendable {
         // MARK: tasks
 
         func handle(_ task: Task) {
+            // Not started once its deadline passed (proto-spec §3.6).
+            let target: ReplyTarget
+            switch task { case .hydrate(_, let t), .check(_, let t): target = t }
+            guard monotonicNanos() < target.deadlineNanos else {
+                return target.fail(ServiceError(.deadlineExceeded, "deadline passed before the request ran", retryable: true))
+            }
             switch task {
             case .hydrate(let request, let reply):
                 guard let s = postgres() else { return reply.fail(ServiceError(.unavailable, "postgres unavailable")) }
@@ -293,7 +318,10 @@ final class CacheMaintenance: Sendable {
             let modelsResult = everything ? try s.run(CacheRebuilder.allModels, []) : nil
             let models = modelsResult.map { m in (0..<m.rowCount).compactMap { m.string($0, 0) } } ?? request.models
             var written = 0
-            for model in models { written += try apply(try rebuilder.hydrate(s, model: model), r) }
+            for model in models {
+                let list = (try r.command(["LRANGE", keys.recentTrades(model: model), "0", "-1"]).array ?? []).compactMap(\.text)
+                written += try apply(try rebuilder.hydrate(s, model: model, dropTrades: try unknownTrades(list, s)), r)
+            }
             let tradersResult = everything ? try s.run(CacheRebuilder.allTraders, []) : nil
             let traders = tradersResult.map { t in (0..<t.rowCount).compactMap { t.string($0, 0) } } ?? request.traders
             for trader in traders {
@@ -336,7 +364,7 @@ final class CacheMaintenance: Sendable {
                         }
                     }
                     if bad && request.repair {
-                        repairs.append(.replaceHash(key: key, fields: expected.sorted { $0.key < $1.key }, ttlSeconds: rebuilder.ttl.positions))
+                        repairs.append(try rebuilder.positionsSync(s, model: model, mode: .replace))
                     }
                 }
                 // Recent trades: when the list exists it must be the newest trades, newest first.
@@ -349,7 +377,9 @@ final class CacheMaintenance: Sendable {
                         differences.append(Inconsistency(kind: "recent_trades_cache", key: listKey,
                                                          databaseValue: "[" + trades.joined(separator: ",") + "]",
                                                          otherValue: "[" + list.joined(separator: ",") + "]", repaired: request.repair))
-                        if request.repair { repairs.append(.replaceList(key: listKey, values: trades, ttlSeconds: rebuilder.ttl.medium)) }
+                        if request.repair {
+                            repairs.append(try rebuilder.recentTradesMerge(s, model: model, drop: try unknownTrades(list, s)))
+                        }
                     }
                 }
             }
@@ -364,9 +394,7 @@ final class CacheMaintenance: Sendable {
                 if !sameJSON(expected, cached) {
                     differences.append(Inconsistency(kind: "trader_state_cache", key: key, databaseValue: expected ?? "",
                                                      otherValue: cached, repaired: request.repair))
-                    if request.repair, let expected {
-                        repairs.append(.set(key: key, value: expected, ttlSeconds: rebuilder.ttl.medium))
-                    }
+                    if request.repair { repairs.append(contentsOf: try rebuilder.mutations(for: .traderState(trader: trader), s)) }
                 }
             }
             // Leaderboard: no TTL, so it must exist and match whenever analytics exist.
@@ -413,6 +441,11 @@ final class CacheMaintenance: Sendable {
     }
 }
 
+struct RedisRefused: Error, CustomStringConvertible {
+    let message: String
+    var description: String { "redis refused a command: \(message)" }
+}
+
 private let purgeKeys = Statement(name: "idem_purge", sql: """
     DELETE FROM engine_store_idempotency WHERE created_at < now() - make_interval(hours => $1::int)
     """)
@@ -438,14 +471,16 @@ func jsonEqual(_ x: Any, _ y: Any) -> Bool {
         return a == b
     case (is NSNull, is NSNull):
         return true
-    case (let a as Bool, let b as Bool) where !(x is NSNumber && y is NSNumber) || true:
-        if let na = x as? NSNumber, let nb = y as? NSNumber { return na == nb }
-        return a == b
+    case (let a as NSNumber, let b as NSNumber) where isBool(a) || isBool(b):
+        return isBool(a) && isBool(b) && a.boolValue == b.boolValue
     default:
         if let a = jsonNumber(x), let b = jsonNumber(y) { return a == b }
         return false
     }
 }
+
+/// JSONSerialization gives true/false as boolean NSNumbers (type "c"); numbers come as "i", "q" or "d".
+private func isBool(_ n: NSNumber) -> Bool { String(cString: n.objCType) == "c" }
 
 private func jsonNumber(_ v: Any) -> Double? {
     switch v {

@@ -1,102 +1,272 @@
-/// One change to Redis that follows a committed Postgres write. Values are plain data so that a later
-/// version can store them in a durable outbox and replay them after a crash.
+/// One change to Redis that follows a committed Postgres write. Values are plain data: the direct
+/// path computes them at commit time, the relay, Hydrate and the read path from Postgres later.
+///
+/// Documents derived from mutable rows are versioned (see `CacheVersion`): their scripts write only
+/// when the incoming version is not older than the one Redis holds, so writers may reach Redis in any
+/// order (two Postgres workers, the relay, a refill, another instance) and the newest value stays.
+/// The recent-trades list needs no version: trades never change, so the list is the newest 100 of
+/// every trade merged into it, whatever the order. docs/cache-consistency.md has the argument.
 enum CacheMutation: Sendable, Equatable {
-    /// HSET key field value; EXPIRE key ttl
-    case hashSet(key: String, field: String, value: String, ttlSeconds: Int)
-    /// HDEL key field
-    case hashDelete(key: String, field: String)
-    /// SET key value EX ttl
+    /// SET key value EX ttl (values with a single source and no ordering: market data, guards)
     case set(key: String, value: String, ttlSeconds: Int)
-    /// LPUSH key value; LTRIM key 0 max-1; EXPIRE key ttl
-    case listPush(key: String, value: String, maxLength: Int, ttlSeconds: Int)
+    /// HSET key field value; EXPIRE key ttl (market data)
+    case hashSet(key: String, field: String, value: String, ttlSeconds: Int)
     /// XADD key MAXLEN ~ maxLength * field value …
     case streamAdd(key: String, maxLength: Int, fields: [(String, String)])
-    /// Sets one hash field; if the hash does not exist (expired, never built), builds it from
-    /// `snapshot` (every field, taken from Postgres in the same transaction) so a reader never finds
-    /// a partial hash; with an empty snapshot a missing hash is left alone (see `isConditional`).
-    case hashSetOrBuild(key: String, field: String, value: String, snapshot: [(String, String)], ttlSeconds: Int)
-    /// LPUSH + LTRIM onto an existing list; a missing list is built from `snapshot` (newest first).
-    case listPushOrBuild(key: String, value: String, snapshot: [String], maxLength: Int, ttlSeconds: Int)
-    /// ZADD key score member … (no TTL: the leaderboard lives until replaced)
-    case sortedSetAdd(key: String, members: [(Double, String)])
-    /// Atomically replaces a whole sorted set (MULTI DEL ZADD EXEC)
-    case replaceSortedSet(key: String, members: [(Double, String)])
-    /// Atomically replaces a whole hash (a refill from Postgres): MULTI DEL HSET EXPIRE EXEC
-    case replaceHash(key: String, fields: [(String, String)], ttlSeconds: Int)
-    /// Atomically replaces a whole list, in order (a refill from Postgres)
-    case replaceList(key: String, values: [String], ttlSeconds: Int)
+    /// A string document with a version (ttl 0: no TTL).
+    case versionedSet(key: String, versionKey: String, value: String, version: String, ttlSeconds: Int)
+    /// One field of an existing positions hash. A missing hash is declined (reply 0): the relay
+    /// rebuilds it whole, so a reader never sees a partial hash.
+    case positionSet(key: String, versionKey: String, field: String, value: String, version: String, ttlSeconds: Int)
+    /// A closed position: HDEL, and its version kept as a tombstone so an older value cannot return.
+    case positionDelete(key: String, versionKey: String, field: String, version: String, ttlSeconds: Int)
+    /// A model's positions as Postgres holds them: open fields and the latest version of closed ones.
+    case positionsSync(key: String, versionKey: String, open: [(field: String, version: String, value: String)],
+                       closed: [(field: String, version: String)], mode: SyncMode, ttlSeconds: Int)
+    /// Trades merged into the recent list (newest first by closed_at_ms, then id; at most maxLength).
+    /// `drop`: ids of entries to remove (trades Postgres does not have; repair only).
+    case tradesMerge(key: String, items: [String], maxLength: Int, mode: ListMode, ttlSeconds: Int, drop: [String] = [])
+    /// The whole leaderboard sorted set, replaced if `version` is newer (no TTL).
+    case leaderboardReplace(key: String, versionKey: String, members: [(Double, String)], version: String)
+
+    enum SyncMode: String, Sendable {
+        /// Only if the hash is missing (a read refill).
+        case build
+        /// Every field applied where newer; a missing hash is built (the relay).
+        case merge
+        /// As merge, and fields Postgres has no row for are removed (Hydrate, repair).
+        case replace
+    }
+
+    enum ListMode: String, Sendable {
+        /// Only onto an existing list; a missing one is declined (reply 0) for the relay to build.
+        case existing
+        /// A missing list is built from the items (which must then be the newest 100 from Postgres).
+        case build
+    }
 
     static func == (a: CacheMutation, b: CacheMutation) -> Bool {
         a.commands == b.commands
     }
 
-    /// A mutation Redis may decline (reply 0): its write's outbox rows must stay for the relay.
+    /// A mutation Redis may decline (reply 0): its write's outbox rows go to the relay at once.
     var isConditional: Bool {
-        if case .hashSetOrBuild(_, _, _, let snapshot, _) = self { return snapshot.isEmpty }
-        return false
+        switch self {
+        case .positionSet: true
+        case .tradesMerge(_, _, _, let mode, _, _): mode == .existing
+        default: false
+        }
+    }
+
+    /// The document key it writes.
+    var key: String {
+        switch self {
+        case .set(let key, _, _), .hashSet(let key, _, _, _), .streamAdd(let key, _, _), .versionedSet(let key, _, _, _, _),
+             .positionSet(let key, _, _, _, _, _), .positionDelete(let key, _, _, _, _),
+             .positionsSync(let key, _, _, _, _, _), .tradesMerge(let key, _, _, _, _, _), .leaderboardReplace(let key, _, _, _):
+            key
+        }
     }
 
     /// The Redis commands, in order.
     var commands: [[String]] {
         switch self {
-        case .hashSet(let key, let field, let value, let ttl):
-            return [["HSET", key, field, value], ["EXPIRE", key, String(ttl)]]
-        case .hashDelete(let key, let field):
-            return [["HDEL", key, field]]
         case .set(let key, let value, let ttl):
             return [["SET", key, value, "EX", String(ttl)]]
-        case .listPush(let key, let value, let max, let ttl):
-            return [["LPUSH", key, value], ["LTRIM", key, "0", String(max - 1)], ["EXPIRE", key, String(ttl)]]
+        case .hashSet(let key, let field, let value, let ttl):
+            return [["HSET", key, field, value], ["EXPIRE", key, String(ttl)]]
         case .streamAdd(let key, let max, let fields):
             return [["XADD", key, "MAXLEN", "~", String(max), "*"] + fields.flatMap { [$0.0, $0.1] }]
-        case .hashSetOrBuild(let key, let field, let value, let snapshot, let ttl):
-            return [["EVAL", CacheScripts.hashSetOrBuild, "1", key, String(ttl), field, value]
-                    + snapshot.flatMap { [$0.0, $0.1] }]
-        case .listPushOrBuild(let key, let value, let snapshot, let max, let ttl):
-            return [["EVAL", CacheScripts.listPushOrBuild, "1", key, String(ttl), String(max), value] + snapshot]
-        case .sortedSetAdd(let key, let members):
-            guard !members.isEmpty else { return [] }
-            return [["ZADD", key] + members.flatMap { ["\($0.0)", $0.1] }]
-        case .replaceSortedSet(let key, let members):
-            guard !members.isEmpty else { return [["DEL", key]] }
-            return [["MULTI"], ["DEL", key], ["ZADD", key] + members.flatMap { ["\($0.0)", $0.1] }, ["EXEC"]]
-        case .replaceHash(let key, let fields, let ttl):
-            guard !fields.isEmpty else { return [["DEL", key]] }
-            return [["MULTI"], ["DEL", key], ["HSET", key] + fields.flatMap { [$0.0, $0.1] },
-                    ["EXPIRE", key, String(ttl)], ["EXEC"]]
-        case .replaceList(let key, let values, let ttl):
-            guard !values.isEmpty else { return [["DEL", key]] }
-            return [["MULTI"], ["DEL", key], ["RPUSH", key] + values, ["EXPIRE", key, String(ttl)], ["EXEC"]]
+        case .versionedSet(let key, let versionKey, let value, let version, let ttl):
+            return [["EVAL", CacheScripts.versionedSet, "2", key, versionKey, value, version, String(ttl)]]
+        case .positionSet(let key, let versionKey, let field, let value, let version, let ttl):
+            return [["EVAL", CacheScripts.positionSet, "2", key, versionKey, String(ttl), field, version, value]]
+        case .positionDelete(let key, let versionKey, let field, let version, let ttl):
+            return [["EVAL", CacheScripts.positionDelete, "2", key, versionKey, String(ttl), field, version]]
+        case .positionsSync(let key, let versionKey, let open, let closed, let mode, let ttl):
+            return [["EVAL", CacheScripts.positionsSync, "2", key, versionKey, String(ttl), mode.rawValue, String(open.count)]
+                    + open.flatMap { [$0.field, $0.version, $0.value] } + closed.flatMap { [$0.field, $0.version] }]
+        case .tradesMerge(let key, let items, let max, let mode, let ttl, let drop):
+            return [["EVAL", CacheScripts.tradesMerge, "1", key, String(ttl), String(max), mode.rawValue, String(items.count)]
+                    + items + drop]
+        case .leaderboardReplace(let key, let versionKey, let members, let version):
+            return [["EVAL", CacheScripts.leaderboardReplace, "2", key, versionKey, version]
+                    + members.flatMap { ["\($0.0)", $0.1] }]
         }
     }
 }
 
-/// Lua run atomically by Redis; each touches one key, so they work unchanged on Redis Cluster.
+/// A value is written when its version is not older than the one Redis holds: an equal version is
+/// the same value, so writing it again is harmless and lets a repair overwrite a corrupted copy.
+/// Versions are fixed-width decimal strings, compared as strings: a sequence value, or for the last
+/// decision (executed_at µs, id). Equal width per key, so string order is numeric order.
+enum CacheVersion {
+    static func of(_ v: Int64) -> String {
+        let s = String(max(v, 0))
+        return String(repeating: "0", count: max(0, 20 - s.count)) + s
+    }
+}
+
+/// Lua run atomically by Redis. Each touches one document and its version companion, which share a
+/// hash slot, so they run unchanged on Redis Cluster.
 enum CacheScripts {
-    /// KEYS[1] hash; ARGV: ttl, field, value, then snapshot field/value pairs.
-    /// Returns 0 (and writes nothing) when the hash is missing and no snapshot came: the writer
-    /// then leaves the key to the outbox relay, which rebuilds it whole from Postgres.
-    static let hashSetOrBuild = """
-        if redis.call('EXISTS', KEYS[1]) == 1 then
-          redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-        elseif #ARGV >= 5 then
-          redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-        else
-          return 0
+    /// `newer(a, b)`: version a is newer than b (nil b is older than anything).
+    private static let newer = """
+        local function newer(a, b)
+          if not b then return true end
+          if #a ~= #b then return #a > #b end
+          return a > b
         end
-        redis.call('EXPIRE', KEYS[1], ARGV[1])
+        """
+
+    /// KEYS doc, ver; ARGV value, version, ttl.
+    static let versionedSet = newer + """
+
+        local cur = redis.call('GET', KEYS[2])
+        if cur and newer(cur, ARGV[2]) then return 1 end
+        if tonumber(ARGV[3]) > 0 then
+          redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+          redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+        else
+          redis.call('SET', KEYS[1], ARGV[1])
+          redis.call('SET', KEYS[2], ARGV[2])
+        end
         return 1
         """
 
-    /// KEYS[1] list; ARGV: ttl, max length, newest value, then the snapshot, newest first.
-    static let listPushOrBuild = """
-        if redis.call('EXISTS', KEYS[1]) == 1 or #ARGV < 4 then
-          redis.call('LPUSH', KEYS[1], ARGV[3])
-          redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
-        else
-          redis.call('RPUSH', KEYS[1], unpack(ARGV, 4))
+    /// KEYS hash, ver; ARGV ttl, field, version, value. 0 when the hash is missing.
+    static let positionSet = newer + """
+
+        if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+        local cur = redis.call('HGET', KEYS[2], ARGV[2])
+        if cur == false then cur = nil end
+        if not (cur and newer(cur, ARGV[3])) then
+          redis.call('HSET', KEYS[1], ARGV[2], ARGV[4])
+          redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
         end
         redis.call('EXPIRE', KEYS[1], ARGV[1])
+        redis.call('EXPIRE', KEYS[2], ARGV[1])
+        return 1
+        """
+
+    /// KEYS hash, ver; ARGV ttl, field, version. The version stays as a tombstone.
+    static let positionDelete = newer + """
+
+        local cur = redis.call('HGET', KEYS[2], ARGV[2])
+        if cur == false then cur = nil end
+        if not (cur and newer(cur, ARGV[3])) then
+          redis.call('HDEL', KEYS[1], ARGV[2])
+          redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+          redis.call('EXPIRE', KEYS[2], ARGV[1])
+        end
+        return 1
+        """
+
+    /// KEYS hash, ver; ARGV ttl, mode, n, then n (field, version, value) open, then (field, version) closed.
+    static let positionsSync = newer + """
+
+        local exists = redis.call('EXISTS', KEYS[1]) == 1
+        if ARGV[2] == 'build' and exists then return 1 end
+        local n = tonumber(ARGV[3])
+        local known = {}
+        local i = 4
+        for _ = 1, n do
+          local f, v = ARGV[i], ARGV[i + 1]
+          known[f] = true
+          local cur = redis.call('HGET', KEYS[2], f)
+          if cur == false then cur = nil end
+          if not (cur and newer(cur, v)) then
+            redis.call('HSET', KEYS[1], f, ARGV[i + 2])
+            redis.call('HSET', KEYS[2], f, v)
+          end
+          i = i + 3
+        end
+        while i <= #ARGV do
+          local f, v = ARGV[i], ARGV[i + 1]
+          known[f] = true
+          local cur = redis.call('HGET', KEYS[2], f)
+          if cur == false then cur = nil end
+          if not (cur and newer(cur, v)) then
+            redis.call('HDEL', KEYS[1], f)
+            redis.call('HSET', KEYS[2], f, v)
+          end
+          i = i + 2
+        end
+        if ARGV[2] == 'replace' then
+          for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+            if not known[f] then redis.call('HDEL', KEYS[1], f) end
+          end
+        end
+        redis.call('EXPIRE', KEYS[1], ARGV[1])
+        redis.call('EXPIRE', KEYS[2], ARGV[1])
+        return 1
+        """
+
+    /// KEYS list; ARGV ttl, max, mode, n, then n trade JSON items, then ids to drop. The list becomes the newest `max` of
+    /// (list ∪ items) by closed_at_ms desc, then id desc (bytewise, as Postgres's COLLATE "C"),
+    /// without duplicate ids; entries that are not trade JSON with an id are dropped.
+    /// 0 when the list is missing and mode is 'existing'.
+    static let tradesMerge = """
+        local exists = redis.call('EXISTS', KEYS[1]) == 1
+        if not exists and ARGV[3] == 'existing' then return 0 end
+        local max = tonumber(ARGV[2])
+        local function entry(s)
+          local ok, d = pcall(cjson.decode, s)
+          if ok and type(d) == 'table' and type(d.id) == 'string' and type(d.closed_at_ms) == 'number' then
+            return { t = d.closed_at_ms, id = d.id, s = s }
+          end
+          return nil
+        end
+        local function first(a, b)
+          if a.t ~= b.t then return a.t > b.t end
+          local la, lb = #a.id, #b.id
+          for k = 1, math.min(la, lb) do
+            local x, y = string.byte(a.id, k), string.byte(b.id, k)
+            if x ~= y then return x > y end
+          end
+          return la > lb
+        end
+        local n = tonumber(ARGV[4])
+        local seen = {}
+        for k = 5 + n, #ARGV do seen[ARGV[k]] = true end
+        local current = exists and redis.call('LRANGE', KEYS[1], 0, -1) or {}
+        local all = {}
+        for _, s in ipairs(current) do
+          local e = entry(s)
+          if e and not seen[e.id] then seen[e.id] = true; all[#all + 1] = e end
+        end
+        for k = 5, 4 + n do
+          local e = entry(ARGV[k])
+          if e and not seen[e.id] then seen[e.id] = true; all[#all + 1] = e end
+        end
+        table.sort(all, first)
+        local keep = math.min(#all, max)
+        local same = keep == #current
+        if same then
+          for k = 1, keep do
+            if all[k].s ~= current[k] then same = false; break end
+          end
+        end
+        if not same then
+          redis.call('DEL', KEYS[1])
+          if keep > 0 then
+            local values = {}
+            for k = 1, keep do values[k] = all[k].s end
+            redis.call('RPUSH', KEYS[1], unpack(values))
+          end
+        end
+        if keep > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+        return 1
+        """
+
+    /// KEYS zset, ver; ARGV version, then score/member pairs. Replaced whole when the version is newer.
+    static let leaderboardReplace = newer + """
+
+        local cur = redis.call('GET', KEYS[2])
+        if cur and newer(cur, ARGV[1]) then return 1 end
+        redis.call('DEL', KEYS[1])
+        if #ARGV > 1 then redis.call('ZADD', KEYS[1], unpack(ARGV, 2)) end
+        redis.call('SET', KEYS[2], ARGV[1])
         return 1
         """
 }

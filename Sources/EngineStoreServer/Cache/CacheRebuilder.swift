@@ -22,19 +22,24 @@ struct CacheRebuilder {
     static let allOpenPositions = Statement(name: "rebuild_open_positions", sql: """
         SELECT symbol, \(positionJSON), side, quantity FROM positions WHERE model_id = $1 AND status = 'open' ORDER BY symbol
         """)
-    static let oneOpenPosition = Statement(name: "rebuild_open_position", sql: """
-        SELECT symbol, \(positionJSON) FROM positions WHERE model_id = $1 AND symbol = $2 AND status = 'open'
+    /// The newest row of each of a model's symbols: open ones are the hash, closed ones its tombstones.
+    static let positionSlots = Statement(name: "rebuild_position_slots", sql: """
+        SELECT DISTINCT ON (symbol) symbol, status = 'open', cache_version, \(positionJSON)
+        FROM positions WHERE model_id = $1 ORDER BY symbol, cache_version DESC, (status = 'open') DESC
         """)
     static let tradeRow = Statement(name: "rebuild_trade_row", sql: """
         SELECT model_id, symbol, side, quantity, entry_price, exit_price, realized_net_pnl, confidence,
-               exit_ts_ms, exchange_provider, entry_ts_ms, leverage
+               exit_ts_ms, exchange_provider, entry_ts_ms, leverage, id
         FROM trades WHERE id = $1
         """)
+    static let existingTrades = Statement(name: "rebuild_existing_trades", sql: "SELECT id FROM trades WHERE id = ANY($1::text[])")
     static let tradeEventRow = Statement(name: "rebuild_trade_event", sql: """
         SELECT trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload::text
         FROM engine_store_trade_events WHERE trade_id = $1
         """)
-    static let analyticsRow = Statement(name: "rebuild_analytics", sql: "SELECT payload::text FROM model_analytics WHERE model_id = $1")
+    static let analyticsRow = Statement(name: "rebuild_analytics", sql: """
+        SELECT payload::text, cache_version FROM model_analytics WHERE model_id = $1
+        """)
     static let allModels = Statement(name: "rebuild_models", sql: """
         SELECT model_id FROM model_analytics
         UNION SELECT DISTINCT model_id FROM positions WHERE status = 'open'
@@ -51,33 +56,55 @@ struct CacheRebuilder {
         return (0..<r.rowCount).map { (r.string($0, 0) ?? "", r.string($0, 1) ?? "") }
     }
 
+    /// The positions hash as Postgres has it, with versions and tombstones (see CacheScripts.positionsSync).
+    func positionsSync(_ s: PostgresSession, model: String, mode: CacheMutation.SyncMode) throws -> CacheMutation {
+        let r = try s.run(Self.positionSlots, [model])
+        var open: [(field: String, version: String, value: String)] = []
+        var closed: [(field: String, version: String)] = []
+        for i in 0..<r.rowCount {
+            let symbol = r.string(i, 0) ?? "", version = CacheVersion.of(r.int(i, 2) ?? 0)
+            if r.bool(i, 1) == true { open.append((symbol, version, r.string(i, 3) ?? "{}")) } else { closed.append((symbol, version)) }
+        }
+        let key = keys.positions(model: model)
+        return .positionsSync(key: key, versionKey: keys.version(of: key), open: open, closed: closed, mode: mode,
+                              ttlSeconds: ttl.positions)
+    }
+
     func recentTrades(_ s: PostgresSession, model: String) throws -> [String] {
         let r = try s.run(recentTradesOfModel, [model, "100"])
         return (0..<r.rowCount).map { TradeRow(r, $0).json }
     }
 
-    func lastDecision(_ s: PostgresSession, model: String) throws -> String? {
+    /// The newest trades merged into the list (built if missing); `drop` removes entries of trades
+    /// that Postgres does not have (repair).
+    func recentTradesMerge(_ s: PostgresSession, model: String, drop: [String] = []) throws -> CacheMutation {
+        .tradesMerge(key: keys.recentTrades(model: model), items: try recentTrades(s, model: model), maxLength: 100,
+                     mode: .build, ttlSeconds: ttl.medium, drop: drop)
+    }
+
+    func lastDecision(_ s: PostgresSession, model: String) throws -> CacheMutation? {
         let row = try s.run(lastDecisionRow, [model])
         guard row.rowCount == 1 else { return nil }
-        return DecisionRPC.json(LastDecision(modelID: model, success: row.bool(0, 0) ?? false, timestampMs: row.int(0, 1) ?? 0,
-                                             symbol: row.string(0, 2), action: row.string(0, 3), confidence: row.double(0, 4),
-                                             error: row.string(0, 5), source: .postgres))
+        let json = DecisionRPC.json(LastDecision(modelID: model, success: row.bool(0, 0) ?? false, timestampMs: row.int(0, 1) ?? 0,
+                                                 symbol: row.string(0, 2), action: row.string(0, 3), confidence: row.double(0, 4),
+                                                 error: row.string(0, 5), source: .postgres))
+        let key = keys.lastDecision(model: model)
+        return .versionedSet(key: key, versionKey: keys.version(of: key), value: json, version: row.string(0, 6) ?? "",
+                             ttlSeconds: ttl.medium)
     }
 
-    /// (analytics payload, since_inception JSON)
-    func analytics(_ s: PostgresSession, model: String) throws -> (String, String)? {
+    /// analytics:<model> and since_inception:<model>, versioned by the row.
+    func analytics(_ s: PostgresSession, model: String) throws -> [CacheMutation] {
         let r = try s.run(Self.analyticsRow, [model])
-        guard r.rowCount == 1, let payload = r.string(0, 0) else { return nil }
-        guard let f = try? AnalyticsRPC.Figures(payload) else { return (payload, "{}") }
-        return (payload, f.sinceInceptionJSON)
+        guard r.rowCount == 1, let payload = r.string(0, 0) else { return [] }
+        let version = CacheVersion.of(r.int(0, 1) ?? 0)
+        let since = (try? AnalyticsRPC.Figures(payload))?.sinceInceptionJSON ?? "{}"
+        let a = keys.analytics(model: model), b = keys.sinceInception(model: model)
+        return [.versionedSet(key: a, versionKey: keys.version(of: a), value: payload, version: version, ttlSeconds: ttl.analytics),
+                .versionedSet(key: b, versionKey: keys.version(of: b), value: since, version: version, ttlSeconds: ttl.long)]
     }
 
-    func leaderboard(_ s: PostgresSession) throws -> (members: [(Double, String)], rendered: String) {
-        let all = try s.run(leaderboardRows, ["1000"])
-        let members = (0..<all.rowCount).compactMap { i in all.double(i, 1).map { ($0, all.string(i, 0) ?? "") } }
-        let rendered = try s.run(renderLeaderboard, []).string(0, 0) ?? "[]"
-        return (members, rendered)
-    }
+    func leaderboard(_ s: PostgresSession) throws -> LeaderboardState { try LeaderboardState(s) }
 
     func traderState(_ s: PostgresSession, trader: String) throws -> String? {
         let row = try s.run(selectState, [trader])
@@ -87,26 +114,15 @@ struct CacheRebuilder {
 
     // MARK: mutations
 
-    /// What a batch of outbox intents means for Redis now. Position intents of one model share one
-    /// read of its open positions; the first carries them as the rebuild snapshot.
+    /// What a batch of outbox intents means for Redis now; each key is rebuilt once.
     func mutations(for intents: [OutboxIntent], _ s: PostgresSession) throws -> [CacheMutation] {
         var out: [CacheMutation] = []
-        var openByModel: [String: [(symbol: String, json: String)]] = [:]
+        var synced = Set<String>()
         for intent in intents {
-            guard case .position(let model, let symbol) = intent else {
-                out.append(contentsOf: try mutations(for: intent, s))
-                continue
+            if case .position(let model, _) = intent {
+                guard synced.insert(model).inserted else { continue }
             }
-            let key = keys.positions(model: model)
-            let first = openByModel[model] == nil
-            if first { openByModel[model] = try positions(s, model: model) }
-            let open = openByModel[model]!
-            guard let json = open.first(where: { $0.symbol == symbol })?.json else {
-                out.append(.hashDelete(key: key, field: symbol))
-                continue
-            }
-            out.append(.hashSetOrBuild(key: key, field: symbol, value: json,
-                                       snapshot: first ? open.map { ($0.symbol, $0.json) } : [], ttlSeconds: ttl.positions))
+            out.append(contentsOf: try mutations(for: intent, s))
         }
         return out
     }
@@ -114,15 +130,10 @@ struct CacheRebuilder {
     /// What one outbox intent means for Redis now.
     func mutations(for intent: OutboxIntent, _ s: PostgresSession) throws -> [CacheMutation] {
         switch intent {
-        case .position(let model, let symbol):
-            let key = keys.positions(model: model)
-            let one = try s.run(Self.oneOpenPosition, [model, symbol])
-            guard one.rowCount == 1, let json = one.string(0, 1) else { return [.hashDelete(key: key, field: symbol)] }
-            // Never empty here (the position itself is open), so a missing hash is always built.
-            let all = try positions(s, model: model).map { ($0.symbol, $0.json) }
-            return [.hashSetOrBuild(key: key, field: symbol, value: json, snapshot: all, ttlSeconds: ttl.positions)]
+        case .position(let model, _):
+            return [try positionsSync(s, model: model, mode: .merge)]
         case .recentTrades(let model):
-            return [.replaceList(key: keys.recentTrades(model: model), values: try recentTrades(s, model: model), ttlSeconds: ttl.medium)]
+            return [try recentTradesMerge(s, model: model)]
         case .closeEvent(let id):
             let r = try s.run(Self.tradeRow, [id])
             guard r.rowCount == 1 else { return [] }
@@ -137,44 +148,30 @@ struct CacheRebuilder {
                 fee: r.double(0, 7), timestampMs: r.int(0, 8) ?? 0, payloadJSON: r.string(0, 9))
             return TradeEventBody.cacheMutations(event, keys: keys, streamMaxLength: streamMaxLength)
         case .decision(let model):
-            guard let json = try lastDecision(s, model: model) else { return [] }
-            return [.set(key: keys.lastDecision(model: model), value: json, ttlSeconds: ttl.medium)]
+            return try lastDecision(s, model: model).map { [$0] } ?? []
         case .analytics(let model):
-            var out: [CacheMutation] = []
-            if let (payload, since) = try analytics(s, model: model) {
-                out.append(.set(key: keys.analytics(model: model), value: payload, ttlSeconds: ttl.analytics))
-                out.append(.set(key: keys.sinceInception(model: model), value: since, ttlSeconds: ttl.long))
-            }
-            let board = try leaderboard(s)
-            out.append(.sortedSetAdd(key: keys.leaderboard, members: board.members))
-            out.append(.set(key: keys.leaderboardCache, value: board.rendered, ttlSeconds: ttl.medium))
-            return out
+            return try analytics(s, model: model) + (try leaderboard(s).mutations(keys, ttl: ttl))
+        case .leaderboard:
+            return try leaderboard(s).mutations(keys, ttl: ttl)
         case .traderState(let trader):
-            guard let json = try traderState(s, trader: trader) else { return [] }
-            return [.set(key: keys.traderState(trader: trader), value: json, ttlSeconds: ttl.medium)]
+            let row = try s.run(selectState, [trader])
+            guard row.rowCount == 1 else { return [] }
+            let key = keys.traderState(trader: trader)
+            return [traderStateMutation(row, key: key, versionKey: keys.version(of: key), ttl: ttl.medium)]
         }
     }
 
-    /// Every key of a model, written whole (Hydrate).
-    func hydrate(_ s: PostgresSession, model: String) throws -> [CacheMutation] {
-        var out: [CacheMutation] = []
-        let positions = try self.positions(s, model: model)
-        out.append(.replaceHash(key: keys.positions(model: model), fields: positions.map { ($0.symbol, $0.json) }, ttlSeconds: ttl.positions))
-        out.append(.replaceList(key: keys.recentTrades(model: model), values: try recentTrades(s, model: model), ttlSeconds: ttl.medium))
-        if let json = try lastDecision(s, model: model) {
-            out.append(.set(key: keys.lastDecision(model: model), value: json, ttlSeconds: ttl.medium))
-        }
-        if let (payload, since) = try analytics(s, model: model) {
-            out.append(.set(key: keys.analytics(model: model), value: payload, ttlSeconds: ttl.analytics))
-            out.append(.set(key: keys.sinceInception(model: model), value: since, ttlSeconds: ttl.long))
-        }
+    /// Every key of a model, rebuilt whole (Hydrate).
+    func hydrate(_ s: PostgresSession, model: String, dropTrades: [String] = []) throws -> [CacheMutation] {
+        var out: [CacheMutation] = [try positionsSync(s, model: model, mode: .replace),
+                                    try recentTradesMerge(s, model: model, drop: dropTrades)]
+        if let decision = try lastDecision(s, model: model) { out.append(decision) }
+        out.append(contentsOf: try analytics(s, model: model))
         return out
     }
 
     /// The leaderboard sorted set replaced whole, plus its rendered cache.
     func hydrateLeaderboard(_ s: PostgresSession) throws -> [CacheMutation] {
-        let board = try leaderboard(s)
-        return [.replaceSortedSet(key: keys.leaderboard, members: board.members),
-                .set(key: keys.leaderboardCache, value: board.rendered, ttlSeconds: ttl.medium)]
+        try leaderboard(s).mutations(keys, ttl: ttl)
     }
 }

@@ -24,9 +24,11 @@ final class CacheWriter: Sendable {
     let applied = OutboxCleaner()
 
     let metrics: ServerMetrics?
+    let hooks: TestHooks
 
-    init(endpoint: RedisEndpoint, metrics: ServerMetrics? = nil, logger: Logger) {
+    init(endpoint: RedisEndpoint, metrics: ServerMetrics? = nil, hooks: TestHooks = TestHooks(), logger: Logger) {
         self.endpoint = endpoint
+        self.hooks = hooks
         self.metrics = metrics
         self.logger = logger
     }
@@ -40,8 +42,13 @@ final class CacheWriter: Sendable {
     }
 
     func enqueue(_ mutations: [CacheMutation], outboxIDs: [Int64] = []) {
-        guard !mutations.isEmpty || !outboxIDs.isEmpty else { return }
-        queue.push(.mutations(mutations, outboxIDs: outboxIDs))
+        enqueue([(mutations, outboxIDs)])
+    }
+
+    /// Several writes at once; each keeps its own outcome (applied, declined, refused).
+    func enqueue(_ writes: [(mutations: [CacheMutation], outboxIDs: [Int64])]) {
+        queue.push(contentsOf: writes.filter { !$0.mutations.isEmpty || !$0.outboxIDs.isEmpty }
+            .map { .mutations($0.mutations, outboxIDs: $0.outboxIDs) })
     }
 
     /// Measures a PING round trip through the writer's own connection (so it reflects its real state).
@@ -102,26 +109,43 @@ final class CacheWriter: Sendable {
                 case .ping(let p): pings.append(p)
                 }
             }
+            // One command per mutation, so reply i belongs to command i.
             var commands: [[String]] = []
-            var conditional: [(write: Int, reply: Int)] = []
+            var owner: [Int] = []
+            var conditional: [Bool] = []
             for (w, write) in writes.enumerated() {
                 for m in write.mutations {
-                    if m.isConditional { conditional.append((w, commands.count)) }
                     commands.append(contentsOf: m.commands)
+                    owner.append(contentsOf: repeatElement(w, count: m.commands.count))
+                    conditional.append(contentsOf: repeatElement(m.isConditional, count: m.commands.count))
                 }
             }
             if !commands.isEmpty {
                 if let c = connectIfNeeded() {
+                    hooks.cacheWriterWillApply?(writes.flatMap { $0.mutations.map(\.key) })
                     do {
                         let started = monotonicNanos()
                         let replies = try c.pipeline(commands)
                         metrics?.cacheLatency(nanos: monotonicNanos() &- started)
-                        for case .error(let e) in replies {
-                            logger.error("redis rejected a cache command", metadata: ["reason": "redis_reply_error", "error": "\(e)"])
+                        // A write's outbox rows go only when Redis confirmed every one of its commands:
+                        // an error reply (OOM, READONLY, WRONGTYPE, …) leaves them for the relay.
+                        var failed = Set<Int>(), declined = Set<Int>()
+                        var firstError: String?
+                        for (i, reply) in replies.enumerated() {
+                            if case .error(let e) = reply {
+                                failed.insert(owner[i])
+                                if firstError == nil { firstError = e }
+                            } else if conditional[i], reply == .integer(0) {
+                                declined.insert(owner[i])
+                            }
                         }
-                        var declined = Set<Int>()
-                        for (w, r) in conditional where replies[r] == .integer(0) { declined.insert(w) }
-                        for (w, write) in writes.enumerated() {
+                        if let firstError {
+                            metrics?.cacheWriteFailed()
+                            logger.warning("redis refused cache commands; left to the outbox relay", metadata: [
+                                "reason": "redis_reply_error", "writes": "\(failed.count)", "error": "\(firstError)",
+                            ])
+                        }
+                        for (w, write) in writes.enumerated() where !failed.contains(w) {
                             if declined.contains(w) { applied.rebuildSoon(write.ids) } else { applied.add(write.ids) }
                         }
                     } catch {

@@ -12,6 +12,8 @@ enum OutboxIntent: Sendable, Equatable {
     case decision(model: String)
     /// analytics, since_inception, the leaderboard and its rendered cache.
     case analytics(model: String)
+    /// The leaderboard sorted set and its rendered cache.
+    case leaderboard
     case traderState(trader: String)
 
     var row: (kind: String, subject: String, ref: String) {
@@ -22,6 +24,7 @@ enum OutboxIntent: Sendable, Equatable {
         case .tradeEvent(let id): ("trade_event", id, "")
         case .decision(let m): ("decision", m, "")
         case .analytics(let m): ("analytics", m, "")
+        case .leaderboard: ("leaderboard", "", "")
         case .traderState(let t): ("trader_state", t, "")
         }
     }
@@ -34,6 +37,7 @@ enum OutboxIntent: Sendable, Equatable {
         case "trade_event": self = .tradeEvent(tradeID: subject)
         case "decision": self = .decision(model: subject)
         case "analytics": self = .analytics(model: subject)
+        case "leaderboard": self = .leaderboard
         case "trader_state": self = .traderState(trader: subject)
         default: return nil
         }
@@ -51,7 +55,8 @@ enum Outbox {
         guard !intents.isEmpty else { return [] }
         let rows = intents.map(\.row)
         let r = try session.run(insert, [pgArray(rows.map(\.kind)), pgArray(rows.map(\.subject)), pgArray(rows.map(\.ref))])
-        return (0..<r.rowCount).compactMap { r.int($0, 0) }
+        // Ids come from the sequence in row order: sorted, they are in the order of `intents`.
+        return (0..<r.rowCount).compactMap { r.int($0, 0) }.sorted()
     }
 
     /// Rows the direct path did not clear within `graceMs`, oldest first, locked for this relay only.

@@ -4,6 +4,12 @@ import LibPQ
 /// The part of a write RPC that touches the database; `IdempotentWrite` wraps it with the key check.
 protocol WriteBody: Sendable {
     func execute(_ session: PostgresSession) throws -> JobOutcome
+    /// The rows it locks, ascending (see `LockOrder`).
+    var lockKeys: [String] { get }
+}
+
+extension WriteBody {
+    var lockKeys: [String] { [] }
 }
 
 /// A write whose statements need no earlier result and also insert the idempotency record (with
@@ -37,6 +43,7 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
     var deadlineNanos: UInt64 { reply.deadlineNanos }
     var isTransactional: Bool { true }
     var target: ReplyTarget? { reply }
+    var lockKeys: [String] { body.lockKeys }
 
     static var claim: Statement {
         Statement(name: "idem_claim", sql: """

@@ -20,6 +20,7 @@ public enum Migrations {
         Migration(version: 3, name: "idempotency keys and trade events", sql: idempotencyAndTradeEvents),
         Migration(version: 4, name: "varint encoder for recording replies in SQL", sql: varintFunction),
         Migration(version: 5, name: "cache outbox", sql: outbox),
+        Migration(version: 6, name: "cache versions", sql: cacheVersions),
     ]
 
     /// Applies pending migrations; returns the versions applied by this call.
@@ -335,5 +336,21 @@ public enum Migrations {
             created_at TIMESTAMPTZ NOT NULL DEFAULT now()
         );
         CREATE INDEX IF NOT EXISTS engine_store_outbox_created ON engine_store_outbox (created_at);
+        """
+
+    /// Every row a cached document is built from carries `cache_version`, set from one sequence by
+    /// each statement that changes the row, while it holds the row lock: for one row the versions
+    /// grow in commit order, so Redis can refuse a value older than the one it holds
+    /// (docs/cache-consistency.md). Rows written by nof0's own writer keep 0, the oldest version.
+    static let cacheVersions = """
+        CREATE SEQUENCE IF NOT EXISTS engine_store_cache_version;
+        ALTER TABLE positions ADD COLUMN IF NOT EXISTS cache_version BIGINT NOT NULL DEFAULT 0;
+        ALTER TABLE positions ALTER COLUMN cache_version SET DEFAULT nextval('engine_store_cache_version');
+        ALTER TABLE trader_state ADD COLUMN IF NOT EXISTS cache_version BIGINT NOT NULL DEFAULT 0;
+        ALTER TABLE trader_state ALTER COLUMN cache_version SET DEFAULT nextval('engine_store_cache_version');
+        ALTER TABLE model_analytics ADD COLUMN IF NOT EXISTS cache_version BIGINT NOT NULL DEFAULT 0;
+        ALTER TABLE model_analytics ALTER COLUMN cache_version SET DEFAULT nextval('engine_store_cache_version');
+        CREATE INDEX IF NOT EXISTS engine_store_positions_slot ON positions (model_id, symbol, cache_version DESC);
+        CREATE INDEX IF NOT EXISTS engine_store_trades_recent ON trades (model_id, exit_ts_ms DESC, id COLLATE "C" DESC);
         """
 }

@@ -12,6 +12,12 @@ struct JobOutcome: Sendable {
     var outboxIDs: [Int64] = []
     /// Cache writes that may be coalesced (market data), applied through the rate limiter.
     var rateLimited: [RateLimitedMutation] = []
+    /// Cache work that succeeds or fails on its own (a stream entry): a declined key rebuild in
+    /// `cacheMutations` must not send these rows to the relay too, or the event is added twice.
+    var independentCacheWork: [(mutations: [CacheMutation], outboxIDs: [Int64])] = []
+    /// Outbox rows the direct path never applies (whole-table documents such as the leaderboard):
+    /// the relay rebuilds them from Postgres right after the commit.
+    var relayOutboxIDs: [Int64] = []
     /// The reply was recorded earlier under the same idempotency key (sent with the `replayed` flag).
     var replayed = false
 }
@@ -38,11 +44,55 @@ protocol PostgresJob: Sendable {
     var pipelinePlan: PipelinePlan? { get }
     /// The request behind the job, for latency metrics.
     var target: ReplyTarget? { get }
+    /// The rows the job locks, as `LockOrder` keys in the order it takes them (ascending).
+    var lockKeys: [String] { get }
 }
 
 extension PostgresJob {
     var pipelinePlan: PipelinePlan? { nil }
     var target: ReplyTarget? { nil }
+    var lockKeys: [String] { [] }
+}
+
+/// One global order for every row lock a write takes, so that transactions (group commits of many
+/// requests, other instances) never wait on each other in a cycle: a deadlock costs
+/// `deadlock_timeout` and fails the whole batch. A transaction takes its locks in ascending key
+/// order; `rounds` splits a batch into transactions that each keep that order.
+enum LockOrder {
+    /// A position slot (its row lock, its unique open index entry).
+    static func position(_ model: String, _ symbol: String) -> String { "p|" + model + "|" + symbol }
+    /// The per-model snapshot throttle lock, taken before the model's position rows.
+    static func snapshot(_ model: String) -> String { "p|" + model + "|" }
+    static func traderState(_ trader: String) -> String { "t|" + trader }
+    static func analytics(_ model: String) -> String { "a|" + model }
+    static func tradeEvent(_ id: String) -> String { "e|" + id }
+    /// Market-data rows are locked in SQL's sort order, which Swift cannot reproduce: such a job
+    /// spans the whole market-data key space, so it shares a transaction with no other one.
+    static let marketData = ["m|", "m|\u{10FFFF}"]
+
+    /// Groups jobs into transactions, in order, such that inside each the lock keys only ascend.
+    static func rounds(_ jobs: [any PostgresJob]) -> [[any PostgresJob]] {
+        var rest = jobs.sorted { ($0.lockKeys.first ?? "") < ($1.lockKeys.first ?? "") }
+        var rounds: [[any PostgresJob]] = []
+        while !rest.isEmpty {
+            var round: [any PostgresJob] = []
+            var later: [any PostgresJob] = []
+            var highest = ""
+            for job in rest {
+                let keys = job.lockKeys
+                guard let first = keys.first else { round.append(job); continue }
+                if first >= highest {
+                    round.append(job)
+                    highest = max(highest, keys.last!)
+                } else {
+                    later.append(job)
+                }
+            }
+            rounds.append(round)
+            rest = later
+        }
+        return rounds
+    }
 }
 
 /// Postgres worker threads, each owning one connection, fed from one queue.
@@ -55,6 +105,7 @@ final class PostgresPool: Sendable {
     private let size: Int
     private let maxBatch: Int
     private let cache: CacheWriter
+    private var hooks: TestHooks { cache.hooks }
     let limiter: CacheRateLimiter
     private let logger: Logger
     private let finished: DispatchSemaphore
@@ -94,7 +145,9 @@ final class PostgresPool: Sendable {
         stats.commits.add(1, ordering: .relaxed)
         metrics?.groupCommitTransactions.increment()
         metrics?.groupCommitJobs.increment(by: outcomes.count)
-        cache.enqueue(outcomes.flatMap(\.cacheMutations), outboxIDs: outcomes.flatMap(\.outboxIDs))
+        hooks.workerDidCommit?(outcomes.flatMap { $0.cacheMutations.map(\.key) })
+        cache.applied.rebuildSoon(outcomes.flatMap(\.relayOutboxIDs))
+        cache.enqueue(outcomes.flatMap { [($0.cacheMutations, $0.outboxIDs)] + $0.independentCacheWork })
         limiter.submit(outcomes.flatMap(\.rateLimited))
     }
 
@@ -201,22 +254,27 @@ final class PostgresPool: Sendable {
                 if self.session == nil { break }
             }
             if !transactional.isEmpty {
-                guard let session = self.session ?? liveSession() else {
-                    let e = ServiceError(.unavailable, "postgres unavailable; retry with the same idempotency key")
-                    transactional.forEach { $0.complete(.failure(e)) }
-                    return
-                }
-                if runPipelined(transactional, session) { return }
-                guard let session = self.session else {
-                    let e = ServiceError(.unavailable, "postgres connection lost; retry with the same idempotency key")
-                    transactional.forEach { $0.complete(.failure(e)) }
-                    return
-                }
-                if transactional.count == 1 {
-                    runSingle(transactional[0], session)
-                } else {
-                    runGroup(transactional, session)
-                }
+                for round in LockOrder.rounds(transactional) { runTransaction(round) }
+            }
+        }
+
+        /// One group commit: pipelined when every job can be, else step by step.
+        func runTransaction(_ jobs: [any PostgresJob]) {
+            guard let session = self.session ?? liveSession() else {
+                let e = ServiceError(.unavailable, "postgres unavailable; retry with the same idempotency key")
+                jobs.forEach { $0.complete(.failure(e)) }
+                return
+            }
+            if runPipelined(jobs, session) { return }
+            guard let session = self.session else {
+                let e = ServiceError(.unavailable, "postgres connection lost; retry with the same idempotency key")
+                jobs.forEach { $0.complete(.failure(e)) }
+                return
+            }
+            if jobs.count == 1 {
+                runSingle(jobs[0], session)
+            } else {
+                runGroup(jobs, session)
             }
         }
 

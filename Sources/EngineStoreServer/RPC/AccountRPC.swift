@@ -45,8 +45,9 @@ struct AccountRPC: RPCFamily {
     }
 }
 
-private let lockTrader = Statement(name: "snapshot_lock_trader", sql:
-    "SELECT pg_advisory_xact_lock(hashtext('engine_store.snapshot:' || $1))")
+/// 64-bit key: a collision of two models would put one lock at two places of `LockOrder`.
+private let lockTrader = Statement(name: "snapshot_lock_trader_64", sql:
+    "SELECT pg_advisory_xact_lock(hashtextextended('engine_store.snapshot:' || $1, 0))")
 
 private let lastSnapshot = Statement(name: "snapshot_last", sql: """
     SELECT ts_ms FROM account_equity_snapshots WHERE model_id = $1 ORDER BY ts_ms DESC LIMIT 1
@@ -65,7 +66,8 @@ private let upsertSnapshot = Statement(name: "snapshot_upsert", sql: """
 
 private let markPosition = Statement(name: "position_mark", sql: """
     UPDATE positions SET current_price = $3, unrealized_pnl = COALESCE($4::float8, unrealized_pnl),
-        liquidation_price = COALESCE($5::float8, liquidation_price), updated_at = now()
+        liquidation_price = COALESCE($5::float8, liquidation_price), updated_at = now(),
+        cache_version = nextval('engine_store_cache_version')
     WHERE model_id = $1 AND symbol = $2 AND status = 'open'
     RETURNING \(positionColumns)
     """)
@@ -76,11 +78,24 @@ struct SaveSnapshotBody: WriteBody {
     let ttl: CacheTTL
     let minIntervalMs: Int64
 
+    /// Traders in `LockOrder`, each with its marks by symbol: the throttle lock, then the position rows.
+    var ordered: [AccountSnapshot] {
+        request.snapshots.map { s in
+            var s = s
+            s.marks.sort { $0.symbol < $1.symbol }
+            return s
+        }.sorted { LockOrder.snapshot($0.modelID) < LockOrder.snapshot($1.modelID) }
+    }
+
+    var lockKeys: [String] {
+        ordered.flatMap { s in [LockOrder.snapshot(s.modelID)] + s.marks.map { LockOrder.position(s.modelID, $0.symbol) } }
+    }
+
     func execute(_ session: PostgresSession) throws -> JobOutcome {
-        var results: [SnapshotResult] = []
+        var results: [String: SnapshotResult] = [:]
         var mutations: [CacheMutation] = []
         var intents: [OutboxIntent] = []
-        for s in request.snapshots {
+        for s in ordered {
             try session.run(lockTrader, [s.modelID])
             var applied: UInt32 = 0
             var marked: [PositionRow] = []
@@ -92,13 +107,9 @@ struct SaveSnapshotBody: WriteBody {
                     marked.append(PositionRow(r, 0))
                 }
             }
-            if !marked.isEmpty {
-                let snapshot = try openPositionsHash(session, model: s.modelID)
-                for row in marked {
-                    intents.append(.position(model: s.modelID, symbol: row.symbol))
-                    mutations.append(.hashSetOrBuild(key: keys.positions(model: s.modelID), field: row.symbol,
-                                                     value: row.json, snapshot: snapshot, ttlSeconds: ttl.positions))
-                }
+            for row in marked {
+                intents.append(.position(model: s.modelID, symbol: row.symbol))
+                mutations.append(row.cacheMutation(keys, model: s.modelID, ttl: ttl.positions))
             }
             let last = try session.run(lastSnapshot, [s.modelID]).int(0, 0)
             let throttled: Bool
@@ -114,11 +125,12 @@ struct SaveSnapshotBody: WriteBody {
                     s.sinceInceptionHourlyMarker.map(String.init), s.sinceInceptionMinuteMarker.map(String.init), s.metadataJSON,
                 ])
             }
-            results.append(SnapshotResult(modelID: s.modelID, stored: !throttled,
+            results[s.modelID] = SnapshotResult(modelID: s.modelID, stored: !throttled,
                                           lastStoredMs: throttled ? (last ?? 0) : max(last ?? s.timestampMs, s.timestampMs),
-                                          marksApplied: applied))
+                                          marksApplied: applied)
         }
-        return JobOutcome(reply: SaveSnapshotResponse(results: results).encodedPayload(), cacheMutations: mutations,
+        // Results in request order, whatever order the locks were taken in.
+        return JobOutcome(reply: SaveSnapshotResponse(results: request.snapshots.compactMap { results[$0.modelID] }).encodedPayload(), cacheMutations: mutations,
                           outboxIDs: try Outbox.record(session, intents))
     }
 }

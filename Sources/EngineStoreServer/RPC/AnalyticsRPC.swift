@@ -43,12 +43,11 @@ struct AnalyticsRPC: RPCFamily {
                     i += 2
                 }
                 return GetLeaderboardResponse(entries: entries, source: .cache).encodedPayload()
-            }, fromPostgres: { session in
-                let rows = try session.run(leaderboardRows, ["1000"])
-                let all = (0..<rows.rowCount).map { LeaderboardEntry(modelID: rows.string($0, 0) ?? "", score: rows.double($0, 1) ?? 0) }
+            }, fromPostgres: { [keys = context.keys, ttl = context.configuration.ttl] session in
+                let board = try LeaderboardState(session)
+                let all = board.members.map { LeaderboardEntry(modelID: $0.1, score: $0.0) }
                 let response = GetLeaderboardResponse(entries: Array(all.prefix(Int(r.limit))), source: .postgres)
-                return JobOutcome(reply: response.encodedPayload(),
-                                  cacheMutations: [.sortedSetAdd(key: key, members: all.map { ($0.score, $0.modelID) })])
+                return JobOutcome(reply: response.encodedPayload(), cacheMutations: board.mutations(keys, ttl: ttl))
             })
         default:
             throw ServiceError(.unimplemented, "\(method) is not implemented")
@@ -89,20 +88,47 @@ private let upsertAnalytics = Statement(name: "analytics_upsert", sql: """
     INSERT INTO model_analytics (model_id, payload, server_time_ms, metadata)
     VALUES ($1, $2::jsonb, $3, COALESCE($4::jsonb, '{}'))
     ON CONFLICT (model_id) DO UPDATE SET payload = EXCLUDED.payload, server_time_ms = EXCLUDED.server_time_ms,
-        metadata = COALESCE($4::jsonb, model_analytics.metadata), updated_at = now()
+        metadata = COALESCE($4::jsonb, model_analytics.metadata), updated_at = now(),
+        cache_version = nextval('engine_store_cache_version')
     WHERE model_analytics.server_time_ms <= EXCLUDED.server_time_ms
-    RETURNING 1
+    RETURNING cache_version
     """)
 
-/// Models ranked by total PnL %, best first (non-numeric scores last).
-let leaderboardRows = Statement(name: "leaderboard_rows", sql: """
-    SELECT model_id, CASE WHEN jsonb_typeof(payload->'total_pnl_pct') = 'number' THEN (payload->>'total_pnl_pct')::float8 END AS score
-    FROM model_analytics ORDER BY score DESC NULLS LAST, model_id LIMIT $1
+/// The leaderboard as of one snapshot: members by score, the rendered cache, and a version, the sum of
+/// every row's cache_version. Rows only gain versions, so a later snapshot has a larger sum exactly when
+/// something changed, and Redis keeps the newest leaderboard whatever order rebuilds arrive in.
+let leaderboardState = Statement(name: "leaderboard_state", sql: """
+    SELECT model_id, CASE WHEN jsonb_typeof(payload->'total_pnl_pct') = 'number' THEN (payload->>'total_pnl_pct')::float8 END AS score,
+           (SELECT lpad(COALESCE(sum(cache_version), 0)::text, 20, '0') FROM model_analytics) AS version,
+           (\(renderLeaderboardSQL)) AS rendered
+    FROM model_analytics ORDER BY score DESC NULLS LAST, model_id LIMIT 1000
     """)
+
+struct LeaderboardState {
+    var members: [(Double, String)] = []
+    var rendered = "[]"
+    var version = CacheVersion.of(0)
+
+    init(_ session: PostgresSession) throws {
+        let r = try session.run(leaderboardState, [])
+        members = (0..<r.rowCount).compactMap { i in r.double(i, 1).map { ($0, r.string(i, 0) ?? "") } }
+        if r.rowCount > 0 {
+            version = r.string(0, 2) ?? version
+            rendered = r.string(0, 3) ?? rendered
+        }
+    }
+
+    /// The sorted set and its rendered cache, both under this version.
+    func mutations(_ keys: CacheKeys, ttl: CacheTTL) -> [CacheMutation] {
+        [.leaderboardReplace(key: keys.leaderboard, versionKey: keys.version(of: keys.leaderboard), members: members, version: version),
+         .versionedSet(key: keys.leaderboardCache, versionKey: keys.version(of: keys.leaderboardCache), value: rendered,
+                       version: version, ttlSeconds: ttl.medium)]
+    }
+}
 
 /// The pre-rendered leaderboard: a JSON array of {rank, model_id, total_pnl_pct, total_pnl_usd, sharpe_ratio,
 /// win_rate, total_trades, max_drawdown_pct, server_time_ms}, top 100.
-let renderLeaderboard = Statement(name: "leaderboard_render", sql: """
+let renderLeaderboardSQL = """
     SELECT COALESCE(json_agg(x ORDER BY x.rank), '[]')::text FROM (
         SELECT row_number() OVER (ORDER BY CASE WHEN jsonb_typeof(payload->'total_pnl_pct') = 'number'
                                             THEN (payload->>'total_pnl_pct')::float8 END DESC NULLS LAST, model_id) AS rank,
@@ -110,7 +136,7 @@ let renderLeaderboard = Statement(name: "leaderboard_render", sql: """
                payload->'sharpe_ratio' AS sharpe_ratio, payload->'win_rate' AS win_rate,
                payload->'total_trades' AS total_trades, payload->'max_drawdown_pct' AS max_drawdown_pct, server_time_ms
         FROM model_analytics ORDER BY rank LIMIT 100) x
-    """)
+    """
 
 struct UpdateAnalyticsBody: WriteBody {
     let entries: [ModelAnalytics]
@@ -118,28 +144,33 @@ struct UpdateAnalyticsBody: WriteBody {
     let keys: CacheKeys
     let ttl: CacheTTL
 
+    /// Entries in `LockOrder` (the reply only counts them).
+    var ordered: [(ModelAnalytics, AnalyticsRPC.Figures)] {
+        zip(entries, figures).sorted { LockOrder.analytics($0.0.modelID) < LockOrder.analytics($1.0.modelID) }
+    }
+
+    var lockKeys: [String] { ordered.map { LockOrder.analytics($0.0.modelID) } }
+
     func execute(_ session: PostgresSession) throws -> JobOutcome {
         var mutations: [CacheMutation] = []
-        var updated: UInt32 = 0
-        var scores: [(Double, String)] = []
-        for (e, f) in zip(entries, figures) {
+        var models: [String] = []
+        for (e, f) in ordered {
             let r = try session.run(upsertAnalytics, [e.modelID, e.payloadJSON, String(e.serverTimeMs), e.metadataJSON])
             guard r.rowCount == 1 else { continue }  // an older payload than the stored one
-            updated += 1
-            mutations.append(.set(key: keys.analytics(model: e.modelID), value: e.payloadJSON, ttlSeconds: ttl.analytics))
-            mutations.append(.set(key: keys.sinceInception(model: e.modelID), value: f.sinceInceptionJSON, ttlSeconds: ttl.long))
-            scores.append((f.totalPnlPct, e.modelID))
+            let version = CacheVersion.of(r.int(0, 0) ?? 0)
+            let analyticsKey = keys.analytics(model: e.modelID), sinceKey = keys.sinceInception(model: e.modelID)
+            mutations.append(.versionedSet(key: analyticsKey, versionKey: keys.version(of: analyticsKey), value: e.payloadJSON,
+                                           version: version, ttlSeconds: ttl.analytics))
+            mutations.append(.versionedSet(key: sinceKey, versionKey: keys.version(of: sinceKey), value: f.sinceInceptionJSON,
+                                           version: version, ttlSeconds: ttl.long))
+            models.append(e.modelID)
         }
-        if updated > 0 {
-            // The whole ranking from Postgres, not just this call's models: a leaderboard lost in
-            // Redis comes back complete with the next update.
-            let all = try session.run(leaderboardRows, ["1000"])
-            let members = (0..<all.rowCount).compactMap { i in all.double(i, 1).map { ($0, all.string(i, 0) ?? "") } }
-            mutations.append(.sortedSetAdd(key: keys.leaderboard, members: members.isEmpty ? scores : members))
-            let rendered = try session.run(renderLeaderboard, []).string(0, 0) ?? "[]"
-            mutations.append(.set(key: keys.leaderboardCache, value: rendered, ttlSeconds: ttl.medium))
-        }
-        return JobOutcome(reply: UpdateAnalyticsResponse(updated: updated).encodedPayload(), cacheMutations: mutations,
-                          outboxIDs: try Outbox.record(session, scores.map { .analytics(model: $0.1) }))
+        var outcome = JobOutcome(reply: UpdateAnalyticsResponse(updated: UInt32(models.count)).encodedPayload(),
+                                 cacheMutations: mutations,
+                                 outboxIDs: try Outbox.record(session, models.map { .analytics(model: $0) }))
+        // The leaderboard spans every model, so only a snapshot taken after this commit is complete:
+        // the relay builds it (versioned by LeaderboardState) right after the commit.
+        if !models.isEmpty { outcome.relayOutboxIDs = try Outbox.record(session, [.leaderboard]) }
+        return outcome
     }
 }

@@ -25,6 +25,7 @@ struct DecisionRPC: RPCFamily {
             context.postgres.submit(IdempotentWrite(
                 key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
                 body: RecordDecisionBody(request: r, first: first, key: context.keys.lastDecision(model: r.modelID),
+                                         versionKey: context.keys.version(of: context.keys.lastDecision(model: r.modelID)),
                                          ttl: context.configuration.ttl.medium),
                 reply: reply))
         case .getLastDecision:
@@ -43,7 +44,10 @@ struct DecisionRPC: RPCFamily {
                 let d = LastDecision(modelID: r.modelID, success: row.bool(0, 0) ?? false, timestampMs: row.int(0, 1) ?? 0,
                                      symbol: row.string(0, 2), action: row.string(0, 3), confidence: row.double(0, 4),
                                      error: row.string(0, 5), source: .postgres)
-                return JobOutcome(reply: d.encodedPayload(), cacheMutations: [.set(key: key, value: Self.json(d), ttlSeconds: ttl)])
+                return JobOutcome(reply: d.encodedPayload(), cacheMutations: [
+                    .versionedSet(key: key, versionKey: context.keys.version(of: key), value: Self.json(d),
+                                  version: row.string(0, 6) ?? "", ttlSeconds: ttl),
+                ])
             })
         default:
             throw ServiceError(.unimplemented, "\(method) is not implemented")
@@ -85,13 +89,18 @@ struct DecisionRPC: RPCFamily {
 private let insertCycle = Statement(name: "decision_insert", sql: """
     INSERT INTO decision_cycles (model_id, cycle_number, prompt_digest, cot_trace, decisions, success, error_message, executed_at)
     VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, COALESCE(to_timestamp($8::float8 / 1000), now()))
-    RETURNING id, (extract(epoch FROM executed_at) * 1000)::bigint
+    RETURNING id, (extract(epoch FROM executed_at) * 1000)::bigint, \(decisionVersion)
     """)
+
+/// The order of "last" (executed_at, then id) as a fixed-width version string (see `CacheVersion`).
+let decisionVersion = """
+    lpad(((extract(epoch FROM executed_at) * 1000000)::bigint)::text, 17, '0') || lpad(id::text, 19, '0')
+    """
 
 let lastDecisionRow = Statement(name: "decision_last", sql: """
     SELECT success, (extract(epoch FROM executed_at) * 1000)::bigint, upper(decisions->0->>'symbol'), decisions->0->>'action',
            CASE WHEN jsonb_typeof(decisions->0->'confidence') = 'number' THEN (decisions->0->>'confidence')::float8 END,
-           error_message
+           error_message, \(decisionVersion)
     FROM decision_cycles WHERE model_id = $1 ORDER BY executed_at DESC, id DESC LIMIT 1
     """)
 
@@ -99,6 +108,7 @@ struct RecordDecisionBody: WriteBody {
     let request: RecordDecisionCycleRequest
     let first: DecisionRPC.FirstDecision
     let key: String
+    let versionKey: String
     let ttl: Int
 
     func execute(_ session: PostgresSession) throws -> JobOutcome {
@@ -112,7 +122,8 @@ struct RecordDecisionBody: WriteBody {
                                 symbol: first.symbol, action: first.action, confidence: first.confidence,
                                 error: r.errorMessage, source: .postgres)
         return JobOutcome(reply: response.encodedPayload(),
-                          cacheMutations: [.set(key: key, value: DecisionRPC.json(last), ttlSeconds: ttl)],
+                          cacheMutations: [.versionedSet(key: key, versionKey: versionKey, value: DecisionRPC.json(last),
+                                                         version: row.string(0, 2) ?? "", ttlSeconds: ttl)],
                           outboxIDs: try Outbox.record(session, [.decision(model: r.modelID)]))
     }
 }

@@ -10,13 +10,15 @@ private let lockOpen = Statement(name: "position_lock_open", sql: """
 
 private let closeFully = Statement(name: "position_close_full", sql: """
     UPDATE positions SET status = 'closed', current_price = $2, unrealized_pnl = 0,
-        closed_pnl = COALESCE(closed_pnl, 0) + $3, updated_at = now()
+        closed_pnl = COALESCE(closed_pnl, 0) + $3, updated_at = now(), cache_version = nextval('engine_store_cache_version')
     WHERE id = $1
+    RETURNING cache_version
     """)
 
 private let closePartly = Statement(name: "position_close_partial", sql: """
     UPDATE positions SET quantity = quantity - $2, commission = commission - $3,
-        closed_pnl = COALESCE(closed_pnl, 0) + $4, current_price = $5, updated_at = now()
+        closed_pnl = COALESCE(closed_pnl, 0) + $4, current_price = $5, updated_at = now(),
+        cache_version = nextval('engine_store_cache_version')
     WHERE id = $1
     RETURNING \(positionColumns)
     """)
@@ -32,23 +34,27 @@ private let insertTrade = Statement(name: "trade_insert", sql: """
             $21, $22, $23, $24::jsonb, $25, $26, $27::jsonb, $28, $29, $30)
     """)
 
-/// Trade JSON columns (DOMAIN.md trade JSON) of a model's newest closed trades.
+/// Trade JSON columns (DOMAIN.md trade JSON) of a model's newest closed trades: newest exit first,
+/// ties by id in byte order (the order the cache's merge script keeps; see CacheScripts.tradesMerge).
 let recentTradesOfModel = Statement(name: "trades_recent_of_model", sql: """
     SELECT model_id, symbol, side, quantity, entry_price, exit_price, realized_net_pnl, confidence,
-           exit_ts_ms, exchange_provider, entry_ts_ms, leverage
+           exit_ts_ms, exchange_provider, entry_ts_ms, leverage, id
     FROM trades WHERE model_id = $1 AND exit_ts_ms IS NOT NULL
-    ORDER BY exit_ts_ms DESC, created_at DESC LIMIT $2
+    ORDER BY exit_ts_ms DESC, id COLLATE "C" DESC LIMIT $2
     """)
 
 /// One trade row in the shape of `recentTradesOfModel`.
 struct TradeRow {
+    /// The trades row id; in the JSON so that the cached list can be merged and deduplicated.
+    var id: String
     var modelID, symbol, side, exchange: String
     var quantity, entryPrice, exitPrice, realizedPnl: Double
     var confidence, leverage: Double?
     var closedAtMs, entryTimeMs: Int64
 
-    init(modelID: String, symbol: String, side: String, exchange: String, quantity: Double, entryPrice: Double,
+    init(id: String, modelID: String, symbol: String, side: String, exchange: String, quantity: Double, entryPrice: Double,
          exitPrice: Double, realizedPnl: Double, confidence: Double?, leverage: Double?, closedAtMs: Int64, entryTimeMs: Int64) {
+        self.id = id
         self.modelID = modelID
         self.symbol = symbol
         self.side = side
@@ -64,7 +70,7 @@ struct TradeRow {
     }
 
     init(_ r: PGResult, _ i: Int) {
-        self.init(modelID: r.string(i, 0) ?? "", symbol: r.string(i, 1) ?? "", side: r.string(i, 2) ?? "long",
+        self.init(id: r.string(i, 12) ?? "", modelID: r.string(i, 0) ?? "", symbol: r.string(i, 1) ?? "", side: r.string(i, 2) ?? "long",
                   exchange: r.string(i, 9) ?? "", quantity: r.double(i, 3) ?? 0, entryPrice: r.double(i, 4) ?? 0,
                   exitPrice: r.double(i, 5) ?? 0, realizedPnl: r.double(i, 6) ?? 0, confidence: r.double(i, 7),
                   leverage: r.double(i, 11), closedAtMs: r.int(i, 8) ?? 0, entryTimeMs: r.int(i, 10) ?? 0)
@@ -87,6 +93,7 @@ struct TradeRow {
         j.int("entry_time_ms", entryTimeMs)
         j.number("leverage", leverage)
         j.number("position_size", positionSize)
+        j.string("id", id)
         return j.finish()
     }
 
@@ -125,6 +132,8 @@ struct ClosePositionBody: WriteBody {
     let ttl: CacheTTL
     let streamMaxLength: Int
 
+    var lockKeys: [String] { [LockOrder.position(request.modelID, request.symbol)] }
+
     func execute(_ session: PostgresSession) throws -> JobOutcome {
         let r = request
         let open = try session.run(lockOpen, [r.modelID, r.symbol])
@@ -158,16 +167,15 @@ struct ClosePositionBody: WriteBody {
         let positionsKey = keys.positions(model: r.modelID)
         var remaining = 0.0
         if full {
-            try session.run(closeFully, [positionID, pgText(r.exitPrice), pgText(math.net)])
-            mutations.append(.hashDelete(key: positionsKey, field: r.symbol))
+            let closedRow = try session.run(closeFully, [positionID, pgText(r.exitPrice), pgText(math.net)])
+            mutations.append(.positionDelete(key: positionsKey, versionKey: keys.version(of: positionsKey), field: r.symbol,
+                                             version: CacheVersion.of(closedRow.int(0, 0) ?? 0), ttlSeconds: ttl.positions))
         } else {
             let updated = try session.run(closePartly, [positionID, pgText(closed), pgText(math.entryCommissionShare),
                                                         pgText(math.net), pgText(r.exitPrice)])
             let row = PositionRow(updated, 0)
             remaining = row.quantity
-            mutations.append(.hashSetOrBuild(key: positionsKey, field: row.symbol, value: row.json,
-                                             snapshot: try openPositionsHash(session, model: r.modelID),
-                                             ttlSeconds: ttl.positions))
+            mutations.append(row.cacheMutation(keys, model: r.modelID, ttl: ttl.positions))
         }
 
         let tradeRowID = "\(r.modelID)|\(r.symbol)|\(r.exitTimeMs)|\(randomSuffix())"
@@ -183,20 +191,22 @@ struct ClosePositionBody: WriteBody {
             pgText(math.gross), pgText(math.net), pgText(math.totalCommission),
         ])
 
-        let trade = TradeRow(modelID: r.modelID, symbol: r.symbol, side: side, exchange: exchange, quantity: closed,
+        let trade = TradeRow(id: tradeRowID, modelID: r.modelID, symbol: r.symbol, side: side, exchange: exchange, quantity: closed,
                              entryPrice: entryPrice, exitPrice: r.exitPrice, realizedPnl: math.net, confidence: confidence,
                              leverage: leverage, closedAtMs: r.exitTimeMs, entryTimeMs: entryTimeMs)
-        let recent = try session.run(recentTradesOfModel, [r.modelID, "100"])
-        mutations.append(.listPushOrBuild(key: keys.recentTrades(model: r.modelID), value: trade.json,
-                                          snapshot: (0..<recent.rowCount).map { TradeRow(recent, $0).json },
-                                          maxLength: 100, ttlSeconds: ttl.medium))
-        mutations.append(.streamAdd(key: keys.tradeStream, maxLength: streamMaxLength, fields: Self.streamFields(tradeRowID, trade)))
+        // Merged where it belongs by exit time; a missing list is left to the relay to build.
+        mutations.append(.tradesMerge(key: keys.recentTrades(model: r.modelID), items: [trade.json], maxLength: 100,
+                                      mode: .existing, ttlSeconds: ttl.medium))
         let response = ClosePositionResponse(
             tradeRowID: tradeRowID, positionID: positionID, fullyClosed: full, closedSize: closed, remainingSize: remaining,
             realizedGrossPnl: math.gross, realizedNetPnl: math.net, totalCommission: math.totalCommission)
         let outbox = try Outbox.record(session, [.position(model: r.modelID, symbol: r.symbol), .recentTrades(model: r.modelID),
                                                  .closeEvent(tradeRowID: tradeRowID)])
-        return JobOutcome(reply: response.encodedPayload(), cacheMutations: mutations, outboxIDs: outbox)
+        var outcome = JobOutcome(reply: response.encodedPayload(), cacheMutations: mutations, outboxIDs: Array(outbox.prefix(2)))
+        outcome.independentCacheWork = [(
+            [.streamAdd(key: keys.tradeStream, maxLength: streamMaxLength, fields: Self.streamFields(tradeRowID, trade))],
+            Array(outbox.dropFirst(2)))]
+        return outcome
     }
 }
 

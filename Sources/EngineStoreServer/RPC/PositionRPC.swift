@@ -88,7 +88,7 @@ struct PositionRPC: RPCFamily {
 /// Columns every position statement returns, in this order, to build the cache JSON.
 let positionColumns = """
     id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,
-    (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms
+    (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version
     """
 
 /// One position row in the shape of `positionColumns`.
@@ -103,6 +103,8 @@ struct PositionRow {
     var riskUSD: Double?
     var exchange: String
     var updatedAtMs: Int64
+    /// Orders this row's cache writes (see `CacheVersion`).
+    var version: Int64
 
     init(_ r: PGResult, _ i: Int) {
         id = r.string(i, 0) ?? ""
@@ -115,6 +117,14 @@ struct PositionRow {
         riskUSD = r.double(i, 7)
         exchange = r.string(i, 8) ?? ""
         updatedAtMs = r.int(i, 9) ?? 0
+        version = r.int(i, 10) ?? 0
+    }
+
+    /// This row as the positions hash field it caches.
+    func cacheMutation(_ keys: CacheKeys, model: String, ttl: Int) -> CacheMutation {
+        let key = keys.positions(model: model)
+        return .positionSet(key: key, versionKey: keys.version(of: key), field: symbol, value: json,
+                            version: CacheVersion.of(version), ttlSeconds: ttl)
     }
 
     /// The DOMAIN.md position JSON: symbol, side, quantity, entry_price, leverage, confidence,
@@ -143,29 +153,6 @@ let openPositionsOfModel = Statement(name: "positions_open_of_model", sql: """
     SELECT \(positionColumns) FROM positions WHERE model_id = $1 AND status = 'open' ORDER BY symbol
     """)
 
-/// At most this many positions travel with a write as the rebuild snapshot. A nof0 trader holds a
-/// handful; a model with more gets plain field writes (its hash is rebuilt by the next read miss).
-let snapshotLimit = 256
-
-/// The snapshot rows as (SYMBOL, position JSON), the compact JSON built by Postgres (cheaper than
-/// parsing every column and re-encoding it here); same fields, order and number format as `PositionRow.json`.
-let openPositionsSnapshot = Statement(name: "positions_open_snapshot", sql: """
-    SELECT symbol, \(CacheRebuilder.positionJSON)
-    FROM positions WHERE model_id = $1 AND status = 'open' ORDER BY symbol LIMIT \(snapshotLimit + 1)
-    """)
-
-/// Snapshot rows as hash field/value pairs; empty when there are more than `snapshotLimit`.
-func snapshotPairs(_ r: PGResult) -> [(String, String)] {
-    guard r.rowCount <= snapshotLimit else { return [] }
-    return (0..<r.rowCount).map { (r.string($0, 0) ?? "", r.string($0, 1) ?? "{}") }
-}
-
-/// All open positions of a model as hash field/value pairs (the snapshot that rebuilds a missing hash);
-/// empty when there are more than `snapshotLimit`.
-func openPositionsHash(_ session: PostgresSession, model: String) throws -> [(String, String)] {
-    snapshotPairs(try session.run(openPositionsSnapshot, [model]))
-}
-
 // MARK: - SavePosition
 
 /// The SET list of an update that changes only the columns whose parameter is not NULL.
@@ -191,7 +178,8 @@ private let updateAssignments = """
         liquidation_price = COALESCE($20::float8, liquidation_price),
         commission = COALESCE($21::float8, commission),
         slippage = COALESCE($22::float8, slippage),
-        updated_at = now()
+        updated_at = now(),
+        cache_version = nextval('engine_store_cache_version')
     """
 
 private let updateOpen = Statement(name: "position_update_open", sql: """
@@ -291,18 +279,19 @@ struct SavePositionBody: PipelinableWrite {
     func outcome(_ results: [PGResult]) throws -> JobOutcome {
         let written = results[0]
         guard written.rowCount == 1 else { throw PipelineFallback() }
-        let opened = written.columnCount > 10 ? written.bool(0, 10) ?? false : false
-        var outcome = makeOutcome(PositionRow(written, 0), opened: opened, snapshot: [])
-        if written.columnCount > 11, let id = written.int(0, 11) { outcome.outboxIDs = [id] }
+        let opened = written.columnCount > 11 ? written.bool(0, 11) ?? false : false
+        var outcome = makeOutcome(PositionRow(written, 0), opened: opened)
+        if written.columnCount > 12, let id = written.int(0, 12) { outcome.outboxIDs = [id] }
         return outcome
     }
 
-    func makeOutcome(_ row: PositionRow, opened: Bool, snapshot: [(String, String)]) -> JobOutcome {
+    var lockKeys: [String] { [LockOrder.position(request.modelID, request.symbol)] }
+
+    /// A missing hash is not built here: the cache writer hands it to the relay, which builds it whole.
+    func makeOutcome(_ row: PositionRow, opened: Bool) -> JobOutcome {
         let response = SavePositionResponse(positionID: row.id, opened: opened, updatedAtMs: row.updatedAtMs)
-        return JobOutcome(
-            reply: response.encodedPayload(),
-            cacheMutations: [.hashSetOrBuild(key: keys.positions(model: request.modelID), field: row.symbol, value: row.json,
-                                             snapshot: snapshot, ttlSeconds: ttl)])
+        return JobOutcome(reply: response.encodedPayload(),
+                          cacheMutations: [row.cacheMutation(keys, model: request.modelID, ttl: ttl)])
     }
 
     func execute(_ session: PostgresSession) throws -> JobOutcome {
@@ -325,7 +314,7 @@ struct SavePositionBody: PipelinableWrite {
         guard result.rowCount == 1 else {
             throw ServiceError(.internalError, "position neither updated nor inserted")
         }
-        var outcome = makeOutcome(PositionRow(result, 0), opened: opened, snapshot: try openPositionsHash(session, model: r.modelID))
+        var outcome = makeOutcome(PositionRow(result, 0), opened: opened)
         outcome.outboxIDs = try Outbox.record(session, [.position(model: r.modelID, symbol: r.symbol)])
         return outcome
     }

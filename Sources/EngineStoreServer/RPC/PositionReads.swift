@@ -10,6 +10,7 @@ struct PositionReads {
 
     func openPositions(model: String, reply: ReplyTarget) {
         let key = context.keys.positions(model: model)
+        let versionKey = context.keys.version(of: key)
         let ttl = context.configuration.ttl.positions
         CachedRead(context: context).run(reply, family: "positions", command: ["HGETALL", key], fromCache: { cached in
             guard let fields = cached.array, !fields.isEmpty, let positions = Self.decodePositions(fields) else { return nil }
@@ -18,8 +19,11 @@ struct PositionReads {
             let r = try session.run(openPositionsOfModel, [model])
             let rows = (0..<r.rowCount).map { PositionRow(r, $0) }
             let response = GetOpenPositionsResponse(positions: rows.map(\.snapshot), source: .postgres)
+            // Built only if still missing, each field under its version: a refill read before a
+            // newer write can never replace what that write put there.
             let refill: [CacheMutation] = rows.isEmpty ? [] : [
-                .replaceHash(key: key, fields: rows.map { ($0.symbol, $0.json) }, ttlSeconds: ttl),
+                .positionsSync(key: key, versionKey: versionKey, open: rows.map { ($0.symbol, CacheVersion.of($0.version), $0.json) },
+                               closed: [], mode: .build, ttlSeconds: ttl),
             ]
             return JobOutcome(reply: response.encodedPayload(), cacheMutations: refill)
         })
@@ -35,7 +39,10 @@ struct PositionReads {
             let r = try session.run(recentTradesOfModel, [model, "100"])
             let rows = (0..<r.rowCount).map { TradeRow(r, $0) }
             let response = GetRecentTradesResponse(trades: rows.prefix(limit).map(\.snapshot), source: .postgres)
-            let refill: [CacheMutation] = rows.isEmpty ? [] : [.replaceList(key: key, values: rows.map(\.json), ttlSeconds: ttl)]
+            // Merged, never replaced: trades committed after this read stay in the list.
+            let refill: [CacheMutation] = rows.isEmpty ? [] : [
+                .tradesMerge(key: key, items: rows.map(\.json), maxLength: 100, mode: .build, ttlSeconds: ttl),
+            ]
             return JobOutcome(reply: response.encodedPayload(), cacheMutations: refill)
         })
     }

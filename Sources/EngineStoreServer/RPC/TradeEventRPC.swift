@@ -38,6 +38,8 @@ struct TradeEventBody: WriteBody {
     let keys: CacheKeys
     let streamMaxLength: Int
 
+    var lockKeys: [String] { [LockOrder.tradeEvent(request.tradeID)] }
+
     func execute(_ session: PostgresSession) throws -> JobOutcome {
         let r = request
         let inserted = try session.run(insertEvent, [

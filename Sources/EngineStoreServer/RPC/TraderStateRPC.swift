@@ -30,7 +30,8 @@ struct TraderStateRPC: RPCFamily {
             }
             context.postgres.submit(IdempotentWrite(
                 key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
-                body: SaveTraderStateBody(state: s, key: context.keys.traderState(trader: s.traderID), ttl: ttl),
+                body: SaveTraderStateBody(state: s, key: context.keys.traderState(trader: s.traderID),
+                                         versionKey: context.keys.version(of: context.keys.traderState(trader: s.traderID)), ttl: ttl),
                 reply: reply))
         case .getTraderState:
             let r = try GetTraderStateRequest.decodeRequest(payload)
@@ -50,7 +51,7 @@ struct TraderStateRPC: RPCFamily {
                 guard row.rowCount == 1 else { throw ServiceError(.notFound, "no state stored for trader \(r.traderID)") }
                 let t = traderStateRow(row)
                 return JobOutcome(reply: TraderStateResponse(state: t, source: .postgres).encodedPayload(),
-                                  cacheMutations: [.set(key: key, value: traderStateJSON(t), ttlSeconds: ttl)])
+                                  cacheMutations: [traderStateMutation(row, key: key, versionKey: context.keys.version(of: key), ttl: ttl)])
             })
         default:
             throw ServiceError(.unimplemented, "\(method) is not implemented")
@@ -61,7 +62,7 @@ struct TraderStateRPC: RPCFamily {
 private let stateColumns = """
     trader_id, exchange_provider, market_provider, allocation_pct, cooldown::text, risk_guards::text,
     (extract(epoch FROM last_decision_at) * 1000)::bigint, (extract(epoch FROM pause_until) * 1000)::bigint,
-    (extract(epoch FROM updated_at) * 1000)::bigint
+    (extract(epoch FROM updated_at) * 1000)::bigint, cache_version
     """
 
 let selectState = Statement(name: "trader_state_select", sql: "SELECT \(stateColumns) FROM trader_state WHERE trader_id = $1")
@@ -75,7 +76,8 @@ private let updateState = Statement(name: "trader_state_update", sql: """
         risk_guards = COALESCE($6::jsonb, risk_guards),
         last_decision_at = COALESCE(to_timestamp($7::float8 / 1000), last_decision_at),
         pause_until = COALESCE(to_timestamp($8::float8 / 1000), pause_until),
-        updated_at = now()
+        updated_at = now(),
+        cache_version = nextval('engine_store_cache_version')
     WHERE trader_id = $1
     RETURNING \(stateColumns)
     """)
@@ -88,6 +90,12 @@ private let insertState = Statement(name: "trader_state_insert", sql: """
     ON CONFLICT (trader_id) DO NOTHING
     RETURNING \(stateColumns)
     """)
+
+/// The cached document of a `stateColumns` row, versioned by its `cache_version`.
+func traderStateMutation(_ r: PGResult, key: String, versionKey: String, ttl: Int) -> CacheMutation {
+    .versionedSet(key: key, versionKey: versionKey, value: traderStateJSON(traderStateRow(r)),
+                  version: CacheVersion.of(r.int(0, 9) ?? 0), ttlSeconds: ttl)
+}
 
 func traderStateRow(_ r: PGResult) -> TraderState {
     TraderState(traderID: r.string(0, 0) ?? "", exchangeProvider: r.string(0, 1), marketProvider: r.string(0, 2),
@@ -118,7 +126,10 @@ func traderStateJSON(_ t: TraderState) -> String {
 struct SaveTraderStateBody: WriteBody {
     let state: TraderState
     let key: String
+    let versionKey: String
     let ttl: Int
+
+    var lockKeys: [String] { [LockOrder.traderState(state.traderID)] }
 
     func execute(_ session: PostgresSession) throws -> JobOutcome {
         let s = state
@@ -134,7 +145,7 @@ struct SaveTraderStateBody: WriteBody {
         guard row.rowCount == 1 else { throw ServiceError(.internalError, "trader state neither updated nor inserted") }
         let stored = traderStateRow(row)
         return JobOutcome(reply: TraderStateResponse(state: stored, source: .postgres).encodedPayload(),
-                          cacheMutations: [.set(key: key, value: traderStateJSON(stored), ttlSeconds: ttl)],
+                          cacheMutations: [traderStateMutation(row, key: key, versionKey: versionKey, ttl: ttl)],
                           outboxIDs: try Outbox.record(session, [.traderState(trader: s.traderID)]))
     }
 }

@@ -17,6 +17,14 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         condition.signal()
     }
 
+    func push(contentsOf new: [Element]) {
+        guard !new.isEmpty else { return }
+        condition.lock()
+        items.append(contentsOf: new)
+        condition.unlock()
+        condition.signal()
+    }
+
     /// Blocks until at least one item is there (or the queue is closed and empty: returns []),
     /// then takes up to `max` items.
     func popBatch(max: Int) -> [Element] {

@@ -316,7 +316,13 @@ final class EventLoop {
             case .reply(let id, let requestID, let token, let frame):
                 guard let c = connections[id], let p = c.pending[requestID], p.token == token else { continue }
                 setPending(c, requestID, nil)
-                queue(c, frame)
+                // An answer that comes after the deadline is not the answer (§3.6): the client has been
+                // told, or is about to be, that the effect is unknown, whatever the timer's turn.
+                if p.deadlineNanos <= monotonicNanos() {
+                    queueError(c, requestID: requestID, method: p.method, Self.deadlineExceeded)
+                } else {
+                    queue(c, frame)
+                }
             case .shutdown:
                 beginDrain()
             }
@@ -324,13 +330,15 @@ final class EventLoop {
         inbox.removeAll(keepingCapacity: true)
     }
 
+    private static let deadlineExceeded = ServiceError(
+        .deadlineExceeded, "deadline exceeded; the write may or may not have been applied — retry with the same idempotency key")
+
     private func expireDeadlines(_ now: UInt64) {
         guard inFlight > 0 else { return }
         for c in connections.values where !c.pending.isEmpty {
             for (requestID, p) in c.pending where p.deadlineNanos <= now {
                 setPending(c, requestID, nil)
-                queueError(c, requestID: requestID, method: p.method,
-                           ServiceError(.deadlineExceeded, "deadline exceeded; the write may or may not have been applied — retry with the same idempotency key"))
+                queueError(c, requestID: requestID, method: p.method, Self.deadlineExceeded)
             }
         }
     }

@@ -1,0 +1,11 @@
+/// Points where a test can hold a server thread to force an interleaving (all nil in production).
+/// Each receives the Redis keys the step is about to write; blocking in it blocks that thread.
+public struct TestHooks: Sendable {
+    /// A Postgres worker committed; its cache mutations are not yet queued for the cache writer.
+    public var workerDidCommit: (@Sendable ([String]) -> Void)?
+    /// The cache writer is about to send a pipeline of direct-path mutations to Redis.
+    public var cacheWriterWillApply: (@Sendable ([String]) -> Void)?
+    /// The outbox relay read Postgres and is about to write the rebuilt keys to Redis.
+    public var relayWillApply: (@Sendable ([String]) -> Void)?
+    public init() {}
+}
