@@ -403,6 +403,10 @@ final class PostgresPool: Sendable {
                     connectionLost(e)
                     return ServiceError(.unavailable, "postgres connection lost; retry with the same idempotency key")
                 }
+                if e.sqlState == "40P01" {
+                    pool.metrics?.deadlockDetected()
+                    logger.warning("deadlock detected", metadata: ["reason": "postgres_deadlock"])
+                }
                 if e.isTransient {
                     return ServiceError(.unavailable, "transient postgres error (SQLSTATE \(e.sqlState ?? "?")); retry")
                 }

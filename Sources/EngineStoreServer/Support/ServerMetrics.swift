@@ -88,6 +88,11 @@ final class ServerMetrics: Sendable {
     }
 
     /// A direct-path batch Redis did not take (the outbox relay redoes it).
+    /// Postgres broke a lock cycle (SQLSTATE 40P01): LockOrder should make this stay 0.
+    func deadlockDetected() {
+        counter("postgres_deadlocks_total", []).increment()
+    }
+
     func cacheWriteFailed() {
         counter("cache_write_failures_total", []).increment()
     }
