@@ -72,7 +72,6 @@ import Testing
     }
 
     @Test func postgresDownIsUnhealthyAndWritesFailFastRetryable() async throws {
-        let services = try await TestServices.shared()
         let db = try await newDatabase()
         let s = try await RunningServer.start(database: db)
         await s.stop()
@@ -87,12 +86,13 @@ import Testing
         let health = try await client.health()
         #expect(health.status == .unhealthy)
         let start = ContinuousClock.now
-        await #expect(throws: EngineStoreError.self) { try await client.savePosition(openRequest(model: "m", symbol: "BTC")) }
-        do {
-            _ = try await client.savePosition(openRequest(model: "m", symbol: "BTC"))
-        } catch let e as EngineStoreError {
-            #expect(e.retryable)
-            #expect(e.code == .unavailable || e.code == .deadlineExceeded)
+        // Each attempt must fail (a success would be a bug here), retryable, within the client's deadline.
+        for attempt in 1...2 {
+            let error = await #expect(throws: EngineStoreError.self, "attempt \(attempt)") {
+                try await client.savePosition(openRequest(model: "m", symbol: "BTC"))
+            }
+            #expect(error?.retryable == true, "attempt \(attempt): \(String(describing: error))")
+            #expect(error?.code == .unavailable || error?.code == .deadlineExceeded, "attempt \(attempt): \(String(describing: error))")
         }
         #expect(ContinuousClock.now - start < .seconds(6))
         await client.close()
