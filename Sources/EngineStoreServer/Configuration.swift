@@ -62,6 +62,9 @@ public struct ServerConfiguration: Sendable {
     public var idempotencyRetentionHours: Int = 24
     /// Pause points for interleaving tests; empty in production.
     public var testHooks = TestHooks()
+    /// Health counts Postgres or Redis as down when its ping has not answered within this time (or
+    /// half the request's remaining deadline, if shorter), so Health answers even while one hangs.
+    public var healthTimeoutMs: UInt64 = 1000
 
     public init(socketPath: String, postgresURL: String, redis: RedisEndpoint, instanceID: String? = nil) {
         self.socketPath = socketPath

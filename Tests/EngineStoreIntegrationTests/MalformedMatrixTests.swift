@@ -13,6 +13,8 @@ struct MalformedCase: Sendable, CustomTestStringConvertible {
     let bytes: [UInt8]
     let codes: Set<ErrorCode>
     let closes: Bool
+    /// The field an `invalid_argument` answer must name (§5.5, §3.8 #12); nil: none.
+    var field: String? = nil
     var testDescription: String { name }
 }
 
@@ -40,7 +42,6 @@ private func save(_ change: (inout FieldWriter) -> Void = { _ in }, key: Bool = 
         w.double(7, 100)
         w.int(8, 1_764_201_600_000)
         change(&w)
-        if !symbol || true { }
     }
 }
 
@@ -60,7 +61,7 @@ let malformedCases: [MalformedCase] = {
         MalformedCase(name: "wrong version before Hello", afterHello: false, bytes: frame(1, version: 2, HelloRequest().encodedPayload()), codes: [.unsupportedVersion], closes: true),
         MalformedCase(name: "Hello with no common version", afterHello: false, bytes: frame(1, HelloRequest(minVersion: 2, maxVersion: 3).encodedPayload()), codes: [.unsupportedVersion], closes: true),
         MalformedCase(name: "Hello with garbage payload", afterHello: false, bytes: frame(1, [0xff, 0xff, 0xff]), codes: [.protocolError, .invalidArgument], closes: true),
-        MalformedCase(name: "Hello with a string version", afterHello: false, bytes: frame(1, fields { $0.string(1, "one") }), codes: [.invalidArgument], closes: true),
+        MalformedCase(name: "Hello with a string version", afterHello: false, bytes: frame(1, fields { $0.string(1, "one") }), codes: [.invalidArgument], closes: true, field: "min_version"),
         MalformedCase(name: "response frame from a client", afterHello: true, bytes: frame(2, kind: 2, []), codes: [.protocolError], closes: true),
         MalformedCase(name: "request id 0", afterHello: true, bytes: frame(2, id: 0, []), codes: [.protocolError], closes: true),
         MalformedCase(name: "request id reused while in flight", afterHello: true, bytes: frame(16, id: 9, open) + frame(16, id: 9, open), codes: [.protocolError], closes: true),
@@ -72,29 +73,29 @@ let malformedCases: [MalformedCase] = {
         MalformedCase(name: "varint overflow in a tag", afterHello: true, bytes: frame(16, [UInt8](repeating: 0xff, count: 11)), codes: [.protocolError], closes: false),
         MalformedCase(name: "group wire type", afterHello: true, bytes: frame(16, [0x0b, 0x0c]), codes: [.protocolError], closes: false),
         MalformedCase(name: "field number zero", afterHello: true, bytes: frame(16, [0x00, 0x01]), codes: [.protocolError], closes: false),
-        MalformedCase(name: "string where a double belongs", afterHello: true, bytes: frame(16, save { $0.string(6, "1.5") }), codes: [.invalidArgument], closes: false),
-        MalformedCase(name: "invalid UTF-8", afterHello: true, bytes: frame(16, save({ $0.bytes(3, [0xc3, 0x28]) }, symbol: false)), codes: [.invalidArgument], closes: false),
-        MalformedCase(name: "overlong model id", afterHello: true, bytes: frame(16, save({ $0.string(2, String(repeating: "m", count: 200)); $0.double(6, 1) }, model: false)), codes: [.invalidArgument], closes: false),
+        MalformedCase(name: "string where a double belongs", afterHello: true, bytes: frame(16, save { $0.string(6, "1.5") }), codes: [.invalidArgument], closes: false, field: "quantity"),
+        MalformedCase(name: "invalid UTF-8", afterHello: true, bytes: frame(16, save({ $0.bytes(3, [0xc3, 0x28]) }, symbol: false)), codes: [.invalidArgument], closes: false, field: "symbol"),
+        MalformedCase(name: "overlong model id", afterHello: true, bytes: frame(16, save({ $0.string(2, String(repeating: "m", count: 200)); $0.double(6, 1) }, model: false)), codes: [.invalidArgument], closes: false, field: "model_id"),
         MalformedCase(name: "NaN entry price", afterHello: true, bytes: frame(16, fields { w in
             w.string(1, "k-nan"); w.string(2, "bad"); w.string(3, "BTC"); w.string(4, "hl"); w.uint(5, 1); w.double(6, 1); w.double(7, .nan); w.int(8, 1_764_201_600_000)
-        }), codes: [.invalidArgument], closes: false),
-        MalformedCase(name: "infinite quantity", afterHello: true, bytes: frame(16, withQuantity(.infinity)), codes: [.invalidArgument], closes: false),
-        MalformedCase(name: "negative quantity", afterHello: true, bytes: frame(16, withQuantity(-2)), codes: [.invalidArgument], closes: false),
-        MalformedCase(name: "unknown side", afterHello: true, bytes: frame(16, save { $0.uint(5, 7); $0.double(6, 1) }), codes: [.invalidArgument], closes: false),
-        MalformedCase(name: "duplicate field", afterHello: true, bytes: frame(16, save { $0.string(3, "ETH"); $0.double(6, 1) }), codes: [.invalidArgument], closes: false),
-        MalformedCase(name: "missing model id", afterHello: true, bytes: frame(16, save({ $0.double(6, 1) }, model: false)), codes: [.invalidArgument], closes: false),
-        MalformedCase(name: "bool of 2", afterHello: true, bytes: frame(16, save { $0.double(6, 1); $0.uint(16, 2) }), codes: [.invalidArgument], closes: false),
+        }), codes: [.invalidArgument], closes: false, field: "entry_price"),
+        MalformedCase(name: "infinite quantity", afterHello: true, bytes: frame(16, withQuantity(.infinity)), codes: [.invalidArgument], closes: false, field: "quantity"),
+        MalformedCase(name: "negative quantity", afterHello: true, bytes: frame(16, withQuantity(-2)), codes: [.invalidArgument], closes: false, field: "quantity"),
+        MalformedCase(name: "unknown side", afterHello: true, bytes: frame(16, save { $0.uint(5, 7); $0.double(6, 1) }), codes: [.invalidArgument], closes: false, field: "side"),
+        MalformedCase(name: "duplicate field", afterHello: true, bytes: frame(16, save { $0.string(3, "ETH"); $0.double(6, 1) }), codes: [.invalidArgument], closes: false, field: "symbol"),
+        MalformedCase(name: "missing model id", afterHello: true, bytes: frame(16, save({ $0.double(6, 1) }, model: false)), codes: [.invalidArgument], closes: false, field: "model_id"),
+        MalformedCase(name: "bool of 2", afterHello: true, bytes: frame(16, save { $0.double(6, 1); $0.uint(16, 2) }), codes: [.invalidArgument], closes: false, field: "wait_for_fill"),
         MalformedCase(name: "timestamp in seconds", afterHello: true, bytes: frame(16, fields { w in
             w.string(1, "k-sec"); w.string(2, "bad"); w.string(3, "BTC"); w.string(4, "hl"); w.uint(5, 1); w.double(6, 1); w.double(7, 1); w.int(8, 1_764_201_600)
-        }), codes: [.invalidArgument], closes: false),
-        MalformedCase(name: "exit plan that is not JSON", afterHello: true, bytes: frame(16, save { $0.double(6, 1); $0.string(17, "plan: none") }), codes: [.invalidArgument], closes: false),
+        }), codes: [.invalidArgument], closes: false, field: "entry_time_ms"),
+        MalformedCase(name: "exit plan that is not JSON", afterHello: true, bytes: frame(16, save { $0.double(6, 1); $0.string(17, "plan: none") }), codes: [.invalidArgument], closes: false, field: "exit_plan_json"),
         MalformedCase(name: "nested garbage in a snapshot", afterHello: true, bytes: frame(32, fields { $0.string(1, "k-nest"); $0.bytes(2, [0x0a, 0x7f, 0x01]) }), codes: [.protocolError, .invalidArgument], closes: false),
         MalformedCase(name: "NaN tick in a batch", afterHello: true, bytes: frame(48, IngestPriceTicksRequest(idempotencyKey: "k-tick", ticks: [
             PriceTick(provider: "p", symbol: "BAD", price: 1, timestampMs: 1_764_201_600_000),
             PriceTick(provider: "p", symbol: "BAD", price: .nan, timestampMs: 1_764_201_600_001),
-        ]).encodedPayload()), codes: [.invalidArgument], closes: false),
-        MalformedCase(name: "NUL in a CoT trace", afterHello: true, bytes: frame(33, RecordDecisionCycleRequest(idempotencyKey: "k-nul", modelID: "bad", cotTrace: "a\u{0}b", success: true).encodedPayload()), codes: [.invalidArgument], closes: false),
-        MalformedCase(name: "close size NaN", afterHello: true, bytes: frame(17, ClosePositionRequest(idempotencyKey: "k-close", modelID: "bad", symbol: "BTC", exitPrice: 1, exitSize: .nan, exitTimeMs: 1_764_201_600_000).encodedPayload()), codes: [.invalidArgument], closes: false),
+        ]).encodedPayload()), codes: [.invalidArgument], closes: false, field: "ticks.price"),
+        MalformedCase(name: "NUL in a CoT trace", afterHello: true, bytes: frame(33, RecordDecisionCycleRequest(idempotencyKey: "k-nul", modelID: "bad", cotTrace: "a\u{0}b", success: true).encodedPayload()), codes: [.invalidArgument], closes: false, field: "cot_trace"),
+        MalformedCase(name: "close size NaN", afterHello: true, bytes: frame(17, ClosePositionRequest(idempotencyKey: "k-close", modelID: "bad", symbol: "BTC", exitPrice: 1, exitSize: .nan, exitTimeMs: 1_764_201_600_000).encodedPayload()), codes: [.invalidArgument], closes: false, field: "exit_size"),
         MalformedCase(name: "trailing garbage after valid fields", afterHello: true, bytes: frame(16, withQuantity(1) + [0x0f]), codes: [.protocolError], closes: false),
     ]
     return c
@@ -107,6 +108,7 @@ let malformedCases: [MalformedCase] = {
 
     @Test func everyCaseGetsATypedErrorOrACleanCloseAndNothingLeaks() async throws {
         let s = try await RunningServer.start()
+        let path = s.socketPath
         let good = s.client()
         // A well-behaved client works throughout, in parallel with the bad ones.
         let background = Task {
@@ -119,18 +121,36 @@ let malformedCases: [MalformedCase] = {
             }
             return failures
         }
-        for c in malformedCases {
-            let outcome: (code: ErrorCode?, closed: Bool) = try await offPool {
-                let raw = try RawConnection(path: s.socketPath)
+        // The client above reconnects and retries by itself, so it would not notice a server that drops
+        // other connections. A raw bystander, handshaken before any bad input, must stay open and answer
+        // a Ping after every case on the very same connection.
+        let outcomes: [(code: ErrorCode?, field: String?, closed: Bool, bystander: Bool)] = try await offPool {
+            let bystander = try RawConnection(path: path)
+            try bystander.hello()
+            guard try bystander.ping(id: 1) else { throw EngineStoreError(code: .internalError, message: "bystander ping") }
+            var outcomes: [(code: ErrorCode?, field: String?, closed: Bool, bystander: Bool)] = []
+            for (i, c) in malformedCases.enumerated() {
+                let raw = try RawConnection(path: path)
                 if c.afterHello { try raw.hello() }
                 raw.send(c.bytes)
-                let reply = try raw.readFrame()
-                let code = errorPayload(reply)?.errorCode
-                return (code, c.closes ? raw.isClosedByServer() : false)
+                let error = errorPayload(try raw.readFrame())
+                let closed = c.closes ? raw.isClosedByServer() : false
+                outcomes.append((error?.errorCode, error?.field, closed, try bystander.ping(id: UInt32(i + 2))))
             }
-            #expect(outcome.code.map { c.codes.contains($0) } == true, "\(c.name): got \(String(describing: outcome.code))")
-            if c.closes { #expect(outcome.closed, "\(c.name): connection should close") }
+            // The bystander still writes, on the same connection.
+            let write = try bystander.request(16, id: 1000, openRequest(model: "bystander", symbol: "BTC"))
+            outcomes.append((errorPayload(write)?.errorCode, nil, false, write?.header.kind == .response))
+            return outcomes
         }
+        for (c, outcome) in zip(malformedCases, outcomes) {
+            #expect(outcome.code.map { c.codes.contains($0) } == true, "\(c.name): got \(String(describing: outcome.code))")
+            if outcome.code == .invalidArgument {
+                #expect(outcome.field == c.field, "\(c.name): field \(String(describing: outcome.field))")
+            }
+            if c.closes { #expect(outcome.closed, "\(c.name): connection should close") }
+            #expect(outcome.bystander, "\(c.name): the bystander connection stopped answering")
+        }
+        #expect(outcomes.last?.bystander == true, "bystander write: \(String(describing: outcomes.last?.code))")
         #expect(await background.value == 0)
         #expect(try await good.health().status == .ok)
         let pg = try s.postgres()
@@ -138,6 +158,7 @@ let malformedCases: [MalformedCase] = {
         #expect(try pg.exec("SELECT count(*) FROM price_ticks WHERE symbol = 'BAD'").int(0, 0) == 0)
         #expect(try pg.exec("SELECT count(*) FROM decision_cycles WHERE model_id = 'bad'").int(0, 0) == 0)
         #expect(try pg.exec("SELECT count(*) FROM positions WHERE model_id = 'good'").int(0, 0) == 60)
+        #expect(try pg.exec("SELECT count(*) FROM positions WHERE model_id = 'bystander'").int(0, 0) == 1)
         await good.close()
         await s.stop()
     }

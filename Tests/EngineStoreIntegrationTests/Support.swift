@@ -91,6 +91,21 @@ final class RawConnection {
         }
     }
 
+    /// Sends one request and reads the next frame.
+    func request<M: WireMessage>(_ method: UInt16, id: UInt32, _ message: M, deadlineMs: UInt32 = 0) throws -> Frame? {
+        send(Frame.encode(header: FrameHeader(kind: .request, method: method, requestID: id, deadlineMs: deadlineMs), message: message))
+        return try readFrame()
+    }
+
+    /// A Ping round trip on this very connection: true when the echo for `id` comes back (it is the
+    /// next frame, so nothing else was pending on the connection).
+    func ping(id: UInt32) throws -> Bool {
+        let token = Array("ping-\(id)".utf8)
+        guard let f = try request(6, id: id, PingMessage(payload: token)),
+              f.header.kind == .response, f.header.requestID == id else { return false }
+        return (try? PingMessage(payload: f.payload))?.payload == token
+    }
+
     /// The next frame, or nil when the server closed the connection.
     func readFrame() throws -> Frame? {
         var buffer: [UInt8] = []

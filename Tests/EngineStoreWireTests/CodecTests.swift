@@ -93,6 +93,14 @@ import Testing
         #expect(throws: WireError.self) { try ComponentHealth(payload: w.writer.bytes) }
     }
 
+    /// Each bad Hello field is named by the decode error, which the server sends as `ErrorPayload.field` (§4.1, §5.5).
+    @Test(arguments: BadHello.cases)
+    func badHelloFieldIsNamed(_ c: BadHello) {
+        let error = #expect(throws: WireError.self, "\(c.name)") { try HelloRequest(payload: c.payload) }
+        #expect(error == c.error, "\(c.name)")
+        #expect(error?.field == c.field, "\(c.name)")
+    }
+
     @Test func lengthBeyondPayloadIsTruncated() {
         // field 3 (client_name), length 100, 2 bytes present
         let bytes: [UInt8] = [0x08, 0x01, 0x1a, 100, 0x41, 0x42]
@@ -152,4 +160,32 @@ import Testing
             _ = try? SavePositionRequest(payload: payload[0..<cut])
         }
     }
+}
+
+/// A Hello payload with one bad field, and the decode error that names it.
+struct BadHello: Sendable, CustomTestStringConvertible {
+    let name: String
+    let payload: [UInt8]
+    let error: WireError
+    var field: String? { error.field }
+    var testDescription: String { name }
+
+    static func fields(_ build: (inout FieldWriter) -> Void) -> [UInt8] {
+        var w = FieldWriter()
+        build(&w)
+        return w.writer.bytes
+    }
+
+    static let cases: [BadHello] = [
+        BadHello(name: "missing min_version", payload: fields { $0.uint(2, 1); $0.string(3, "x") },
+                 error: .missingField("min_version")),
+        BadHello(name: "min_version above 2^32-1", payload: fields { $0.uint(1, 1 << 32); $0.uint(2, 1) },
+                 error: .outOfRange(field: "min_version", reason: "above 2^32-1")),
+        BadHello(name: "invalid UTF-8 in client_name", payload: fields { $0.uint(1, 1); $0.bytes(3, [0xc3, 0x28]) },
+                 error: .invalidUTF8("client_name")),
+        BadHello(name: "duplicate client_name", payload: fields { $0.uint(1, 1); $0.string(3, "a"); $0.string(3, "b") },
+                 error: .duplicateField("client_name")),
+        BadHello(name: "max_version with the wrong wire type", payload: fields { $0.uint(1, 1); $0.double(2, 1) },
+                 error: .wrongWireType(field: "max_version", got: 1)),
+    ]
 }

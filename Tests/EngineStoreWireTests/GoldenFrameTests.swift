@@ -122,8 +122,12 @@ let goldenCases: [GoldenCase] = [
                    cooldownJSON: #"{"BTC":1764201600000}"#, riskGuardsJSON: #"{"max_drawdown_pct":20}"#,
                    lastDecisionAtMs: 1_764_201_600_000, pauseUntilMs: 1_764_205_200_000))),
     GoldenCase("save_trader_state.response.hex", FrameHeader(kind: .response, method: 35, requestID: 25),
+               // What the server answers to save_trader_state.request.hex on a new trader: every stored field set,
+               // the JSON in Postgres' jsonb text form (EngineStoreIntegrationTests.GoldenServerTests checks this).
                TraderStateResponse(state: TraderState(traderID: "gpt-5", exchangeProvider: "hyperliquid", marketProvider: "hyperliquid",
-                                                      allocationPct: 25, updatedAtMs: 1_764_201_600_123), source: .postgres)),
+                                                      allocationPct: 25, cooldownJSON: #"{"BTC": 1764201600000}"#,
+                                                      riskGuardsJSON: #"{"max_drawdown_pct": 20}"#, lastDecisionAtMs: 1_764_201_600_000,
+                                                      pauseUntilMs: 1_764_205_200_000, updatedAtMs: 1_764_201_600_123), source: .postgres)),
     GoldenCase("get_trader_state.request.hex", FrameHeader(kind: .request, method: 36, requestID: 26),
                GetTraderStateRequest(traderID: "gpt-5")),
     GoldenCase("error.not_found.hex", FrameHeader(kind: .error, method: 17, requestID: 14),

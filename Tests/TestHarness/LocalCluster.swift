@@ -243,6 +243,23 @@ final class LocalCluster: Sendable {
         return pid_t(first.trimmingCharacters(in: .whitespaces))
     }
 
+    /// SIGSTOP (or SIGCONT) to the postmaster and every process it started: the server hangs with its
+    /// connections open, unlike a stopped one. The postmaster is stopped first (so it forks nothing
+    /// meanwhile) and resumed last.
+    func signalPostgres(_ signal: Int32) throws {
+        try postgresProcess.withLock { _ in
+            guard let pm = postmasterPID() else { throw failure("PostgreSQL has no postmaster.pid", log: "postgres") }
+            if signal == SIGSTOP {
+                guard kill(pm, SIGSTOP) == 0 else { throw failure("kill(\(pm), SIGSTOP) failed", log: "postgres") }
+                // The children are listed once the postmaster has really stopped.
+                let deadline = ContinuousClock.now + .seconds(5)
+                while Self.processState(pm) != "T" && ContinuousClock.now < deadline { usleep(1000) }
+            }
+            for child in Self.childPIDs(of: pm) { kill(child, signal) }
+            if signal != SIGSTOP { kill(pm, signal) }
+        }
+    }
+
     // MARK: Redis
 
     private var redisEndpoint: RedisEndpoint { RedisEndpoint(address: .unix(path: redisSocket)) }
@@ -283,6 +300,14 @@ final class LocalCluster: Sendable {
                 }
             }
             current = nil
+        }
+    }
+
+    /// SIGSTOP (or SIGCONT) to redis-server: it hangs with its connections open.
+    func signalRedis(_ signal: Int32) throws {
+        try redisProcess.withLock { current in
+            guard let process = current, process.isRunning else { throw failure("Redis is not running", log: "redis") }
+            kill(process.processIdentifier, signal)
         }
     }
 
@@ -446,12 +471,32 @@ final class LocalCluster: Sendable {
         }
     }
 
+    /// Field 3 of /proc/<pid>/stat (R, S, T, Z, …); nil when the process is gone.
+    static func processState(_ pid: pid_t) -> Character? {
+        statFields(pid)?.first?.first
+    }
+
+    /// Processes whose parent is `pid` (field 4 of /proc/<child>/stat).
+    static func childPIDs(of pid: pid_t) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { name in
+            guard let child = pid_t(name), let fields = statFields(child), fields.count > 1,
+                  pid_t(fields[1]) == pid else { return nil }
+            return child
+        }
+    }
+
+    /// The fields of /proc/<pid>/stat after the command name, starting with field 3 (state).
+    private static func statFields(_ pid: pid_t) -> [Substring]? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        return stat[stat.index(after: close)...].split(separator: " ")
+    }
+
     /// Field 22 of /proc/<pid>/stat (start time in clock ticks): tells our process from a later one that
     /// reuses its pid. nil where there is no /proc.
     static func processStartTime(_ pid: pid_t) -> String? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard let fields = statFields(pid) else { return nil }
         // fields[0] is field 3 (state), so field 22 is fields[19].
         return fields.count > 19 ? String(fields[19]) : nil
     }

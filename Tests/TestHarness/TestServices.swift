@@ -214,6 +214,19 @@ public final class TestServices: Sendable {
         try cluster.startPostgres()
     }
 
+    /// Hangs PostgreSQL: SIGSTOP to the postmaster and all its processes (backends included), so
+    /// connections stay open and nothing answers. Undo with `resumePostgres()`, always (in a `defer`).
+    public func pausePostgres() throws { try requireLocal("pausePostgres").signalPostgres(SIGSTOP) }
+
+    /// SIGCONT to the postmaster and all its processes.
+    public func resumePostgres() throws { try requireLocal("resumePostgres").signalPostgres(SIGCONT) }
+
+    /// Hangs Redis (SIGSTOP): connections stay open and nothing answers. Undo with `resumeRedis()`.
+    public func pauseRedis() throws { try requireLocal("pauseRedis").signalRedis(SIGSTOP) }
+
+    /// SIGCONT to Redis.
+    public func resumeRedis() throws { try requireLocal("resumeRedis").signalRedis(SIGCONT) }
+
     private func requireLocal(_ operation: String) throws -> LocalCluster {
         guard let local else {
             throw TestServicesError(

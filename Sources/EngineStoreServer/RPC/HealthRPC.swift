@@ -1,9 +1,13 @@
+import Dispatch
 import EngineStoreWire
 import LibPQ
 import Synchronization
 
 /// Health: the service answers, and measures a trivial round trip to Postgres (through the worker
 /// queue, so queueing shows) and to Redis (through the cache writer's own connection).
+/// It always answers in bounded time: a component that has not answered within the health timeout
+/// (`healthTimeoutMs`, or half the request's remaining deadline if that is shorter) counts as down,
+/// so a hung Postgres (stuck workers) or a hung Redis gives `unhealthy` or `degraded`, never silence.
 struct HealthRPC: RPCFamily {
     let context: ServiceContext
     var methods: [Method] { [.health] }
@@ -11,27 +15,57 @@ struct HealthRPC: RPCFamily {
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
         _ = try HealthRequest.decodeRequest(payload)
         let join = HealthJoin(context: context, reply: reply)
-        context.postgres.submit(PingJob(deadlineNanos: reply.deadlineNanos) { join.postgres($0) })
+        let now = monotonicNanos()
+        let remaining = reply.deadlineNanos > now ? reply.deadlineNanos - now : 0
+        let wait = min(context.configuration.healthTimeoutMs * 1_000_000, remaining / 2)
+        // A ping still queued when the answer is due is not run at all.
+        context.postgres.submit(PingJob(deadlineNanos: now + wait) { join.postgres($0) })
         context.cache.ping { join.redis($0) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(clamping: wait))) {
+            join.expire(afterMs: wait / 1_000_000)
+        }
     }
 }
 
-/// Waits for both pings, then answers.
+/// Waits for both pings or the timer, whichever completes the picture first, then answers exactly
+/// once; anything arriving after the answer is ignored.
 private final class HealthJoin: Sendable {
+    private struct Parts {
+        var postgres: ComponentHealth?
+        var redis: ComponentHealth?
+        var answered = false
+    }
+
     let context: ServiceContext
     let reply: ReplyTarget
-    let parts = Mutex<(postgres: ComponentHealth?, redis: ComponentHealth?)>((nil, nil))
+    private let parts = Mutex(Parts())
 
     init(context: ServiceContext, reply: ReplyTarget) {
         self.context = context
         self.reply = reply
     }
 
-    func postgres(_ h: ComponentHealth) { finish(parts.withLock { $0.postgres = h; return $0 }) }
-    func redis(_ h: ComponentHealth) { finish(parts.withLock { $0.redis = h; return $0 }) }
+    func postgres(_ h: ComponentHealth) { settle { if $0.postgres == nil { $0.postgres = h } } }
+    func redis(_ h: ComponentHealth) { settle { if $0.redis == nil { $0.redis = h } } }
 
-    private func finish(_ state: (postgres: ComponentHealth?, redis: ComponentHealth?)) {
-        guard let pg = state.postgres, let redis = state.redis else { return }
+    /// The health timeout: a component that has not answered yet is down.
+    func expire(afterMs ms: UInt64) {
+        let silent = ComponentHealth(ok: false, latencyMicros: 0, error: "no answer within \(ms) ms")
+        settle { p in
+            if p.postgres == nil { p.postgres = silent }
+            if p.redis == nil { p.redis = silent }
+        }
+    }
+
+    private func settle(_ update: (inout Parts) -> Void) {
+        let ready: (postgres: ComponentHealth, redis: ComponentHealth)? = parts.withLock { p in
+            guard !p.answered else { return nil }
+            update(&p)
+            guard let pg = p.postgres, let redis = p.redis else { return nil }
+            p.answered = true
+            return (pg, redis)
+        }
+        guard let (pg, redis) = ready else { return }
         let status: HealthStatus = !pg.ok ? .unhealthy : (redis.ok ? .ok : .degraded)
         reply.send(HealthResponse(
             status: status, postgres: pg, redis: redis,

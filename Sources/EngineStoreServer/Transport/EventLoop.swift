@@ -267,8 +267,9 @@ final class EventLoop {
         do {
             request = try HelloRequest(payload: frame.payload)
         } catch {
+            // Like any other method's decode failure (§5.5), a bad field is named in `field`.
             let e = ServiceError(wire: error)
-            protocolViolation(c, requestID: h.requestID, method: h.method, code: e.code, message: "Hello: \(e.message)")
+            protocolViolation(c, requestID: h.requestID, method: h.method, code: e.code, message: "Hello: \(e.message)", field: e.field)
             return
         }
         guard request.minVersion <= 1, request.maxVersion >= 1 else {
@@ -301,11 +302,12 @@ final class EventLoop {
     }
 
     /// Answers with an error and closes once the answer is written: the stream can't be trusted.
-    private func protocolViolation(_ c: Connection, requestID: UInt32, method: UInt16 = 0, code: ErrorCode, message: String) {
+    private func protocolViolation(_ c: Connection, requestID: UInt32, method: UInt16 = 0, code: ErrorCode, message: String,
+                                   field: String? = nil) {
         logger.info("closing connection after protocol violation", metadata: [
             "reason": "protocol_violation", "connection": "\(c.id)", "code": "\(code)", "detail": "\(message)",
         ])
-        queueError(c, requestID: requestID, method: method, ServiceError(code, message))
+        queueError(c, requestID: requestID, method: method, ServiceError(code, message, field: field))
         c.closeAfterFlush = true
     }
 
