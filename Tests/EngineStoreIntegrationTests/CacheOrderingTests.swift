@@ -257,4 +257,63 @@ final class Gate: @unchecked Sendable {
         await setup.close()
         await s.stop()
     }
+
+    /// Many clients open, update, partly and fully close positions and publish trade events on a few
+    /// symbols, while Redis is stopped (SIGSTOP, longer than the 2 s Redis timeout) and resumed at
+    /// random. Afterwards the outbox drains and the consistency check finds nothing. One round runs
+    /// in CI; ENGINE_STORE_RANDOM_ROUNDS=20 (say) is the long run.
+    @Test func randomizedLoadWithRedisPausesEndsConsistent() async throws {
+        let rounds = Int(ProcessInfo.processInfo.environment["ENGINE_STORE_RANDOM_ROUNDS"] ?? "") ?? 1
+        let services = try await TestServices.privateInstance()
+        let s = try await RunningServer.start(database: try await offPool { try services.createDatabase() }, services: services)
+        let models = ["rnd0", "rnd1", "rnd2"]
+        let symbols = ["BTC", "ETH"]
+        let check = s.client()
+        for round in 0..<rounds {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for c in 0..<6 {
+                    group.addTask {
+                        let client = s.client()
+                        var rng = SystemRandomNumberGenerator()
+                        for i in 0..<50 {
+                            let model = models.randomElement(using: &rng)!, symbol = symbols.randomElement(using: &rng)!
+                            let t = Int64(1_764_201_600_000 + round * 100_000 + c * 1000 + i)
+                            switch Int.random(in: 0..<10, using: &rng) {
+                            case 0..<4:
+                                _ = try? await client.savePosition(openRequest(model: model, symbol: symbol, quantity: Double(Int.random(in: 1...8))))
+                            case 4..<6:
+                                _ = try? await client.closePosition(ClosePositionRequest(modelID: model, symbol: symbol, exitPrice: 101,
+                                                                                         exitSize: 0.5, exitTimeMs: t))
+                            case 6..<8:
+                                _ = try? await client.closePosition(ClosePositionRequest(modelID: model, symbol: symbol, exitPrice: 99,
+                                                                                         exitTimeMs: t - Int64.random(in: 0...5000, using: &rng)))
+                            default:
+                                _ = try? await client.publishTradeEvent(PublishTradeEventRequest(
+                                    idempotencyKey: UUID().uuidString, tradeID: UUID().uuidString, modelID: model, symbol: symbol,
+                                    kind: "fill", timestampMs: t))
+                            }
+                        }
+                        await client.close()
+                    }
+                }
+                // The fault: Redis stopped and resumed at random while the writes run (pacing, not synchronisation).
+                group.addTask {
+                    for _ in 0..<2 {
+                        try await Task.sleep(for: .milliseconds(Int.random(in: 50...300)))
+                        try services.pauseRedis()
+                        try? await Task.sleep(for: .milliseconds(Int.random(in: 300...2600)))
+                        try services.resumeRedis()
+                    }
+                }
+                try await group.waitForAll()
+            }
+            try services.resumeRedis()
+            let drained = try await eventually(timeout: .seconds(20)) { try outboxDepth(s) == 0 }
+            #expect(drained, "round \(round): outbox did not drain")
+            let report = try await check.checkConsistency(CheckConsistencyRequest(models: models))
+            #expect(report.differences.isEmpty, "round \(round): \(report.differences.map { "\($0.kind) \($0.key)" })")
+        }
+        await check.close()
+        await s.stop()
+    }
 }
