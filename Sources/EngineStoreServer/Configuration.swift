@@ -58,6 +58,9 @@ public struct ServerConfiguration: Sendable {
     public var consistencyCheckIntervalSeconds: Int = 300
     /// Outbox rows younger than this are left to the direct path before the relay takes them.
     public var outboxGraceMs: Int = 2000
+    /// How long a worker waits for Postgres to answer one batch before it drops the connection and
+    /// answers `unavailable` (a hung server must not hold requests until their deadlines); 0 = no limit.
+    public var postgresTimeoutMs: UInt64 = 2000
     /// How long idempotency keys are remembered.
     public var idempotencyRetentionHours: Int = 24
     /// Pause points for interleaving tests; empty in production.

@@ -47,7 +47,8 @@ public final class EngineStoreServer: Sendable {
         self.maintenance = CacheMaintenance(settings: settings, cleaner: cache.applied, stats: stats, metrics: metrics, logger: logger)
         self.limiter = CacheRateLimiter(intervalMs: configuration.marketCacheIntervalMs, writer: cache)
         self.postgres = PostgresPool(conninfo: configuration.postgresURL, size: configuration.postgresConnections,
-                                     maxBatch: configuration.maxBatch, cache: cache, limiter: limiter, stats: stats, metrics: metrics, logger: logger)
+                                     maxBatch: configuration.maxBatch, cache: cache, limiter: limiter, stats: stats, metrics: metrics,
+                                     timeoutMs: configuration.postgresTimeoutMs, logger: logger)
     }
 
     /// Applies migrations (unless disabled), binds the socket and starts the threads.

@@ -72,6 +72,8 @@ struct Serve: AsyncParsableCommand {
     var streamMaxlen: Int = 100_000
     @Option(help: "Hours an idempotency key is remembered.")
     var idempotencyRetentionHours: Int = 24
+    @Option(help: "Milliseconds a Postgres worker waits for one batch before it drops the connection and answers unavailable (0 = no limit).")
+    var postgresTimeoutMs: UInt64 = 2000
     @Option(help: "Minimum milliseconds between two writes of one market-data cache key (0 = no limit).")
     var marketCacheIntervalMs: Int = 1000
     @Option(help: "Minimum milliseconds between two stored equity snapshots of one trader (0 = no throttle).")
@@ -148,6 +150,7 @@ struct Serve: AsyncParsableCommand {
         config.consistencyCheckIntervalSeconds = consistencyCheckInterval
         config.snapshotMinIntervalMs = snapshotMinIntervalMs
         config.idempotencyRetentionHours = idempotencyRetentionHours
+        config.postgresTimeoutMs = postgresTimeoutMs
         let server = try EngineStoreServer(configuration: config, logger: logger)
         do {
             try await server.startAsync()

@@ -114,9 +114,12 @@ final class PostgresPool: Sendable {
     let metrics: ServerMetrics?
     /// When a worker last reconnected after a failure: lets the others skip the rest of their backoff.
     let recoveredAt = Atomic<UInt64>(0)
+    let connectedWorkers = Atomic<Int>(0)
+    let watchdog: PostgresWatchdog
 
     init(conninfo: String, size: Int, maxBatch: Int, cache: CacheWriter, limiter: CacheRateLimiter, stats: ServerStats,
-         metrics: ServerMetrics? = nil, logger: Logger) {
+         metrics: ServerMetrics? = nil, timeoutMs: UInt64 = 0, logger: Logger) {
+        self.watchdog = PostgresWatchdog(limitMs: timeoutMs, logger: logger)
         self.stats = stats
         self.metrics = metrics
         self.limiter = limiter
@@ -129,6 +132,7 @@ final class PostgresPool: Sendable {
     }
 
     func start() {
+        watchdog.start()
         for i in 0..<size {
             let thread = Thread { [self] in Worker(pool: self, index: i).run() }
             thread.name = "engine-store-pg-\(i)"
@@ -155,6 +159,7 @@ final class PostgresPool: Sendable {
     func shutdown() {
         queue.close()
         for _ in 0..<size { finished.wait() }
+        watchdog.stop()
     }
 
     /// One worker thread's state. Lives on that thread only.
@@ -177,11 +182,25 @@ final class PostgresPool: Sendable {
 
         func run() {
             while true {
-                let jobs = pool.queue.popBatch(max: pool.maxBatch)
-                if jobs.isEmpty { break }
+                let jobs = pool.queue.popBatch(max: pool.maxBatch, timeoutSeconds: 1)
+                if jobs.isEmpty {
+                    if pool.queue.isClosedAndEmpty { break }
+                    // Idle: a worker that lost its connection reconnects now, not on the next request.
+                    if session == nil { _ = liveSession() }
+                    continue
+                }
                 process(jobs)
             }
+            if session != nil { setConnected(false) }
             pool.finished.signal()
+        }
+
+        var connected = false
+        func setConnected(_ value: Bool) {
+            guard value != connected else { return }
+            connected = value
+            let n = pool.connectedWorkers.add(value ? 1 : -1, ordering: .relaxed).newValue
+            pool.metrics?.postgresConnectedWorkers.record(n)
         }
 
         /// Gets a live session, reconnecting at most once per backoff period so that during an
@@ -193,8 +212,12 @@ final class PostgresPool: Sendable {
                 // After a quiet spell the server may have gone away (a restart): find out with a cheap
                 // round trip and reconnect at once, instead of failing the first batch on a dead socket.
                 guard now - lastUsedNanos > 1_000_000_000 else { return session }
-                if (try? session.exec("SELECT 1")) != nil { return session }
+                pool.watchdog.arm(worker: index, fd: session.connection.socket)
+                let alive = (try? session.exec("SELECT 1")) != nil
+                pool.watchdog.disarm(worker: index)
+                if alive { return session }
                 self.session = nil
+                setConnected(false)
                 nextAttemptNanos = 0
             }
             // Back off during an outage, but not once another worker has got through again.
@@ -203,6 +226,7 @@ final class PostgresPool: Sendable {
                 let connection = try PGConnection(conninfo: pool.conninfo, connectTimeoutSeconds: 3)
                 let s = PostgresSession(connection: connection)
                 session = s
+                setConnected(true)
                 if lastFailureNanos > 0 { pool.recoveredAt.store(monotonicNanos(), ordering: .relaxed) }
                 if backoffMs > 100 { logger.info("postgres reconnected") }
                 backoffMs = 100
@@ -215,6 +239,7 @@ final class PostgresPool: Sendable {
 
         func connectionLost(_ error: PGError) {
             session = nil
+            setConnected(false)
             logger.warning("postgres unavailable", metadata: [
                 "reason": "postgres_unavailable", "error": "\(error.message)", "retry_in_ms": "\(backoffMs)",
             ])
@@ -248,6 +273,11 @@ final class PostgresPool: Sendable {
                 live.forEach { $0.complete(.failure(e)) }
                 return
             }
+            // The whole batch runs under the watchdog; `guarded` keeps the connection (and so its
+            // descriptor) alive until the watchdog is disarmed.
+            let guarded = session
+            pool.watchdog.arm(worker: index, fd: guarded.connection.socket)
+            defer { pool.watchdog.disarm(worker: index); withExtendedLifetime(guarded) {} }
             let transactional = live.filter(\.isTransactional)
             for job in live where !job.isTransactional {
                 runStandalone(job, session)

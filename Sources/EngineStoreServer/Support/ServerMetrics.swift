@@ -37,6 +37,8 @@ final class ServerMetrics: Sendable {
     let openConnections: Metrics.Gauge
     let inconsistencies: Metrics.Counter
     let outboxDepth: Metrics.Gauge
+    /// Postgres workers holding a live connection (all of them, normally).
+    let postgresConnectedWorkers: Metrics.Gauge
     let outboxRelayed: Metrics.Counter
     let groupCommitJobs: Metrics.Counter
     let groupCommitTransactions: Metrics.Counter
@@ -68,6 +70,7 @@ final class ServerMetrics: Sendable {
         openConnections = Metrics.Gauge(label: "open_connections", factory: f)
         inconsistencies = Metrics.Counter(label: "inconsistencies_total", factory: f)
         outboxDepth = Metrics.Gauge(label: "outbox_depth", factory: f)
+        postgresConnectedWorkers = Metrics.Gauge(label: "postgres_connected_workers", factory: f)
         outboxRelayed = Metrics.Counter(label: "outbox_relayed_total", factory: f)
         groupCommitJobs = Metrics.Counter(label: "group_commit_jobs_total", factory: f)
         groupCommitTransactions = Metrics.Counter(label: "group_commit_transactions_total", factory: f)
