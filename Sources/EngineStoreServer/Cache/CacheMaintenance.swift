@@ -310,6 +310,7 @@ final class CacheMaintenance: Sendable {
             guard try r.command(["SET", lock, token, "NX", "PX", "120000"]) == .status("OK") else {
                 return HydrateResponse(ran: false, models: 0, keysWritten: 0, tookMs: 0)
             }
+            settings.hooks.hydrateLocked?()
             defer {
                 _ = try? r.command(["EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
                                     "1", lock, token])

@@ -40,7 +40,8 @@ struct AccountRPC: RPCFamily {
         context.postgres.submit(IdempotentWrite(
             key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
             body: SaveSnapshotBody(request: r, keys: context.keys, ttl: context.configuration.ttl,
-                                   minIntervalMs: context.configuration.snapshotMinIntervalMs),
+                                   minIntervalMs: context.configuration.snapshotMinIntervalMs,
+                                   hooks: context.configuration.testHooks),
             reply: reply))
     }
 }
@@ -77,6 +78,7 @@ struct SaveSnapshotBody: WriteBody {
     let keys: CacheKeys
     let ttl: CacheTTL
     let minIntervalMs: Int64
+    let hooks: TestHooks
 
     /// Traders in `LockOrder`, each with its marks by symbol: the throttle lock, then the position rows.
     var ordered: [AccountSnapshot] {
@@ -97,6 +99,7 @@ struct SaveSnapshotBody: WriteBody {
         var intents: [OutboxIntent] = []
         for s in ordered {
             try session.run(lockTrader, [s.modelID])
+            hooks.snapshotLocked?(s.modelID)
             var applied: UInt32 = 0
             var marked: [PositionRow] = []
             for m in s.marks {

@@ -7,5 +7,9 @@ public struct TestHooks: Sendable {
     public var cacheWriterWillApply: (@Sendable ([String]) -> Void)?
     /// The outbox relay read Postgres and is about to write the rebuilt keys to Redis.
     public var relayWillApply: (@Sendable ([String]) -> Void)?
+    /// Hydrate holds its Redis lock and is about to rebuild.
+    public var hydrateLocked: (@Sendable () -> Void)?
+    /// SaveSnapshot holds the throttle lock of this model inside its transaction.
+    public var snapshotLocked: (@Sendable (String) -> Void)?
     public init() {}
 }

@@ -1,0 +1,113 @@
+import EngineStoreClient
+import EngineStoreServer
+import EngineStoreWire
+import Foundation
+import Hiredis
+import LibPQ
+import TestHarness
+import Testing
+
+/// Two instances on one database and one Redis namespace, made to overlap on purpose: a test hook
+/// holds the first instance inside the critical section while the second one tries to enter.
+@Suite struct CrossInstanceTests {
+    let t0: Int64 = 1_764_201_600_000
+
+    @Test func hydrateOnTwoInstancesAtOnceRunsOnce() async throws {
+        let db = try await newDatabase()
+        let ns = try await TestServices.shared().uniqueNamespace()
+        let gate = Gate()
+        let configure: (inout ServerConfiguration) -> Void = {
+            $0.hydrateOnStart = false
+            $0.testHooks.hydrateLocked = { gate.pass(["hydrate"]) }
+        }
+        let a = try await RunningServer.start(database: db, namespace: ns, configure: configure)
+        let b = try await RunningServer.start(database: db, namespace: ns, configure: configure)
+        defer { gate.release() }
+        let ca = a.client(), cb = b.client()
+        _ = try await ca.savePosition(openRequest(model: "hy2", symbol: "BTC"))
+        gate.arm("hydrate")
+        async let first = ca.hydrate()
+        #expect(try await eventually { gate.isHolding })
+        let second = try await cb.hydrate()  // while the first holds the lock
+        #expect(!second.ran)
+        gate.release()
+        #expect(try await first.ran)
+        #expect(try await cb.checkConsistency(CheckConsistencyRequest(models: ["hy2"])).differences.isEmpty)
+        await ca.close(); await cb.close()
+        await a.stop(); await b.stop()
+    }
+
+    @Test func snapshotThrottleHoldsWhenTwoInstancesOverlap() async throws {
+        let db = try await newDatabase()
+        let gate = Gate()
+        let configure: (inout ServerConfiguration) -> Void = { $0.testHooks.snapshotLocked = { gate.pass([$0]) } }
+        let a = try await RunningServer.start(database: db, configure: configure)
+        let b = try await RunningServer.start(database: db, configure: configure)
+        defer { gate.release() }
+        let ca = a.client(), cb = b.client()
+        func snapshot(_ ts: Int64) -> SaveSnapshotRequest {
+            SaveSnapshotRequest(idempotencyKey: UUID().uuidString, snapshots: [AccountSnapshot(modelID: "thr", timestampMs: ts, dollarEquity: 1000)])
+        }
+        gate.arm("thr")
+        async let first = ca.saveSnapshots(snapshot(t0))
+        #expect(try await eventually { gate.isHolding })
+        async let second = cb.saveSnapshots(snapshot(t0 + 60_000))
+        // The second instance is inside its transaction, waiting for the throttle lock the first holds.
+        let pg = try a.postgres()
+        #expect(try await eventually {
+            try pg.exec("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").int(0, 0) ?? 0 >= 1
+        })
+        gate.release()
+        let stored = try await [first, second].map { $0.results[0].stored }
+        #expect(stored.filter { $0 }.count == 1, "stored: \(stored)")
+        #expect(try pg.exec("SELECT count(*) FROM account_equity_snapshots WHERE model_id = 'thr'").int(0, 0) == 1)
+        await ca.close(); await cb.close()
+        await a.stop(); await b.stop()
+    }
+
+    /// Redis refuses writes while trades close, so every stream entry is owed to the relays. When it
+    /// takes writes again, one instance's relay is held after claiming the rows; the other must skip
+    /// them. Every event then reaches the stream exactly once.
+    @Test func twoRelaysNeverShareOutboxRows() async throws {
+        let services = try await TestServices.privateInstance()
+        let db = try await offPool { try services.createDatabase() }
+        let ns = services.uniqueNamespace()
+        let gate = Gate()
+        let configure: (inout ServerConfiguration) -> Void = {
+            $0.outboxGraceMs = 100
+            $0.testHooks.relayWillApply = { gate.pass($0) }
+        }
+        let a = try await RunningServer.start(database: db, services: services, namespace: ns, configure: configure)
+        let b = try await RunningServer.start(database: db, services: services, namespace: ns, configure: configure)
+        defer { gate.release() }
+        let ca = a.client(), cb = b.client()
+        let redis = try a.redis()
+        _ = try redis.command(["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+        _ = try redis.command(["CONFIG", "SET", "maxmemory", "1"])
+        defer { _ = try? redis.command(["CONFIG", "SET", "maxmemory", "0"]) }
+        var expected: [String] = []
+        for i in 0..<10 {
+            let c = i % 2 == 0 ? ca : cb
+            _ = try await c.savePosition(openRequest(model: "two", symbol: "S\(i)"))
+            expected.append(try await c.closePosition(ClosePositionRequest(modelID: "two", symbol: "S\(i)", exitPrice: 99,
+                                                                           exitTimeMs: t0 + Int64(i))).tradeRowID)
+        }
+        let stream = ns + "trades:stream"
+        gate.arm(stream)
+        _ = try redis.command(["CONFIG", "SET", "maxmemory", "0"])
+        #expect(try await eventually { gate.isHolding })
+        // While one relay holds its claimed rows, the other instance keeps relaying (it is not held):
+        // whatever it delivers must not include the held rows, and nothing may come twice.
+        let pg = try a.postgres()
+        gate.release()
+        #expect(try await eventually(timeout: .seconds(10)) {
+            try pg.exec("SELECT count(*) FROM engine_store_outbox").int(0, 0) == 0
+        })
+        let ids = try CacheDurabilityTests().streamEventIDs(redis, stream)
+        #expect(Set(ids) == Set(expected))
+        #expect(ids.count == Set(ids).count, "duplicates: \(ids.count - Set(ids).count)")
+        #expect(try await ca.checkConsistency(CheckConsistencyRequest(models: ["two"])).differences.isEmpty)
+        await ca.close(); await cb.close()
+        await a.stop(); await b.stop()
+    }
+}
