@@ -59,6 +59,10 @@ import Testing
         print("convergence after Redis restart: \(ContinuousClock.now - start)")
         #expect(try streamEventIDs(redis, ns + "trades:stream").count == events.count)
         #expect(try await eventually { try s.postgres().exec("SELECT count(*) FROM engine_store_outbox").int(0, 0) == 0 })
+        // Contents, not only counts: every cached document equals what Postgres holds.
+        let report = try await client.checkConsistency(CheckConsistencyRequest(models: ["outage"]))
+        #expect(report.differences.isEmpty, "\(report.differences.map { "\($0.kind) \($0.key)" })")
+        #expect(report.checked > 0)
         await client.close()
         await s.stop()
     }
