@@ -63,6 +63,8 @@ public struct ServerConfiguration: Sendable {
     public var postgresTimeoutMs: UInt64 = 2000
     /// How long idempotency keys are remembered.
     public var idempotencyRetentionHours: Int = 24
+    /// How often keys older than the retention are deleted (the first time after at most a minute).
+    public var idempotencyPurgeIntervalMs: UInt64 = 600_000
     /// Pause points for interleaving tests; empty in production.
     public var testHooks = TestHooks()
     /// Health counts Postgres or Redis as down when its ping has not answered within this time (or

@@ -43,6 +43,7 @@ public final class EngineStoreServer: Sendable {
         settings.checkIntervalSeconds = configuration.consistencyCheckIntervalSeconds
         settings.relayGraceMs = configuration.outboxGraceMs
         settings.idempotencyRetentionHours = configuration.idempotencyRetentionHours
+        settings.purgeIntervalMs = configuration.idempotencyPurgeIntervalMs
         settings.hooks = configuration.testHooks
         self.maintenance = CacheMaintenance(settings: settings, cleaner: cache.applied, stats: stats, metrics: metrics, logger: logger)
         self.limiter = CacheRateLimiter(intervalMs: configuration.marketCacheIntervalMs, writer: cache)

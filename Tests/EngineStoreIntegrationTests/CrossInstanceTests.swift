@@ -111,3 +111,34 @@ import Testing
         await a.stop(); await b.stop()
     }
 }
+
+/// The idempotency retention limit: a key older than the retention is purged, and a retry with it
+/// then runs again (it is not replayed).
+@Suite struct IdempotencyRetentionTests {
+    @Test func aKeyOlderThanTheRetentionRunsAgain() async throws {
+        let s = try await RunningServer.start {
+            $0.idempotencyRetentionHours = 0
+            $0.idempotencyPurgeIntervalMs = 100
+        }
+        let path = s.socketPath
+        let request = openRequest(model: "ret", symbol: "BTC", key: "retention-key")
+        let first = try await offPool { () -> FrameFlags in
+            let raw = try RawConnection(path: path)
+            try raw.hello()
+            guard let f = try raw.request(Method.savePosition.rawValue, id: 2, request) else { throw EngineStoreError(code: .unavailable, message: "closed") }
+            return f.header.flags
+        }
+        #expect(!first.contains(.replayed))
+        let pg = try s.postgres()
+        #expect(try await eventually { try pg.execParams("SELECT count(*) FROM engine_store_idempotency WHERE key = $1", ["retention-key"]).int(0, 0) == 0 })
+        let again = try await offPool { () -> (FrameFlags, Bool) in
+            let raw = try RawConnection(path: path)
+            try raw.hello()
+            guard let f = try raw.request(Method.savePosition.rawValue, id: 2, request) else { throw EngineStoreError(code: .unavailable, message: "closed") }
+            return (f.header.flags, try SavePositionResponse(payload: f.payload).opened)
+        }
+        #expect(!again.0.contains(.replayed))
+        #expect(again.1 == false)  // ran again: the position was already open, so this time it is an update
+        await s.stop()
+    }
+}

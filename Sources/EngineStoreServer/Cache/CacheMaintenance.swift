@@ -29,6 +29,7 @@ final class CacheMaintenance: Sendable {
         /// 0 = no periodic check.
         var checkIntervalSeconds: Int = 300
         var idempotencyRetentionHours: Int = 24
+        var purgeIntervalMs: UInt64 = 600_000
         var hooks = TestHooks()
     }
 
@@ -85,7 +86,7 @@ final class CacheMaintenance: Sendable {
         init(owner: CacheMaintenance) {
             self.owner = owner
             let now = monotonicNanos()
-            nextPurge = now + 60_000_000_000
+            nextPurge = now + min(60_000, owner.settings.purgeIntervalMs) * 1_000_000
             nextCheck = owner.settings.checkIntervalSeconds > 0 ? now + UInt64(owner.settings.checkIntervalSeconds) * 1_000_000_000 : .max
         }
 
@@ -122,7 +123,7 @@ final class CacheMaintenance: Sendable {
                     }
                 }
                 if now >= nextPurge {
-                    nextPurge = now + 600_000_000_000
+                    nextPurge = now + settings.purgeIntervalMs * 1_000_000
                     purgeIdempotencyKeys()
                 }
                 if now >= nextCheck {
