@@ -72,20 +72,20 @@ enum LockOrder {
 
     /// Groups jobs into transactions, in order, such that inside each the lock keys only ascend.
     static func rounds(_ jobs: [any PostgresJob]) -> [[any PostgresJob]] {
-        var rest = jobs.sorted { ($0.lockKeys.first ?? "") < ($1.lockKeys.first ?? "") }
+        // Keys computed once per job (a snapshot's keys take a sort to build).
+        var rest = jobs.map { (keys: $0.lockKeys, job: $0) }.sorted { ($0.keys.first ?? "") < ($1.keys.first ?? "") }
         var rounds: [[any PostgresJob]] = []
         while !rest.isEmpty {
             var round: [any PostgresJob] = []
-            var later: [any PostgresJob] = []
+            var later: [(keys: [String], job: any PostgresJob)] = []
             var highest = ""
-            for job in rest {
-                let keys = job.lockKeys
-                guard let first = keys.first else { round.append(job); continue }
+            for entry in rest {
+                guard let first = entry.keys.first else { round.append(entry.job); continue }
                 if first >= highest {
-                    round.append(job)
-                    highest = max(highest, keys.last!)
+                    round.append(entry.job)
+                    highest = max(highest, entry.keys.last!)
                 } else {
-                    later.append(job)
+                    later.append(entry)
                 }
             }
             rounds.append(round)
