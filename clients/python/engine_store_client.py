@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import math
 import os
-import select
 import socket
 import struct
 import time
-from dataclasses import dataclass, field as dc_field
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Iterable
 
 PROTOCOL_VERSION = 1
 HEADER_SIZE = 14
@@ -630,6 +629,10 @@ class ConnectionClosed(Exception):
     pass
 
 
+class EchoMismatch(Exception):
+    """An answer whose header does not echo the request's method (§3.2)."""
+
+
 class ServerError(Exception):
     """An error frame (kind 3) answering a request (§7)."""
 
@@ -676,14 +679,17 @@ class Connection:
     def __init__(self, path: str, timeout: float = 10.0):
         self.path = path
         self.timeout = timeout
-        self._ready: list[Frame] = []
-        self.closed = True
+        self._ready: list[Frame] = []           # decoded frames not yet returned by recv_frame
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(path)
+        try:
+            self.sock.connect(path)
+        except OSError:
+            self.sock.close()
+            raise
         self.reader = FrameReader()
-        self.pending: dict[int, Frame] = {}     # answers that arrived for other request ids
-        self.in_flight: set[int] = set()
+        self.pending: dict[int, Frame] = {}      # answers that arrived for other request ids
+        self.in_flight: dict[int, int] = {}      # request id -> method id
         self.notices: list[dict[str, Any]] = []
         self.connection_errors: list[ServerError] = []
         self.closed = False
@@ -766,7 +772,7 @@ class Connection:
         rid = self.next_request_id() if request_id is None else request_id
         self.send_frame(Frame(KIND_REQUEST, method, rid, payload, flags, deadline_ms,
                               self.version if version is None else version))
-        self.in_flight.add(rid)
+        self.in_flight[rid] = method
         return rid
 
     def wait(self, request_id: int, timeout: float | None = None) -> Frame:
@@ -786,8 +792,11 @@ class Connection:
             else:
                 self.close()
                 raise FrameError(f"unexpected kind {frame.kind} from the server")
-        self.in_flight.discard(request_id)
-        return self.pending.pop(request_id)
+        method = self.in_flight.pop(request_id, None)
+        frame = self.pending.pop(request_id)
+        if method is not None and frame.method != method:  # answers echo the request's method (§3.2)
+            raise EchoMismatch(f"answer to request {request_id} carries method {frame.method}, sent {method}")
+        return frame
 
     def request_raw(self, method: int, payload: bytes, **kw) -> Frame:
         timeout = kw.pop("timeout", None)
