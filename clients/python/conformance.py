@@ -251,6 +251,33 @@ def offline_checks(r: Runner, golden_dir):
 # Online checks
 # =================================================================================================
 
+class FrameAudit:
+    """Header rules of §3.2 for every frame the server sends: version 1, deadline_ms 0, flags only `replayed`
+    (responses) or 0 (errors, notices), request id 0 exactly with method 0 for errors and notices."""
+
+    def __init__(self):
+        self.count = 0
+        self.bad: list[str] = []
+
+    def __call__(self, fr: Frame):
+        self.count += 1
+        problems = []
+        if fr.version != 1:
+            problems.append(f"version {fr.version}")
+        if fr.deadline_ms != 0:
+            problems.append(f"deadline_ms {fr.deadline_ms}")
+        if fr.kind == KIND_RESPONSE and fr.flags & ~FLAG_REPLAYED:
+            problems.append(f"flags {fr.flags:#x}")
+        if fr.kind in (KIND_ERROR, 4) and fr.flags != 0:
+            problems.append(f"flags {fr.flags:#x}")
+        if fr.kind in (KIND_ERROR, 4) and (fr.request_id == 0) != (fr.method == 0):
+            problems.append(f"request id {fr.request_id} with method {fr.method}")
+        if fr.kind == KIND_RESPONSE and fr.request_id == 0:
+            problems.append("a response with request id 0")
+        if problems and len(self.bad) < 10:
+            self.bad.append(f"kind {fr.kind} method {fr.method} request {fr.request_id}: {', '.join(problems)}")
+
+
 class Online:
     def __init__(self, r: Runner, path: str):
         self.r = r
@@ -293,6 +320,10 @@ class Online:
         self.hello_errors()
         self.protocol_errors()
         r.check("health: still ok at the end; notices none", self.t_health_end)
+        audit = Connection.frame_observer
+        if isinstance(audit, FrameAudit):
+            r.check("frames: every server frame has version 1, deadline_ms 0 and the flags of §3.2",
+                    lambda: (eq(audit.bad, [], "frames"), f"{audit.count} frames")[1])
 
     # ---------------------------------------------------------------------------------------------
     def t_hello(self):
@@ -947,7 +978,35 @@ class Online:
             expect_error(lambda: c.save_position(new_key(), m, "BTC", exit_plan_json="not json"),
                          "invalid_argument", "exit_plan_json")
             expect_error(lambda: c.save_position(new_key(), m, "BTC", entry_oid=-5), "invalid_argument", "entry_oid")
+            expect_error(lambda: c.publish_trade_event(new_key(), "t", m, "BTC", "k" * 33, t), "invalid_argument",
+                         "kind")
+            expect_error(lambda: c.upsert_market_assets(new_key(), [{"provider": "p", "symbol": "BTC",
+                                                                     "name": "a\x00b"}]),
+                         "invalid_argument", "assets.name")
         r.check("errors: out-of-range values -> invalid_argument naming the field", out_of_range)
+
+        def postgres_json():  # §10 `json`: syntax found by Postgres -> invalid_argument WITHOUT field
+            prov = f"conf{self.run}j"
+            expect_error(lambda: c.save_position(new_key(), m, "BTC", exchange_provider="hl", side=LONG, quantity=1.0,
+                                                 entry_price=1.0, entry_time_ms=t, exit_plan_json='{"a": "\\u0000"}'),
+                         "invalid_argument", None)
+            expect_error(lambda: c.save_position(new_key(), m, "BTC", exchange_provider="hl", side=LONG, quantity=1.0,
+                                                 entry_price=1.0, entry_time_ms=t, index_json="{bad"),
+                         "invalid_argument", None)
+            expect_error(lambda: c.ingest_price_ticks(new_key(), [
+                {"provider": prov, "symbol": "BTC", "price": 1.0, "timestamp_ms": t},
+                {"provider": prov, "symbol": "ETH", "price": 1.0, "timestamp_ms": t, "raw_json": "{nope"}]),
+                "invalid_argument", None)
+            rep = c.ingest_price_ticks(new_key(), [{"provider": prov, "symbol": "BTC", "price": 1.0,
+                                                    "timestamp_ms": t}])
+            eq(rep["latest_updated"], 1, "the rejected batch left price_latest untouched")
+            expect_error(lambda: c.save_trader_state(new_key(), {"trader_id": self.model("jt"),
+                                                                 "exchange_provider": "a", "market_provider": "b",
+                                                                 "cooldown_json": "{bad"}),
+                         "invalid_argument", None)
+            eq(c.get_open_positions(m)["positions"], [], "nothing written")
+        r.check("errors: invalid JSON found by Postgres -> invalid_argument without field, nothing written",
+                postgres_json)
 
         def bad_fields():
             expect_error(raw(19, lf(1, m) + lf(1, m)), "invalid_argument", "model_id")           # duplicate
@@ -1175,6 +1234,7 @@ def main():
     if not args.offline:
         if not args.socket:
             ap.error("socket path required (or --offline)")
+        Connection.frame_observer = FrameAudit()
         online = Online(r, args.socket)
         try:
             online.all()

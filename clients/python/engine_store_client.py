@@ -17,7 +17,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 PROTOCOL_VERSION = 1
 HEADER_SIZE = 14
@@ -676,6 +676,8 @@ class Reply:
 class Connection:
     """One connection. Not thread-safe. Requests may be pipelined with send_request/wait."""
 
+    frame_observer: Callable[[Frame], None] | None = None  # sees every frame received, on every connection
+
     def __init__(self, path: str, timeout: float = 10.0):
         self.path = path
         self.timeout = timeout
@@ -749,7 +751,11 @@ class Connection:
                 self.close()
                 raise ConnectionClosed("server closed the connection")
             try:
-                self._ready.extend(self.reader.feed(data))
+                frames = self.reader.feed(data)
+                if Connection.frame_observer is not None:
+                    for fr in frames:
+                        Connection.frame_observer(fr)
+                self._ready.extend(frames)
             except FrameError:
                 self.close()
                 raise
