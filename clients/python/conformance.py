@@ -916,6 +916,13 @@ class Online:
             return f"e.g. {sol['database_value']!r} vs {sol['other_value']!r}"
         r.check("check_consistency: exchange differences reported, never repaired", differences)
 
+        def sorted_positions():
+            rep = c.get_open_positions(m)
+            eq([(p["symbol"], p["side"], p["quantity"]) for p in rep["positions"]],
+               [("BTC", SHORT, 3.0), ("SOL", LONG, 2.0)], "positions sorted by symbol")
+            return f"source {rep['source']}"
+        r.check("get_open_positions: several positions, sorted by symbol", sorted_positions)
+
         def repair():
             rep = c.check_consistency([m], repair=True, deadline_ms=60_000)
             eq(rep["differences"], [], "differences")

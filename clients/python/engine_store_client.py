@@ -158,9 +158,9 @@ def _d(n, name, t, ref=None):
 
 MESSAGES: dict[str, list[F]] = {
     # §7.2, §8
-    "ErrorPayload": [_req(1, "code", "uint64"), _d(2, "message", "string"), _d(3, "retryable", "bool"),
+    "ErrorPayload": [_req(1, "code", "uint32"), _d(2, "message", "string"), _d(3, "retryable", "bool"),
                      _opt(4, "field", "string")],
-    "Notice": [_req(1, "code", "uint64"), _d(2, "message", "string")],
+    "Notice": [_req(1, "code", "uint32"), _d(2, "message", "string")],
     # §10.1
     "HelloRequest": [_req(1, "min_version", "uint32"),
                      _def(2, "max_version", "uint32", lambda m: m.get("min_version")),
@@ -507,8 +507,8 @@ def _decode_value(f: F, raw: Any, depth: int) -> Any:
 
 
 def decode_error_payload(buf: bytes) -> dict[str, Any]:
-    """ErrorPayload (§7.2). `code` is read as a plain varint ("uint, 0..255 meaningful"); unknown codes,
-    including values > 255, map to internal (8) as §7.1/§7.2 require. `raw_code` keeps the sent value."""
+    """ErrorPayload (§7.2). `code` is a uint32 (0..255 meaningful); unknown codes, including values > 255,
+    map to internal (8) as §7.1/§7.2 require. `raw_code` keeps the sent value."""
     msg = decode_message("ErrorPayload", buf)
     msg["raw_code"] = msg["code"]
     if msg["code"] not in ERROR_CODES:
