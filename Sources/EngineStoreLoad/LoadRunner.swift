@@ -64,7 +64,9 @@ public enum LoadRunner {
                         let measuring = ContinuousClock.now >= measureFrom
                         do {
                             try await workload.perform(op, on: client, ack: &ack)
-                            if measuring { recorder.record(op, micros: (monotonic() - intended) / 1000) }
+                            let done = monotonic()
+                            recorder.recordCompletion(second: Int((done - startNanos) / 1_000_000_000))
+                            if measuring { recorder.record(op, micros: (done - intended) / 1000) }
                         } catch let e as EngineStoreError {
                             counters.failed.add(1, ordering: .relaxed)
                             if measuring { recorder.recordError(op, "\(e.code)", micros: (monotonic() - intended) / 1000) }
@@ -94,7 +96,9 @@ public enum LoadRunner {
         var report = LoadReport(configuration: c, run: run, seconds: seconds, recorder: results.0, acknowledged: results.1)
         if let url = c.verifyPostgresURL {
             let acknowledged = results.1
+            let verifyStart = monotonic()
             report.verification = try await onThread { try Verifier.verify(postgresURL: url, run: run, acknowledged: acknowledged) }
+            report.verifySeconds = Double(monotonic() - verifyStart) / 1e9
         }
         return report
     }

@@ -6,6 +6,8 @@ struct Recorder: Sendable {
     var histograms: [Operation: Histogram<UInt64>] = [:]
     var errors: [Operation: [String: Int]] = [:]
     var requests = 0
+    /// Successful requests by the second (since the run started) they completed in.
+    var timeline: [Int] = []
 
     mutating func record(_ op: Operation, micros: UInt64) {
         requests += 1
@@ -18,8 +20,19 @@ struct Recorder: Sendable {
         errors[op, default: [:]][code, default: 0] += 1
     }
 
+    /// Counts a success in the timeline (all of the run, warm-up included).
+    mutating func recordCompletion(second: Int) {
+        let i = max(0, second)
+        if timeline.count <= i { timeline.append(contentsOf: repeatElement(0, count: i + 1 - timeline.count)) }
+        timeline[i] += 1
+    }
+
     mutating func merge(_ other: Recorder) {
         requests += other.requests
+        if timeline.count < other.timeline.count {
+            timeline.append(contentsOf: repeatElement(0, count: other.timeline.count - timeline.count))
+        }
+        for (i, n) in other.timeline.enumerated() { timeline[i] += n }
         for (op, h) in other.histograms {
             if histograms[op] == nil { histograms[op] = h } else { histograms[op]!.add(h) }
         }
@@ -35,13 +48,14 @@ struct Acknowledged: Sendable {
     var tradeRowIDs: Set<String> = []
     var tradeEventIDs: Set<String> = []
     var ticks = 0
-    var snapshotsStored = 0
+    /// Stored equity snapshots as `model|timestamp_ms` (unique: each worker's clock only grows).
+    var snapshots: Set<String> = []
 
     mutating func merge(_ o: Acknowledged) {
         openedPositionIDs.formUnion(o.openedPositionIDs)
         tradeRowIDs.formUnion(o.tradeRowIDs)
         tradeEventIDs.formUnion(o.tradeEventIDs)
         ticks += o.ticks
-        snapshotsStored += o.snapshotsStored
+        snapshots.formUnion(o.snapshots)
     }
 }

@@ -68,11 +68,12 @@ struct Workload {
         case .snapshot:
             let model = models[Int.random(in: 0..<models.count, using: &rng)]
             let marks = open.filter { $0.model == model }.prefix(4).map { PositionMark(symbol: $0.symbol, currentPrice: 101) }
+            let ts = next()
             let r = try await store.saveSnapshots(SaveSnapshotRequest(snapshots: [
-                AccountSnapshot(modelID: model, timestampMs: next(), dollarEquity: 10_000 + Double.random(in: -100...100, using: &rng),
+                AccountSnapshot(modelID: model, timestampMs: ts, dollarEquity: 10_000 + Double.random(in: -100...100, using: &rng),
                                 marks: Array(marks)),
             ]))
-            ack.snapshotsStored += r.results.filter(\.stored).count
+            for result in r.results where result.stored && result.modelID == model { ack.snapshots.insert("\(model)|\(ts)") }
         case .tradeEvent:
             serial += 1
             let id = "load-\(run)-w\(worker)-e\(serial)"
