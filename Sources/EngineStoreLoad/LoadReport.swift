@@ -69,7 +69,7 @@ public struct LoadReport: Sendable {
                           l.p99_us, l.p999_us, l.max_us)
         }
         if let v = verification {
-            out += "verify: acknowledged=\(v.acknowledged) found=\(v.found) missing=\(v.missing) duplicates=\(v.duplicates) unacknowledged=\(v.unacknowledged) → \(v.ok ? "OK" : "FAILED")\n"
+            out += "verify: acknowledged=\(v.acknowledged) found=\(v.found) missing=\(v.missing) duplicates=\(v.duplicates) unacknowledged=\(v.unacknowledged) reexecuted=\(v.reexecuted) duplicate_sends=\(v.duplicateSends) reply_mismatches=\(v.replyMismatches) → \(v.ok ? "OK" : "FAILED")\n"
             for (kind, k) in v.byKind.sorted(by: { $0.key < $1.key }) {
                 out += "  \(kind): acknowledged=\(k.acknowledged) missing=\(k.missing) unacknowledged=\(k.unacknowledged)\n"
             }

@@ -42,6 +42,19 @@ struct Recorder: Sendable {
     }
 }
 
+/// The closes of one position lifecycle (`model|SYMBOL|entry_time_ms`).
+struct CloseTally: Sendable {
+    /// Trades row ids of the acknowledged closes.
+    var acknowledged: Set<String> = []
+    /// Closes that ended without a definite answer (each may have committed one trades row).
+    var indefinite = 0
+
+    mutating func merge(_ o: CloseTally) {
+        acknowledged.formUnion(o.acknowledged)
+        indefinite += o.indefinite
+    }
+}
+
 /// The writes the server acknowledged, for `--verify`.
 struct Acknowledged: Sendable {
     var openedPositionIDs: Set<String> = []
@@ -50,6 +63,18 @@ struct Acknowledged: Sendable {
     var ticks = 0
     /// Stored equity snapshots as `model|timestamp_ms` (unique: each worker's clock only grows).
     var snapshots: Set<String> = []
+    /// Closes by position lifecycle.
+    var closes: [String: CloseTally] = [:]
+    /// Answers that show a second execution of one request: an open of a fresh lifecycle answered
+    /// `opened = false`, a new trade id answered `duplicate`, a close of a surely open position
+    /// answered `not_found`.
+    var reexecuted = 0
+    /// Writes sent twice at once with one idempotency key (`--duplicate-rate`), and how many of
+    /// those pairs were answered differently.
+    var duplicateSends = 0
+    var replyMismatches = 0
+    /// Keys of writes refused with a definite error: none may have a recorded success.
+    var definiteErrorKeys: [String] = []
 
     mutating func merge(_ o: Acknowledged) {
         openedPositionIDs.formUnion(o.openedPositionIDs)
@@ -57,5 +82,10 @@ struct Acknowledged: Sendable {
         tradeEventIDs.formUnion(o.tradeEventIDs)
         ticks += o.ticks
         snapshots.formUnion(o.snapshots)
+        for (lifecycle, tally) in o.closes { closes[lifecycle, default: CloseTally()].merge(tally) }
+        reexecuted += o.reexecuted
+        duplicateSends += o.duplicateSends
+        replyMismatches += o.replyMismatches
+        definiteErrorKeys += o.definiteErrorKeys
     }
 }
