@@ -24,6 +24,8 @@ public struct LoadConfiguration: Sendable {
     /// Show a progress line (on a terminal).
     public var progress = false
     public var seed: UInt64?
+    /// Fraction of writes sent twice at once, with one idempotency key, on two connections.
+    public var duplicateRate: Double = 0
 
     public init(socketPath: String) { self.socketPath = socketPath }
 }

@@ -21,6 +21,10 @@ public struct LoadReport: Sendable {
     let recorder: Recorder
     let acknowledged: Acknowledged
     public var verification: Verification?
+    /// Seconds `--verify` took after the load ended.
+    public var verifySeconds: Double = 0
+    /// Successful requests per second of the run (index 0 = the first second, warm-up included).
+    public var acksPerSecond: [Int] { recorder.timeline }
 
     init(configuration: LoadConfiguration, run: String, seconds: Double, recorder: Recorder, acknowledged: Acknowledged) {
         self.acknowledged = acknowledged
@@ -65,7 +69,10 @@ public struct LoadReport: Sendable {
                           l.p99_us, l.p999_us, l.max_us)
         }
         if let v = verification {
-            out += "verify: acknowledged=\(v.acknowledged) found=\(v.found) missing=\(v.missing) duplicates=\(v.duplicates) unacknowledged=\(v.unacknowledged) → \(v.ok ? "OK" : "FAILED")\n"
+            out += "verify: acknowledged=\(v.acknowledged) found=\(v.found) missing=\(v.missing) duplicates=\(v.duplicates) unacknowledged=\(v.unacknowledged) reexecuted=\(v.reexecuted) duplicate_sends=\(v.duplicateSends) reply_mismatches=\(v.replyMismatches) → \(v.ok ? "OK" : "FAILED")\n"
+            for (kind, k) in v.byKind.sorted(by: { $0.key < $1.key }) {
+                out += "  \(kind): acknowledged=\(k.acknowledged) missing=\(k.missing) unacknowledged=\(k.unacknowledged)\n"
+            }
         }
         return out
     }
@@ -83,13 +90,16 @@ public struct LoadReport: Sendable {
         var errors_by_code: [String: Int]
         var rpcs: [Line]
         var verify: Verification?
+        var verify_seconds: Double?
+        var acks_per_second: [Int]
     }
 
     public var json: String {
         let shape = JSONShape(run: run, seconds: seconds, connections: configuration.connections, in_flight: configuration.inFlight,
                               mix: configuration.mix.description, mode: configuration.rate == nil ? "closed" : "open",
                               requests: totalRequests, errors: totalErrors, throughput: throughput, errors_by_code: errorsByCode,
-                              rpcs: lines, verify: verification)
+                              rpcs: lines, verify: verification, verify_seconds: verification == nil ? nil : verifySeconds,
+                              acks_per_second: acksPerSecond)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return String(decoding: (try? encoder.encode(shape)) ?? Data("{}".utf8), as: UTF8.self)

@@ -17,7 +17,15 @@ public enum LoadRunner {
             config.clientName = "engine-store-load"
             return EngineStoreClient(configuration: config)
         }
-        for client in clients { try await client.connect() }
+        // `--duplicate-rate` sends a write on a second connection as well: the next one, or an extra
+        // one when there is only one.
+        let extra: EngineStoreClient? = c.duplicateRate > 0 && clients.count == 1 ? {
+            var config = ClientConfiguration(socketPath: c.socketPath)
+            config.defaultTimeout = .milliseconds(Int(c.timeoutSeconds * 1000))
+            config.clientName = "engine-store-load"
+            return EngineStoreClient(configuration: config)
+        }() : nil
+        for client in clients + (extra.map { [$0] } ?? []) { try await client.connect() }
 
         let slots = clients.count * max(1, c.inFlight)
         let counters = Counters()
@@ -45,6 +53,7 @@ public enum LoadRunner {
         let results = await withTaskGroup(of: (Recorder, Acknowledged).self) { group in
             for slot in 0..<slots {
                 let client = clients[slot % clients.count]
+                let twin: EngineStoreClient? = c.duplicateRate > 0 ? (extra ?? clients[(slot + 1) % clients.count]) : nil
                 group.addTask {
                     var workload = Workload(run: run, worker: slot, configuration: c, seed: seed)
                     var recorder = Recorder()
@@ -63,8 +72,10 @@ public enum LoadRunner {
                         let op = c.mix.pick(&mixRNG)
                         let measuring = ContinuousClock.now >= measureFrom
                         do {
-                            try await workload.perform(op, on: client, ack: &ack)
-                            if measuring { recorder.record(op, micros: (monotonic() - intended) / 1000) }
+                            try await workload.perform(op, on: client, twin: twin, ack: &ack)
+                            let done = monotonic()
+                            recorder.recordCompletion(second: Int((done - startNanos) / 1_000_000_000))
+                            if measuring { recorder.record(op, micros: (done - intended) / 1000) }
                         } catch let e as EngineStoreError {
                             counters.failed.add(1, ordering: .relaxed)
                             if measuring { recorder.recordError(op, "\(e.code)", micros: (monotonic() - intended) / 1000) }
@@ -90,11 +101,14 @@ public enum LoadRunner {
         let elapsed = ContinuousClock.now - max(measureFrom, start)
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         for client in clients { await client.close() }
+        await extra?.close()
 
         var report = LoadReport(configuration: c, run: run, seconds: seconds, recorder: results.0, acknowledged: results.1)
         if let url = c.verifyPostgresURL {
             let acknowledged = results.1
+            let verifyStart = monotonic()
             report.verification = try await onThread { try Verifier.verify(postgresURL: url, run: run, acknowledged: acknowledged) }
+            report.verifySeconds = Double(monotonic() - verifyStart) / 1e9
         }
         return report
     }

@@ -6,6 +6,8 @@ struct Recorder: Sendable {
     var histograms: [Operation: Histogram<UInt64>] = [:]
     var errors: [Operation: [String: Int]] = [:]
     var requests = 0
+    /// Successful requests by the second (since the run started) they completed in.
+    var timeline: [Int] = []
 
     mutating func record(_ op: Operation, micros: UInt64) {
         requests += 1
@@ -18,8 +20,19 @@ struct Recorder: Sendable {
         errors[op, default: [:]][code, default: 0] += 1
     }
 
+    /// Counts a success in the timeline (all of the run, warm-up included).
+    mutating func recordCompletion(second: Int) {
+        let i = max(0, second)
+        if timeline.count <= i { timeline.append(contentsOf: repeatElement(0, count: i + 1 - timeline.count)) }
+        timeline[i] += 1
+    }
+
     mutating func merge(_ other: Recorder) {
         requests += other.requests
+        if timeline.count < other.timeline.count {
+            timeline.append(contentsOf: repeatElement(0, count: other.timeline.count - timeline.count))
+        }
+        for (i, n) in other.timeline.enumerated() { timeline[i] += n }
         for (op, h) in other.histograms {
             if histograms[op] == nil { histograms[op] = h } else { histograms[op]!.add(h) }
         }
@@ -29,19 +42,50 @@ struct Recorder: Sendable {
     }
 }
 
+/// The closes of one position lifecycle (`model|SYMBOL|entry_time_ms`).
+struct CloseTally: Sendable {
+    /// Trades row ids of the acknowledged closes.
+    var acknowledged: Set<String> = []
+    /// Closes that ended without a definite answer (each may have committed one trades row).
+    var indefinite = 0
+
+    mutating func merge(_ o: CloseTally) {
+        acknowledged.formUnion(o.acknowledged)
+        indefinite += o.indefinite
+    }
+}
+
 /// The writes the server acknowledged, for `--verify`.
 struct Acknowledged: Sendable {
     var openedPositionIDs: Set<String> = []
     var tradeRowIDs: Set<String> = []
     var tradeEventIDs: Set<String> = []
     var ticks = 0
-    var snapshotsStored = 0
+    /// Stored equity snapshots as `model|timestamp_ms` (unique: each worker's clock only grows).
+    var snapshots: Set<String> = []
+    /// Closes by position lifecycle.
+    var closes: [String: CloseTally] = [:]
+    /// Answers that show a second execution of one request: an open of a fresh lifecycle answered
+    /// `opened = false`, a new trade id answered `duplicate`, a close of a surely open position
+    /// answered `not_found`.
+    var reexecuted = 0
+    /// Writes sent twice at once with one idempotency key (`--duplicate-rate`), and how many of
+    /// those pairs were answered differently.
+    var duplicateSends = 0
+    var replyMismatches = 0
+    /// Keys of writes refused with a definite error: none may have a recorded success.
+    var definiteErrorKeys: [String] = []
 
     mutating func merge(_ o: Acknowledged) {
         openedPositionIDs.formUnion(o.openedPositionIDs)
         tradeRowIDs.formUnion(o.tradeRowIDs)
         tradeEventIDs.formUnion(o.tradeEventIDs)
         ticks += o.ticks
-        snapshotsStored += o.snapshotsStored
+        snapshots.formUnion(o.snapshots)
+        for (lifecycle, tally) in o.closes { closes[lifecycle, default: CloseTally()].merge(tally) }
+        reexecuted += o.reexecuted
+        duplicateSends += o.duplicateSends
+        replyMismatches += o.replyMismatches
+        definiteErrorKeys += o.definiteErrorKeys
     }
 }

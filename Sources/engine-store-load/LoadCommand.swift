@@ -9,7 +9,7 @@ struct LoadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "engine-store-load",
         abstract: "Drive an EngineStore server over its socket with a mix of RPCs; report throughput and latency percentiles.",
-        discussion: "Exit status: 0 ok, 1 when --verify finds missing or duplicated writes, 2 on errors starting the run.")
+        discussion: "Exit status: 0 ok, 1 when --verify finds missing, duplicated or re-executed writes, 2 on errors starting the run.")
 
     @Option(help: "Unix socket path (env ENGINE_STORE_SOCKET).") var socket: String?
     @Option(help: "Client connections.") var connections = 1
@@ -25,6 +25,8 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(help: "Ticks per IngestPriceTicks batch.") var ticksPerBatch = 100
     @Option(help: "Per-call deadline in seconds (retries happen inside it).") var timeout: Double = 10
     @Option(help: "Seed for deterministic choices.") var seed: UInt64?
+    @Option(help: "Fraction (0-1) of writes sent twice at once on two connections with one idempotency key; --verify then requires equal answers and a single effect.")
+    var duplicateRate: Double = 0
     @Flag(help: "Print one JSON object instead of the table.") var json = false
     @Option(help: "Write a self-contained HTML report with latency curves.") var report: String?
     @Flag(help: "Check afterwards that Postgres holds every acknowledged write exactly once (needs --postgres).") var verify = false
@@ -46,6 +48,8 @@ struct LoadCommand: AsyncParsableCommand {
         c.ticksPerBatch = ticksPerBatch
         c.timeoutSeconds = timeout
         c.seed = seed
+        guard (0...1).contains(duplicateRate) else { throw ValidationError("--duplicate-rate must be between 0 and 1") }
+        c.duplicateRate = duplicateRate
         c.progress = isatty(STDERR_FILENO) == 1 && !json
         if verify {
             guard let url = postgres ?? env["ENGINE_STORE_POSTGRES_URL"] else { throw ValidationError("--verify needs --postgres") }

@@ -39,6 +39,78 @@ import Testing
         await s.stop()
     }
 
+    /// `--duplicate-rate`: writes sent twice at once with one key are answered alike and take effect
+    /// once. Then the database forgets every idempotency record as it is written (a trigger), so the
+    /// same requests run twice: the verifier must see it.
+    @Test func duplicateSendsTakeEffectOnceAndAForgottenKeyIsSeen() async throws {
+        let s = try await RunningServer.start { $0.snapshotMinIntervalMs = 0 }
+        var c = LoadConfiguration(socketPath: s.socketPath)
+        c.connections = 2
+        c.inFlight = 4
+        c.mix = try Mix(parsing: "save-position=3,close-position=2,snapshot=1,trade-event=1,ticks=1")
+        c.duration = nil
+        c.count = 300
+        c.ticksPerBatch = 5
+        c.duplicateRate = 0.5
+        c.verifyPostgresURL = s.postgresURL
+        c.seed = 11
+        let clean = try await LoadRunner.run(c)
+        #expect(clean.totalErrors == 0)
+        let v = try #require(clean.verification)
+        #expect(v.duplicateSends > 50)
+        #expect(v.replyMismatches == 0 && v.reexecuted == 0 && v.duplicates == 0 && v.missing == 0)
+        #expect((v.byKind["snapshots"]?.acknowledged ?? 0) > 0)
+        #expect(v.ok)
+
+        let pg = try s.postgres()
+        try pg.exec("""
+            CREATE FUNCTION forget_key() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN DELETE FROM engine_store_idempotency WHERE key = NEW.key; RETURN NULL; END $$;
+            CREATE TRIGGER forget_key AFTER INSERT ON engine_store_idempotency FOR EACH ROW EXECUTE FUNCTION forget_key();
+            """)
+        c.seed = 12
+        let broken = try await LoadRunner.run(c)
+        let b = try #require(broken.verification)
+        #expect(b.replyMismatches > 0)
+        #expect(b.reexecuted + b.duplicates > 0)
+        #expect(!b.ok)
+        await s.stop()
+    }
+
+    /// A second positions row for one open's lifecycle, and a trades row no acknowledged close made,
+    /// are duplicates (the old check saw only rows sharing an exit time).
+    @Test func verifyCountsEffectsPerLifecycle() async throws {
+        let s = try await RunningServer.start()
+        var c = LoadConfiguration(socketPath: s.socketPath)
+        c.mix = try Mix(parsing: "open-position=1,close-position=1")
+        c.duration = nil
+        c.count = 60
+        c.seed = 5
+        c.verifyPostgresURL = s.postgresURL
+        let clean = try await LoadRunner.run(c)
+        #expect(clean.verification?.ok == true)
+
+        let pg = try s.postgres()
+        let run = "load-\(clean.run)-%"
+        // The open "ran again" after its position closed: a second row of the same lifecycle.
+        try pg.execParams("""
+            INSERT INTO positions (id, model_id, exchange_provider, symbol, side, status, entry_time_ms, entry_price, quantity)
+            SELECT id || '-again', model_id, exchange_provider, symbol, side, 'closed', entry_time_ms, entry_price, quantity
+            FROM positions WHERE model_id LIKE $1 AND status = 'closed' LIMIT 1
+            """, [run])
+        #expect(try LoadRunner.reverify(report: clean, postgresURL: s.postgresURL).duplicates == 1)
+        // A close "ran again" with another exit time: a trades row beyond the acknowledged closes.
+        try pg.execParams("""
+            INSERT INTO trades (id, model_id, exchange_provider, symbol, side, entry_ts_ms, exit_ts_ms, quantity)
+            SELECT id || '-again', model_id, exchange_provider, symbol, side, entry_ts_ms, exit_ts_ms + 1000000, quantity
+            FROM trades WHERE model_id LIKE $1 LIMIT 1
+            """, [run])
+        let recheck = try LoadRunner.reverify(report: clean, postgresURL: s.postgresURL)
+        #expect(recheck.duplicates == 2)
+        #expect(!recheck.ok)
+        await s.stop()
+    }
+
     @Test func verifyCatchesADeletedRow() async throws {
         let s = try await RunningServer.start()
         var c = LoadConfiguration(socketPath: s.socketPath)
