@@ -16,7 +16,7 @@ struct AccountRPC: RPCFamily {
         var models = Set<String>()
         for i in r.snapshots.indices {
             let s = r.snapshots[i]
-            try Validate.identifier(s.modelID, "snapshots.model_id")
+            try Validate.keyPart(s.modelID, "snapshots.model_id")
             guard models.insert(s.modelID).inserted else { throw .invalid("snapshots.model_id", "\(s.modelID) appears twice") }
             try Validate.timestampMs(s.timestampMs, "snapshots.timestamp_ms")
             try Validate.finite(s.dollarEquity, "snapshots.dollar_equity")

@@ -19,7 +19,7 @@ struct AnalyticsRPC: RPCFamily {
             var models = Set<String>()
             var figures: [Figures] = []
             for e in r.entries {
-                try Validate.identifier(e.modelID, "entries.model_id")
+                try Validate.keyPart(e.modelID, "entries.model_id")
                 guard models.insert(e.modelID).inserted else { throw .invalid("entries.model_id", "\(e.modelID) appears twice") }
                 try Validate.timestampMs(e.serverTimeMs, "entries.server_time_ms")
                 try Validate.jsonObject(e.metadataJSON, "entries.metadata_json")

@@ -15,7 +15,7 @@ struct DecisionRPC: RPCFamily {
         case .recordDecisionCycle:
             let r = try RecordDecisionCycleRequest.decodeRequest(payload)
             try Validate.identifier(r.idempotencyKey, "idempotency_key")
-            try Validate.identifier(r.modelID, "model_id")
+            try Validate.keyPart(r.modelID, "model_id")
             try Validate.text(r.cotTrace, "cot_trace", maxBytes: Self.maxTraceBytes)
             try Validate.text(r.promptDigest, "prompt_digest", maxBytes: 256)
             try Validate.text(r.errorMessage, "error_message", maxBytes: 64 * 1024)
@@ -30,7 +30,7 @@ struct DecisionRPC: RPCFamily {
                 reply: reply))
         case .getLastDecision:
             let r = try GetLastDecisionRequest.decodeRequest(payload)
-            try Validate.identifier(r.modelID, "model_id")
+            try Validate.keyPart(r.modelID, "model_id")
             let key = context.keys.lastDecision(model: r.modelID)
             let ttl = context.configuration.ttl.medium
             CachedRead(context: context).run(reply, family: "decision", command: ["GET", key], fromCache: { cached in

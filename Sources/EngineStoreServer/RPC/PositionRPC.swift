@@ -28,11 +28,11 @@ struct PositionRPC: RPCFamily {
                 reply: reply))
         case .getOpenPositions:
             let request = try GetOpenPositionsRequest.decodeRequest(payload)
-            try Validate.identifier(request.modelID, "model_id")
+            try Validate.keyPart(request.modelID, "model_id")
             PositionReads(context: context).openPositions(model: request.modelID, reply: reply)
         case .getRecentTrades:
             let request = try GetRecentTradesRequest.decodeRequest(payload)
-            try Validate.identifier(request.modelID, "model_id")
+            try Validate.keyPart(request.modelID, "model_id")
             guard (1...100).contains(request.limit) else { throw .invalid("limit", "must be 1 to 100") }
             PositionReads(context: context).recentTrades(model: request.modelID, limit: Int(request.limit), reply: reply)
         default:
@@ -43,7 +43,7 @@ struct PositionRPC: RPCFamily {
     /// Checks every field that was sent; returns the normalised (upper-case) symbol.
     static func validate(_ r: SavePositionRequest) throws(ServiceError) -> String {
         try Validate.identifier(r.idempotencyKey, "idempotency_key")
-        try Validate.identifier(r.modelID, "model_id")
+        try Validate.keyPart(r.modelID, "model_id")
         let symbol = try Validate.symbol(r.symbol)
         if let p = r.exchangeProvider { try Validate.identifier(p, "exchange_provider", maxBytes: 64) }
         try Validate.positive(r.quantity, "quantity")
@@ -68,7 +68,7 @@ struct PositionRPC: RPCFamily {
 
     static func validate(_ r: ClosePositionRequest) throws(ServiceError) -> String {
         try Validate.identifier(r.idempotencyKey, "idempotency_key")
-        try Validate.identifier(r.modelID, "model_id")
+        try Validate.keyPart(r.modelID, "model_id")
         let symbol = try Validate.symbol(r.symbol)
         try Validate.positive(r.exitPrice, "exit_price")
         try Validate.positive(r.exitSize, "exit_size")

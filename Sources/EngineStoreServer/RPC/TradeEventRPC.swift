@@ -11,8 +11,8 @@ struct TradeEventRPC: RPCFamily {
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
         var r = try PublishTradeEventRequest.decodeRequest(payload)
         try Validate.identifier(r.idempotencyKey, "idempotency_key")
-        try Validate.identifier(r.tradeID, "trade_id")
-        try Validate.identifier(r.modelID, "model_id")
+        try Validate.keyPart(r.tradeID, "trade_id")
+        try Validate.keyPart(r.modelID, "model_id")
         r.symbol = try Validate.symbol(r.symbol)
         try Validate.identifier(r.kind, "kind", maxBytes: 32)
         try Validate.positive(r.price, "price")

@@ -16,7 +16,7 @@ struct TraderStateRPC: RPCFamily {
             let r = try SaveTraderStateRequest.decodeRequest(payload)
             try Validate.identifier(r.idempotencyKey, "idempotency_key")
             let s = r.state
-            try Validate.identifier(s.traderID, "state.trader_id")
+            try Validate.keyPart(s.traderID, "state.trader_id")
             if let p = s.exchangeProvider { try Validate.identifier(p, "state.exchange_provider", maxBytes: 64) }
             if let p = s.marketProvider { try Validate.identifier(p, "state.market_provider", maxBytes: 64) }
             if let a = s.allocationPct {
@@ -35,7 +35,7 @@ struct TraderStateRPC: RPCFamily {
                 reply: reply))
         case .getTraderState:
             let r = try GetTraderStateRequest.decodeRequest(payload)
-            try Validate.identifier(r.traderID, "trader_id")
+            try Validate.keyPart(r.traderID, "trader_id")
             let key = context.keys.traderState(trader: r.traderID)
             CachedRead(context: context).run(reply, family: "trader_state", command: ["GET", key], fromCache: { cached in
                 guard let o = cachedObject(cached), let state = o["state"] as? [String: Any],

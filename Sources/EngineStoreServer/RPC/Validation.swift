@@ -13,14 +13,34 @@ enum Validate {
         }
     }
 
-    /// Symbols: 1–32 bytes of letters, digits and `-_./:`; stored upper-case.
+    /// An identifier that becomes part of a Redis key (model id, trader id, trade id, provider): the
+    /// `identifier` rules, and none of the characters that would let two different values make one key
+    /// or move a key to another Redis Cluster slot: `:` (the key separator), `{` and `}` (hash tags),
+    /// whitespace (including U+0085, U+00A0, U+2028, U+2029) and control characters (C0, DEL, C1).
+    static func keyPart(_ value: String, _ field: String, maxBytes: Int = 128) throws(ServiceError) {
+        try identifier(value, field, maxBytes: maxBytes)
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case ":": throw .invalid(field, "must not contain ':' (the Redis key separator)")
+            case "{", "}": throw .invalid(field, "must not contain '{' or '}' (Redis Cluster hash tags)")
+            default:
+                if scalar.properties.isWhitespace { throw .invalid(field, "must not contain whitespace") }
+                if scalar.value < 0x20 || (scalar.value >= 0x7f && scalar.value <= 0x9f) {
+                    throw .invalid(field, "contains control characters")
+                }
+            }
+        }
+    }
+
+    /// Symbols: 1–32 bytes of letters, digits and `-_./`; stored upper-case. No `:` (the Redis key
+    /// separator: `price:latest:<provider>:<symbol>` must not equal another pair's key).
     static func symbol(_ value: String, _ field: String = "symbol") throws(ServiceError) -> String {
         guard !value.isEmpty else { throw .invalid(field, "must not be empty") }
         guard value.utf8.count <= 32 else { throw .invalid(field, "longer than 32 bytes") }
         for b in value.utf8 {
             let ok = (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a)
-                || b == 0x2d || b == 0x5f || b == 0x2e || b == 0x2f || b == 0x3a
-            guard ok else { throw .invalid(field, "may only hold letters, digits and -_./:") }
+                || b == 0x2d || b == 0x5f || b == 0x2e || b == 0x2f
+            guard ok else { throw .invalid(field, "may only hold letters, digits and -_./") }
         }
         return value.uppercased()
     }

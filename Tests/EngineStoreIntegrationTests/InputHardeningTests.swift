@@ -1,0 +1,112 @@
+import EngineStoreClient
+@testable import EngineStoreServer
+import Foundation
+import Hiredis
+import LibPQ
+import TestHarness
+import Testing
+
+/// Hostile input on a live server (issue 13, items 5–11): each case is refused with
+/// `invalid_argument` naming the field, and nothing reaches Postgres or Redis.
+/// Serialized: each test starts its own servers and some send large batches; run side by side they
+/// would add a burst of load to the timing-sensitive suites (deadlines, outages) running in parallel.
+@Suite(.serialized) struct InputHardeningTests {
+    /// Runs `call`, which must fail with `invalid_argument` naming `field`.
+    func expectInvalid(_ field: String, _ what: String, sourceLocation: SourceLocation = #_sourceLocation,
+                       _ call: () async throws -> Void) async {
+        do {
+            try await call()
+            Issue.record("\(what): accepted, expected invalid_argument on \(field)", sourceLocation: sourceLocation)
+        } catch let e as EngineStoreError {
+            #expect(e.code == .invalidArgument, "\(what): \(e)", sourceLocation: sourceLocation)
+            #expect(e.field == field, "\(what): field \(String(describing: e.field)), message \(e.message)",
+                    sourceLocation: sourceLocation)
+        } catch {
+            Issue.record("\(what): \(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    func count(_ pg: PGConnection, _ sql: String) throws -> Int64 { try pg.exec(sql).int(0, 0) ?? -1 }
+
+    // MARK: 5. Redis key components
+
+    @Test func keyPartsWithSeparatorsBracesOrWhitespaceAreRefusedAndCannotCollide() async throws {
+        let s = try await RunningServer.start { $0.marketCacheIntervalMs = 0 }
+        let client = s.client()
+        let pg = try s.postgres()
+        let redis = try s.redis()
+        // The victim: provider PX, symbol BTC.
+        _ = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: [
+            PriceTick(provider: "PX", symbol: "BTC", price: 100, timestampMs: t0),
+        ]))
+        let victim = s.namespace + "price:latest:PX:BTC"
+        #expect(try await eventually { try redis.command(["GET", victim]).text == #"{"price":100,"ts_ms":\#(t0)}"# })
+
+        // zzX / PX:BTC would write price:latest:PX:BTC (the per-symbol key) with a newer value.
+        await expectInvalid("ticks.symbol", "symbol with ':'") {
+            _ = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: [
+                PriceTick(provider: "zzX", symbol: "PX:BTC", price: 1, timestampMs: t0 + 1000),
+            ]))
+        }
+        await expectInvalid("ticks.provider", "provider with ':'") {
+            _ = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: [
+                PriceTick(provider: "P:X", symbol: "BTC", price: 1, timestampMs: t0 + 1000),
+            ]))
+        }
+        // (a:B, C) and (a, B:C) would share market:asset:a:B:C.
+        await expectInvalid("assets.provider", "asset provider with ':'") {
+            _ = try await client.upsertMarketAssets(UpsertMarketAssetsRequest(assets: [MarketAsset(provider: "a:B", symbol: "C")]))
+        }
+        await expectInvalid("assets.symbol", "asset symbol with ':'") {
+            _ = try await client.upsertMarketAssets(UpsertMarketAssetsRequest(assets: [MarketAsset(provider: "a", symbol: "B:C")]))
+        }
+        await expectInvalid("contexts.provider", "context provider with '{'") {
+            _ = try await client.upsertAssetContexts(UpsertAssetContextsRequest(contexts: [AssetContext(provider: "{hl}", symbol: "BTC")]))
+        }
+        // Model, trader and trade ids go into keys too: separators, hash-tag braces, whitespace, C1 controls.
+        for (model, what) in [("m:1", "':'"), ("m{1}", "braces"), ("m 1", "a space"), ("m\u{85}1", "NEL"), ("m\u{2028}1", "U+2028"),
+                              ("m\u{a0}1", "NBSP"), ("m\u{9b}1", "a C1 control")] {
+            await expectInvalid("model_id", "model id with \(what)") {
+                _ = try await client.savePosition(openRequest(model: model, symbol: "BTC"))
+            }
+        }
+        await expectInvalid("snapshots.model_id", "snapshot model id with ':'") {
+            _ = try await client.saveSnapshots(SaveSnapshotRequest(snapshots: [AccountSnapshot(modelID: "x:y", timestampMs: t0, dollarEquity: 1)]))
+        }
+        await expectInvalid("entries.model_id", "analytics model id with '}'") {
+            _ = try await client.updateAnalytics(UpdateAnalyticsRequest(entries: [
+                ModelAnalytics(modelID: "x}", payloadJSON: #"{"total_pnl_pct": 1}"#, serverTimeMs: t0),
+            ]))
+        }
+        await expectInvalid("state.trader_id", "trader id with ':'") {
+            _ = try await client.saveTraderState(SaveTraderStateRequest(state: TraderState(
+                traderID: "t:1", exchangeProvider: "hl", marketProvider: "hl")))
+        }
+        await expectInvalid("trade_id", "trade id with a tab") {
+            _ = try await client.publishTradeEvent(PublishTradeEventRequest(
+                tradeID: "tr\t1", modelID: "m", symbol: "BTC", kind: "fill", price: 1, size: 1, timestampMs: t0))
+        }
+        await expectInvalid("model_id", "read with ':'") { _ = try await client.openPositions(model: "a:b") }
+
+        // Nothing of the refused requests was written; the victim's key still holds its own price.
+        #expect(try count(pg, "SELECT count(*) FROM price_ticks") == 1)
+        #expect(try count(pg, "SELECT count(*) FROM price_latest") == 1)
+        #expect(try count(pg, "SELECT count(*) FROM market_assets") == 0)
+        #expect(try count(pg, "SELECT count(*) FROM market_asset_ctx") == 0)
+        #expect(try count(pg, "SELECT count(*) FROM positions") == 0)
+        #expect(try count(pg, "SELECT count(*) FROM account_equity_snapshots") == 0)
+        #expect(try count(pg, "SELECT count(*) FROM model_analytics") == 0)
+        #expect(try count(pg, "SELECT count(*) FROM trader_state") == 0)
+        #expect(try count(pg, "SELECT count(*) FROM engine_store_trade_events") == 0)
+        #expect(try redis.command(["GET", victim]).text == #"{"price":100,"ts_ms":\#(t0)}"#)
+        #expect(try redis.command(["EXISTS", s.namespace + "market:asset:a:B:C"]).integer == 0)
+        let keys = try redis.command(["KEYS", s.namespace + "*"]).array?.compactMap(\.text) ?? []
+        #expect(keys.allSatisfy { !$0.contains("{") || $0.hasPrefix(s.namespace + "v:{") }, "\(keys)")
+        #expect(keys.allSatisfy { !$0.contains(" ") && !$0.contains("\u{85}") }, "\(keys)")
+        // A valid pair still works next to them.
+        _ = try await client.upsertMarketAssets(UpsertMarketAssetsRequest(assets: [MarketAsset(provider: "a", symbol: "B")]))
+        #expect(try count(pg, "SELECT count(*) FROM market_assets") == 1)
+        await client.close()
+        await s.stop()
+    }
+}
