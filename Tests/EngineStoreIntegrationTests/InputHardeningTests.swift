@@ -109,4 +109,85 @@ import Testing
         await client.close()
         await s.stop()
     }
+
+    // MARK: 6. No input reaches `internal`
+
+    static func nested(_ depth: Int) -> String { String(repeating: "[", count: depth) + String(repeating: "]", count: depth) }
+    static func nestedObject(_ depth: Int) -> String {
+        String(repeating: #"{"a":"#, count: depth - 1) + "{}" + String(repeating: "}", count: depth - 1)
+    }
+
+    @Test func deeplyNestedJSONIsRefusedBeforePostgres() async throws {
+        let s = try await RunningServer.start()
+        let client = s.client()
+        let pg = try s.postgres()
+        func open(_ model: String, exitPlan: String) -> SavePositionRequest {
+            var r = openRequest(model: model, symbol: "BTC")
+            r.exitPlanJSON = exitPlan
+            return r
+        }
+        // The reported case: 60,000 '[' (within the 64 KiB limit) used to reach jsonb and give `internal` (54001).
+        await expectInvalid("exit_plan_json", "60,000 nested arrays") {
+            _ = try await client.savePosition(open("deep", exitPlan: String(repeating: "[", count: 60_000)))
+        }
+        await expectInvalid("exit_plan_json", "depth 65") { _ = try await client.savePosition(open("deep", exitPlan: Self.nested(65))) }
+        await expectInvalid("state.cooldown_json", "object depth 65") {
+            _ = try await client.saveTraderState(SaveTraderStateRequest(state: TraderState(
+                traderID: "deep", exchangeProvider: "hl", marketProvider: "hl", cooldownJSON: Self.nestedObject(65))))
+        }
+        await expectInvalid("ticks.raw_json", "raw tick depth 65") {
+            _ = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: [
+                PriceTick(provider: "hl", symbol: "DEEP", price: 1, timestampMs: t0, rawJSON: Self.nested(65)),
+            ]))
+        }
+        await expectInvalid("decisions_json", "decisions depth 65") {
+            _ = try await client.recordDecisionCycle(RecordDecisionCycleRequest(modelID: "deep", decisionsJSON: Self.nested(65), success: true))
+        }
+        #expect(try count(pg, "SELECT count(*) FROM positions WHERE model_id = 'deep'") == 0)
+        #expect(try count(pg, "SELECT count(*) FROM trader_state") == 0)
+        #expect(try count(pg, "SELECT count(*) FROM price_ticks") == 0)
+        #expect(try count(pg, "SELECT count(*) FROM decision_cycles") == 0)
+        #expect(try count(pg, "SELECT count(*) FROM engine_store_idempotency") == 0)
+
+        // Depth 64 is accepted, and brackets inside strings do not count.
+        _ = try await client.savePosition(open("edge", exitPlan: Self.nested(64)))
+        _ = try await client.savePosition(open("strings", exitPlan: #"{"note": "\#(String(repeating: "[", count: 500))\"[{"}"#))
+        #expect(try count(pg, "SELECT count(*) FROM positions WHERE model_id IN ('edge', 'strings')") == 2)
+
+        // A data exception found by Postgres (class 22) is the caller's mistake, not `internal`.
+        do {
+            _ = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: [
+                PriceTick(provider: "hl", symbol: "BADJSON", price: 1, timestampMs: t0, rawJSON: #"{"a":"#),
+            ]))
+            Issue.record("invalid raw_json accepted")
+        } catch let e as EngineStoreError {
+            #expect(e.code == .invalidArgument, "\(e)")
+        }
+        #expect(try count(pg, "SELECT count(*) FROM price_ticks") == 0)
+        await client.close()
+        await s.stop()
+    }
+
+    /// Postgres errors caused by the values sent (class 22 data exception, class 54 program limit
+    /// exceeded) map to `invalid_argument`; others do not. Real errors from the test Postgres.
+    @Test func postgresDataAndLimitErrorsMapToInvalidArgument() async throws {
+        let s = try await RunningServer.start()
+        let pg = try s.postgres()
+        func error(_ sql: String) -> PGError? {
+            do { try pg.exec(sql); return nil } catch { return error }
+        }
+        let tooDeep = try #require(error("SELECT '\(String(repeating: "[", count: 60_000))'::jsonb"))
+        #expect(tooDeep.sqlState == "54001")
+        #expect(tooDeep.rejectedInput?.code == .invalidArgument)
+        let badJSON = try #require(error(#"SELECT '{"a":'::jsonb"#))
+        #expect(badJSON.sqlState?.hasPrefix("22") == true)
+        #expect(badJSON.rejectedInput?.code == .invalidArgument)
+        let overflow = try #require(error("SELECT 1e308::float8 * 10"))
+        #expect(overflow.sqlState == "22003")
+        #expect(overflow.rejectedInput?.code == .invalidArgument)
+        // Not the caller's values: left to the other mappings (internal, conflict, unavailable).
+        #expect(try #require(error("SELECT * FROM no_such_table")).rejectedInput == nil)
+        #expect(PGError(kind: .connection, sqlState: nil, message: "gone").rejectedInput == nil)
+        await s.stop()
+    }
 }

@@ -64,6 +64,7 @@ struct DecisionRPC: RPCFamily {
     static func firstDecision(_ json: String?) throws(ServiceError) -> FirstDecision {
         guard let json else { return FirstDecision() }
         guard json.utf8.count <= 1 << 20 else { throw .invalid("decisions_json", "longer than 1 MiB") }
+        try Validate.jsonDepth(json, "decisions_json")
         guard let parsed = try? JSONSerialization.jsonObject(with: Data(json.utf8)), let array = parsed as? [Any] else {
             throw .invalid("decisions_json", "must be a JSON array")
         }

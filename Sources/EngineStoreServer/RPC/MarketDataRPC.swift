@@ -26,6 +26,7 @@ struct MarketDataRPC: RPCFamily {
                 try Validate.timestampMs(r.ticks[i].timestampMs, "ticks.timestamp_ms")
                 try Validate.nonNegative(r.ticks[i].volume, "ticks.volume")
                 try Validate.text(r.ticks[i].rawJSON, "ticks.raw_json", maxBytes: 16 * 1024)
+                if let raw = r.ticks[i].rawJSON { try Validate.jsonDepth(raw, "ticks.raw_json") }
             }
             context.postgres.submit(IdempotentWrite(
                 key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),

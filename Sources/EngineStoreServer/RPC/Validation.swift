@@ -79,6 +79,42 @@ enum Validate {
               first == UInt8(ascii: "{") || first == UInt8(ascii: "[") else {
             throw .invalid(field, "must be a JSON object or array")
         }
+        try jsonDepth(value, field)
+    }
+
+    /// Deepest JSON nesting accepted. Postgres parses `jsonb` recursively, and a deep enough value
+    /// (60,000 `[`) exhausts its stack (SQLSTATE 54001), so the depth is checked here first.
+    static let maxJSONDepth = 64
+
+    /// Arrays and objects nested at most `maxJSONDepth` levels (a top-level `[]` is depth 1). Only
+    /// the nesting is counted (brackets inside strings are skipped); the full syntax is Postgres's job.
+    static func jsonDepth(_ value: String, _ field: String) throws(ServiceError) {
+        var depth = 0
+        var inString = false
+        var escaped = false
+        for b in value.utf8 {
+            if inString {
+                if escaped {
+                    escaped = false
+                } else if b == UInt8(ascii: "\\") {
+                    escaped = true
+                } else if b == UInt8(ascii: "\"") {
+                    inString = false
+                }
+                continue
+            }
+            switch b {
+            case UInt8(ascii: "\""):
+                inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                guard depth <= maxJSONDepth else { throw .invalid(field, "JSON nested deeper than \(maxJSONDepth) levels") }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"):
+                depth = max(0, depth - 1)
+            default:
+                break
+            }
+        }
     }
 
     static func orderID(_ value: Int64?, _ field: String) throws(ServiceError) {
