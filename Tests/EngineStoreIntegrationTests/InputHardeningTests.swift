@@ -190,4 +190,63 @@ import Testing
         #expect(PGError(kind: .connection, sqlState: nil, message: "gone").rejectedInput == nil)
         await s.stop()
     }
+
+    // MARK: 7. Non-finite computed values
+
+    @Test func computedValuesThatOverflowAreRefusedAndNeverStored() async throws {
+        let s = try await RunningServer.start()
+        let client = s.client()
+        let pg = try s.postgres()
+        let redis = try s.redis()
+        // The reported case: 1e200 at 1e200 has no finite position size.
+        var huge = openRequest(model: "inf", symbol: "BTC", quantity: 1e200)
+        huge.entryPrice = 1e200
+        await expectInvalid("quantity", "position size 1e200 × 1e200") { _ = try await client.savePosition(huge) }
+        var marked = openRequest(model: "inf", symbol: "BTC", quantity: 1e200)
+        marked.entryPrice = 1
+        marked.currentPrice = 1e200
+        await expectInvalid("current_price", "notional 1e200 × 1e200") { _ = try await client.savePosition(marked) }
+        #expect(try count(pg, "SELECT count(*) FROM positions") == 0)
+
+        // A finite position whose close would overflow: 1e10 opened at 1, closed at 1e300.
+        var open = openRequest(model: "inf", symbol: "BTC", quantity: 1e10)
+        open.entryPrice = 1
+        _ = try await client.savePosition(open)
+        await expectInvalid("exit_price", "PnL of a close at 1e300") {
+            _ = try await client.closePosition(ClosePositionRequest(idempotencyKey: "close-inf", modelID: "inf", symbol: "BTC",
+                                                                    exitPrice: 1e300, exitTimeMs: t0 + 1000))
+        }
+        await expectInvalid("exit_price", "PnL of a partial close at 1e300") {
+            _ = try await client.closePosition(ClosePositionRequest(idempotencyKey: "close-inf-part", modelID: "inf", symbol: "BTC",
+                                                                    exitPrice: 1e300, exitSize: 1e9, exitTimeMs: t0 + 1000))
+        }
+        // Fees: the entry commission share plus the exit commission overflow.
+        var fees = openRequest(model: "fees", symbol: "ETH", quantity: 1)
+        fees.entryPrice = 1
+        fees.commission = 1.7e308
+        _ = try await client.savePosition(fees)
+        await expectInvalid("exit_commission", "commission 1.7e308 + 1.7e308") {
+            _ = try await client.closePosition(ClosePositionRequest(idempotencyKey: "close-fees", modelID: "fees", symbol: "ETH",
+                                                                    exitPrice: 2, exitTimeMs: t0 + 1000, exitCommission: 1.7e308))
+        }
+        // Nothing of the refused closes was written: no trade, no non-finite number, positions unchanged,
+        // no idempotency record, nothing in Redis's trade list or stream.
+        #expect(try count(pg, "SELECT count(*) FROM trades") == 0)
+        #expect(try count(pg, "SELECT count(*) FROM positions WHERE status = 'open'") == 2)
+        #expect(try pg.exec("SELECT quantity FROM positions WHERE model_id = 'inf'").double(0, 0) == 1e10)
+        #expect(try count(pg, """
+            SELECT count(*) FROM positions WHERE closed_pnl IN ('Infinity', '-Infinity', 'NaN')
+                OR unrealized_pnl IN ('Infinity', '-Infinity', 'NaN') OR commission IN ('Infinity', 'NaN')
+            """) == 0)
+        #expect(try count(pg, "SELECT count(*) FROM engine_store_idempotency WHERE key LIKE 'close-%'") == 0)
+        #expect(try redis.command(["EXISTS", s.namespace + "trades:recent:inf", s.namespace + "trades:recent:fees",
+                                   s.namespace + "trades:stream"]).integer == 0)
+
+        // The position is not stuck: a close with a finite result goes through.
+        let closed = try await client.closePosition(ClosePositionRequest(modelID: "inf", symbol: "BTC", exitPrice: 2, exitTimeMs: t0 + 2000))
+        #expect(closed.realizedGrossPnl == 1e10)
+        #expect(try count(pg, "SELECT count(*) FROM trades WHERE realized_net_pnl = 1e10") == 1)
+        await client.close()
+        await s.stop()
+    }
 }

@@ -63,6 +63,14 @@ struct PositionRPC: RPCFamily {
         try Validate.nonNegative(r.liquidationPrice, "liquidation_price")
         try Validate.nonNegative(r.commission, "commission")
         try Validate.finite(r.slippage, "slippage")
+        // Computed from these fields (the trade document's position_size, PnL at close): finite, or
+        // Inf/NaN would reach Postgres and Redis later. Each factor alone is finite here.
+        if let q = r.quantity, let p = r.entryPrice, !(q * p).isFinite {
+            throw .invalid("quantity", "quantity × entry_price (\(q) × \(p)) is not a finite position size")
+        }
+        if let q = r.quantity, let p = r.currentPrice, !(q * p).isFinite {
+            throw .invalid("current_price", "quantity × current_price (\(q) × \(p)) is not a finite notional")
+        }
         return symbol
     }
 
