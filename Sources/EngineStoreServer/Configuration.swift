@@ -60,6 +60,9 @@ public struct ServerConfiguration: Sendable {
     public var outboxGraceMs: Int = 2000
     /// How long idempotency keys are remembered.
     public var idempotencyRetentionHours: Int = 24
+    /// Event times (ticks, snapshots, analytics, entries and exits, trade events, decisions, trader
+    /// state) more than this far ahead of the server's clock are refused with `invalid_argument`.
+    public var maxClockSkewMs: Int64 = 300_000
     /// Pause points for interleaving tests; empty in production.
     public var testHooks = TestHooks()
     /// Health counts Postgres or Redis as down when its ping has not answered within this time (or

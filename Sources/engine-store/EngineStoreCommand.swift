@@ -72,6 +72,8 @@ struct Serve: AsyncParsableCommand {
     var streamMaxlen: Int = 100_000
     @Option(help: "Hours an idempotency key is remembered.")
     var idempotencyRetentionHours: Int = 24
+    @Option(help: "Milliseconds an event time may be ahead of the server clock; later times are refused.")
+    var maxClockSkewMs: Int64 = 300_000
     @Option(help: "Minimum milliseconds between two writes of one market-data cache key (0 = no limit).")
     var marketCacheIntervalMs: Int = 1000
     @Option(help: "Minimum milliseconds between two stored equity snapshots of one trader (0 = no throttle).")
@@ -148,6 +150,8 @@ struct Serve: AsyncParsableCommand {
         config.consistencyCheckIntervalSeconds = consistencyCheckInterval
         config.snapshotMinIntervalMs = snapshotMinIntervalMs
         config.idempotencyRetentionHours = idempotencyRetentionHours
+        guard maxClockSkewMs >= 0 else { throw ValidationError("--max-clock-skew-ms must not be negative") }
+        config.maxClockSkewMs = maxClockSkewMs
         let server = try EngineStoreServer(configuration: config, logger: logger)
         do {
             try await server.startAsync()

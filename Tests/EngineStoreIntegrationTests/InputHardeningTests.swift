@@ -249,4 +249,84 @@ import Testing
         await client.close()
         await s.stop()
     }
+
+    // MARK: 8. Clock skew
+
+    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    @Test func timestampsAheadOfTheServerClockAreRefused() async throws {
+        let s = try await RunningServer.start { $0.marketCacheIntervalMs = 0 }  // default --max-clock-skew-ms: 5 min
+        let client = s.client()
+        let pg = try s.postgres()
+        let redis = try s.redis()
+        let now = Self.nowMs()
+        // The reported case: a tick 23 h ahead froze price_latest for every correct tick after it.
+        await expectInvalid("ticks.timestamp_ms", "tick 23 h ahead") {
+            _ = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: [
+                PriceTick(provider: "hl", symbol: "SKEW", price: 1, timestampMs: now + 23 * 3_600_000),
+            ]))
+        }
+        let ahead = now + 10 * 60_000  // beyond 5 min
+        await expectInvalid("ticks.timestamp_ms", "tick 10 min ahead") {
+            _ = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: [
+                PriceTick(provider: "hl", symbol: "SKEW", price: 1, timestampMs: ahead),
+            ]))
+        }
+        await expectInvalid("entries.server_time_ms", "analytics ahead") {
+            _ = try await client.updateAnalytics(UpdateAnalyticsRequest(entries: [
+                ModelAnalytics(modelID: "skew", payloadJSON: #"{"total_pnl_pct": 1}"#, serverTimeMs: ahead),
+            ]))
+        }
+        await expectInvalid("snapshots.timestamp_ms", "snapshot ahead") {
+            _ = try await client.saveSnapshots(SaveSnapshotRequest(snapshots: [AccountSnapshot(modelID: "skew", timestampMs: ahead, dollarEquity: 1)]))
+        }
+        await expectInvalid("entry_time_ms", "entry ahead") {
+            var r = openRequest(model: "skew", symbol: "BTC")
+            r.entryTimeMs = ahead
+            _ = try await client.savePosition(r)
+        }
+        await expectInvalid("exit_time_ms", "exit ahead") {
+            _ = try await client.closePosition(ClosePositionRequest(modelID: "skew", symbol: "BTC", exitPrice: 1, exitTimeMs: ahead))
+        }
+        await expectInvalid("timestamp_ms", "trade event ahead") {
+            _ = try await client.publishTradeEvent(PublishTradeEventRequest(
+                tradeID: "skew-1", modelID: "skew", symbol: "BTC", kind: "fill", price: 1, size: 1, timestampMs: ahead))
+        }
+        await expectInvalid("executed_at_ms", "decision ahead") {
+            _ = try await client.recordDecisionCycle(RecordDecisionCycleRequest(modelID: "skew", success: true, executedAtMs: ahead))
+        }
+        await expectInvalid("state.last_decision_at_ms", "trader state ahead") {
+            _ = try await client.saveTraderState(SaveTraderStateRequest(state: TraderState(
+                traderID: "skew", exchangeProvider: "hl", marketProvider: "hl", lastDecisionAtMs: ahead)))
+        }
+        for table in ["price_ticks", "price_latest", "model_analytics", "account_equity_snapshots", "positions", "trades",
+                      "engine_store_trade_events", "decision_cycles", "trader_state", "engine_store_idempotency"] {
+            #expect(try count(pg, "SELECT count(*) FROM \(table)") == 0, "\(table)")
+        }
+        #expect(try redis.command(["EXISTS", s.namespace + "price:latest:hl:SKEW", s.namespace + "leaderboard"]).integer == 0)
+
+        // Within the skew is accepted, and a correct tick moves price_latest forward.
+        let first = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: [
+            PriceTick(provider: "hl", symbol: "SKEW", price: 1, timestampMs: now - 1000),
+        ]))
+        #expect(first.latestUpdated == 1)
+        let near = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: [
+            PriceTick(provider: "hl", symbol: "SKEW", price: 2, timestampMs: now + 60_000),
+        ]))
+        #expect(near.latestUpdated == 1)
+        #expect(try pg.exec("SELECT price FROM price_latest WHERE symbol = 'SKEW'").double(0, 0) == 2)
+        await client.close()
+        await s.stop()
+
+        // The limit is the configured one (--max-clock-skew-ms).
+        let strict = try await RunningServer.start { $0.maxClockSkewMs = 1000 }
+        let strictClient = strict.client()
+        await expectInvalid("ticks.timestamp_ms", "tick 1 min ahead with a 1 s limit") {
+            _ = try await strictClient.ingestPriceTicks(IngestPriceTicksRequest(ticks: [
+                PriceTick(provider: "hl", symbol: "SKEW", price: 1, timestampMs: Self.nowMs() + 60_000),
+            ]))
+        }
+        await strictClient.close()
+        await strict.stop()
+    }
 }

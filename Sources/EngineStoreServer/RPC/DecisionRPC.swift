@@ -11,6 +11,7 @@ struct DecisionRPC: RPCFamily {
     static let maxTraceBytes = 1 << 20
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
+        let skew = context.configuration.maxClockSkewMs
         switch method {
         case .recordDecisionCycle:
             let r = try RecordDecisionCycleRequest.decodeRequest(payload)
@@ -19,7 +20,7 @@ struct DecisionRPC: RPCFamily {
             try Validate.text(r.cotTrace, "cot_trace", maxBytes: Self.maxTraceBytes)
             try Validate.text(r.promptDigest, "prompt_digest", maxBytes: 256)
             try Validate.text(r.errorMessage, "error_message", maxBytes: 64 * 1024)
-            try Validate.timestampMs(r.executedAtMs, "executed_at_ms")
+            try Validate.timestampMs(r.executedAtMs, "executed_at_ms", maxSkewMs: skew)
             if let n = r.cycleNumber, n < 0 || n > Int64(Int32.max) { throw .invalid("cycle_number", "out of INT range") }
             let first = try Self.firstDecision(r.decisionsJSON)
             context.postgres.submit(IdempotentWrite(

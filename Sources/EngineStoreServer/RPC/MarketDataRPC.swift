@@ -9,6 +9,7 @@ struct MarketDataRPC: RPCFamily {
     var methods: [Method] { [.ingestPriceTicks, .upsertMarketAssets, .upsertAssetContexts] }
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
+        let skew = context.configuration.maxClockSkewMs
         let keys = context.keys
         let ttl = context.configuration.ttl
         switch method {
@@ -23,7 +24,7 @@ struct MarketDataRPC: RPCFamily {
                 try Validate.keyPart(r.ticks[i].provider, "ticks.provider", maxBytes: 64)
                 r.ticks[i].symbol = try Validate.symbol(r.ticks[i].symbol, "ticks.symbol")
                 try Validate.positive(r.ticks[i].price, "ticks.price")
-                try Validate.timestampMs(r.ticks[i].timestampMs, "ticks.timestamp_ms")
+                try Validate.timestampMs(r.ticks[i].timestampMs, "ticks.timestamp_ms", maxSkewMs: skew)
                 try Validate.nonNegative(r.ticks[i].volume, "ticks.volume")
                 try Validate.text(r.ticks[i].rawJSON, "ticks.raw_json", maxBytes: 16 * 1024)
                 if let raw = r.ticks[i].rawJSON { try Validate.jsonDepth(raw, "ticks.raw_json") }

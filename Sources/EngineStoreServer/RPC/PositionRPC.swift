@@ -14,13 +14,13 @@ struct PositionRPC: RPCFamily {
         switch method {
         case .savePosition:
             var request = try SavePositionRequest.decodeRequest(payload)
-            request.symbol = try Self.validate(request)
+            request.symbol = try Self.validate(request, maxClockSkewMs: context.configuration.maxClockSkewMs)
             context.postgres.submit(IdempotentWrite(
                 key: request.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
                 body: SavePositionBody(request: request, keys: context.keys, ttl: ttl.positions), reply: reply))
         case .closePosition:
             var request = try ClosePositionRequest.decodeRequest(payload)
-            request.symbol = try Self.validate(request)
+            request.symbol = try Self.validate(request, maxClockSkewMs: context.configuration.maxClockSkewMs)
             context.postgres.submit(IdempotentWrite(
                 key: request.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
                 body: ClosePositionBody(request: request, keys: context.keys, ttl: ttl,
@@ -41,14 +41,14 @@ struct PositionRPC: RPCFamily {
     }
 
     /// Checks every field that was sent; returns the normalised (upper-case) symbol.
-    static func validate(_ r: SavePositionRequest) throws(ServiceError) -> String {
+    static func validate(_ r: SavePositionRequest, maxClockSkewMs: Int64) throws(ServiceError) -> String {
         try Validate.identifier(r.idempotencyKey, "idempotency_key")
         try Validate.keyPart(r.modelID, "model_id")
         let symbol = try Validate.symbol(r.symbol)
         if let p = r.exchangeProvider { try Validate.identifier(p, "exchange_provider", maxBytes: 64) }
         try Validate.positive(r.quantity, "quantity")
         try Validate.positive(r.entryPrice, "entry_price")
-        try Validate.timestampMs(r.entryTimeMs, "entry_time_ms")
+        try Validate.timestampMs(r.entryTimeMs, "entry_time_ms", maxSkewMs: maxClockSkewMs)
         try Validate.positive(r.leverage, "leverage")
         try Validate.finite(r.confidence, "confidence")
         try Validate.finite(r.riskUSD, "risk_usd")
@@ -74,13 +74,13 @@ struct PositionRPC: RPCFamily {
         return symbol
     }
 
-    static func validate(_ r: ClosePositionRequest) throws(ServiceError) -> String {
+    static func validate(_ r: ClosePositionRequest, maxClockSkewMs: Int64) throws(ServiceError) -> String {
         try Validate.identifier(r.idempotencyKey, "idempotency_key")
         try Validate.keyPart(r.modelID, "model_id")
         let symbol = try Validate.symbol(r.symbol)
         try Validate.positive(r.exitPrice, "exit_price")
         try Validate.positive(r.exitSize, "exit_size")
-        try Validate.timestampMs(r.exitTimeMs, "exit_time_ms")
+        try Validate.timestampMs(r.exitTimeMs, "exit_time_ms", maxSkewMs: maxClockSkewMs)
         try Validate.orderID(r.exitOID, "exit_oid")
         try Validate.orderID(r.exitTID, "exit_tid")
         try Validate.nonNegative(r.exitCommission, "exit_commission")

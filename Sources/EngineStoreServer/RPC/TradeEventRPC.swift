@@ -9,6 +9,7 @@ struct TradeEventRPC: RPCFamily {
     var methods: [Method] { [.publishTradeEvent] }
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
+        let skew = context.configuration.maxClockSkewMs
         var r = try PublishTradeEventRequest.decodeRequest(payload)
         try Validate.identifier(r.idempotencyKey, "idempotency_key")
         try Validate.keyPart(r.tradeID, "trade_id")
@@ -18,7 +19,7 @@ struct TradeEventRPC: RPCFamily {
         try Validate.positive(r.price, "price")
         try Validate.positive(r.size, "size")
         try Validate.finite(r.fee, "fee")
-        try Validate.timestampMs(r.timestampMs, "timestamp_ms")
+        try Validate.timestampMs(r.timestampMs, "timestamp_ms", maxSkewMs: skew)
         try Validate.json(r.payloadJSON, "payload_json")
         context.postgres.submit(IdempotentWrite(
             key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),

@@ -10,6 +10,7 @@ struct TraderStateRPC: RPCFamily {
     var methods: [Method] { [.saveTraderState, .getTraderState] }
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
+        let skew = context.configuration.maxClockSkewMs
         let ttl = context.configuration.ttl.medium
         switch method {
         case .saveTraderState:
@@ -24,7 +25,7 @@ struct TraderStateRPC: RPCFamily {
             }
             try Validate.jsonObject(s.cooldownJSON, "state.cooldown_json")
             try Validate.jsonObject(s.riskGuardsJSON, "state.risk_guards_json")
-            try Validate.timestampMs(s.lastDecisionAtMs, "state.last_decision_at_ms")
+            try Validate.timestampMs(s.lastDecisionAtMs, "state.last_decision_at_ms", maxSkewMs: skew)
             if let p = s.pauseUntilMs, p < Validate.earliestMs || p > epochMillis() + 366 * 86_400_000 {
                 throw .invalid("state.pause_until_ms", "\(p) is not a plausible epoch time in milliseconds")
             }

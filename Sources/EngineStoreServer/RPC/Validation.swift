@@ -2,7 +2,7 @@ import EngineStoreWire
 
 /// Field checks shared by the RPC families. Each failure names the field; nothing is written.
 enum Validate {
-    /// 2015-01-01 .. now + 1 day: anything outside is a unit mistake (seconds, microseconds) or garbage.
+    /// Before 2015-01-01 is a unit mistake (seconds instead of milliseconds) or garbage.
     static let earliestMs: Int64 = 1_420_070_400_000
 
     static func identifier(_ value: String, _ field: String, maxBytes: Int = 128) throws(ServiceError) {
@@ -62,11 +62,17 @@ enum Validate {
         guard value.isFinite else { throw .invalid(field, "must be finite") }
     }
 
-    static func timestampMs(_ value: Int64?, _ field: String) throws(ServiceError) {
+    /// An event time: ms since the epoch, from 2015-01-01 to the server's clock + `maxSkewMs`
+    /// (`--max-clock-skew-ms`). A later time would freeze every "latest" value that only moves forward
+    /// (`price_latest`, analytics, the leaderboard) until the real clock caught up.
+    static func timestampMs(_ value: Int64?, _ field: String, maxSkewMs: Int64) throws(ServiceError) {
         guard let value else { return }
-        let latest = epochMillis() + 86_400_000
-        guard value >= earliestMs, value <= latest else {
+        guard value >= earliestMs else {
             throw .invalid(field, "\(value) is not a plausible epoch time in milliseconds")
+        }
+        let now = epochMillis()
+        guard value <= now &+ maxSkewMs else {
+            throw .invalid(field, "\(value) is \(value &- now) ms ahead of the server clock (at most \(maxSkewMs) ms allowed)")
         }
     }
 
