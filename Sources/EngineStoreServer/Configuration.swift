@@ -1,6 +1,7 @@
 import EngineStoreWire
 import Foundation
 import Hiredis
+import LibPQ
 
 /// Everything the server needs to run. Defaults are the documented ones.
 public struct ServerConfiguration: Sendable {
@@ -74,6 +75,11 @@ public struct ServerConfiguration: Sendable {
         self.postgresURL = postgresURL
         self.redis = redis
         self.instanceID = instanceID ?? ServerConfiguration.makeInstanceID()
+    }
+
+    /// The Postgres and Redis passwords (as written and as decoded), for masking in every log line.
+    public var secretRedactor: SecretRedactor {
+        SecretRedactor(connectionString: postgresURL).adding(SecretRedactor(secrets: redis.password.map { [$0] } ?? []))
     }
 
     static func makeInstanceID() -> String {

@@ -3,6 +3,7 @@ import EngineStoreClient
 import Foundation
 import Hiredis
 import LibPQ
+import Logging
 import TestHarness
 import Testing
 
@@ -328,5 +329,53 @@ import Testing
         }
         await strictClient.close()
         await strict.stop()
+    }
+
+    // MARK: 9. Secrets in logs
+
+    @Test func passwordsNeverReachTheServerLog() async throws {
+        // libpq echoes a password with a malformed percent escape: the workers' postgres_unavailable line.
+        // The capture has no redactor of its own, so this is the error text as PGConnection made it.
+        let echoed = LogCapture()
+        let bad = try await RunningServer.start(database: "unused", logger: echoed.logger()) {
+            $0.postgresURL = "postgresql://engine:Secret%zzTail@/nodb?host=/nonexistent"
+            $0.migrate = false
+            $0.hydrateOnStart = false
+        }
+        let client = bad.client()
+        #expect(try await client.health().status == .unhealthy)
+        #expect(await eventually { echoed.text.contains("postgres_unavailable") }, "\(echoed.text)")
+        #expect(echoed.text.contains("percent-encoded"), "the libpq message is logged (so it is what is checked)")
+        #expect(!echoed.text.contains("Secret"), "\(echoed.text)")
+        await client.close()
+        await bad.stop()
+
+        // The keyword form with an escaped space: masked whole in the listening line.
+        let keyword = LogCapture()
+        let kw = try await RunningServer.start(database: "unused", logger: keyword.logger()) {
+            $0.postgresURL = #"host=/nonexistent port=1 user=x dbname=y password=Secr\ etTail"#
+            $0.migrate = false
+            $0.hydrateOnStart = false
+        }
+        #expect(await eventually { keyword.text.contains("listening") })
+        #expect(keyword.text.contains("password=***"), "\(keyword.text)")
+        #expect(!keyword.text.contains("etTail") && !keyword.text.contains("Secr"), "\(keyword.text)")
+        await kw.stop()
+
+        // Start-up fails (migrations cannot connect): the error the command logs as startup_failed.
+        let failed = LogCapture()
+        var config = ServerConfiguration(socketPath: "/tmp/unused.sock", postgresURL: "postgresql://engine:Secret%zzTail@/nodb?host=/nonexistent",
+                                         redis: RedisEndpoint(url: "redis://:RedisSecret1@127.0.0.1:1/0")!)
+        config.migrate = true
+        let logger = failed.logger(redactor: config.secretRedactor)  // as engine-store serve bootstraps it
+        do {
+            _ = try await RunningServer.start(database: "unused", logger: logger) { $0.postgresURL = config.postgresURL }
+            Issue.record("started with a malformed Postgres URI")
+        } catch {
+            #expect(!"\(error)".contains("Secret"), "\(error)")
+            logger.critical("cannot start", metadata: ["reason": "startup_failed", "error": "\(error)"])
+        }
+        #expect(failed.text.contains("startup_failed"))
+        #expect(!failed.text.contains("Secret"), "\(failed.text)")
     }
 }

@@ -1,8 +1,11 @@
 import Foundation
+import LibPQ
 import Logging
 import Synchronization
 
 /// One line per event on stderr, as logfmt (`ts=… level=info msg="…" key=value`) or JSON.
+/// The message and every metadata value first pass through `redactor`, which masks the configured
+/// passwords wherever they appear (an error text from libpq or hiredis that echoes one, say).
 public struct LineLogHandler: LogHandler {
     public enum Format: String, Sendable, CaseIterable {
         case logfmt, json
@@ -12,12 +15,18 @@ public struct LineLogHandler: LogHandler {
     public var logLevel: Logger.Level = .info
     private let label: String
     private let format: Format
+    private let redactor: SecretRedactor
+    /// Where lines go: nil = stderr (tests capture them).
+    private let output: (@Sendable (String) -> Void)?
 
-    private static let output = Mutex<Void>(())
+    private static let stderrLock = Mutex<Void>(())
 
-    public init(label: String, format: Format) {
+    public init(label: String, format: Format, redactor: SecretRedactor = SecretRedactor(secrets: []),
+                output: (@Sendable (String) -> Void)? = nil) {
         self.label = label
         self.format = format
+        self.redactor = redactor
+        self.output = output
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -31,17 +40,23 @@ public struct LineLogHandler: LogHandler {
         if let explicit { all.merge(explicit) { $1 } }
         let ts = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
         var text: String
+        let msg = redactor.redact(message.description)
+        let fields = all.sorted(by: { $0.key < $1.key }).map { ($0.key, redactor.redact("\($0.value)")) }
         switch format {
         case .logfmt:
-            text = "ts=\(ts) level=\(level) msg=\(Self.logfmtValue(message.description))"
-            for (k, v) in all.sorted(by: { $0.key < $1.key }) { text += " \(k)=\(Self.logfmtValue("\(v)"))" }
+            text = "ts=\(ts) level=\(level) msg=\(Self.logfmtValue(msg))"
+            for (k, v) in fields { text += " \(k)=\(Self.logfmtValue(v))" }
         case .json:
-            text = "{\"ts\":\(Self.quote(ts)),\"level\":\"\(level)\",\"msg\":\(Self.quote(message.description))"
-            for (k, v) in all.sorted(by: { $0.key < $1.key }) { text += ",\(Self.quote(k)):\(Self.quote("\(v)"))" }
+            text = "{\"ts\":\(Self.quote(ts)),\"level\":\"\(level)\",\"msg\":\(Self.quote(msg))"
+            for (k, v) in fields { text += ",\(Self.quote(k)):\(Self.quote(v))" }
             text += "}"
         }
         text += "\n"
-        Self.output.withLock { _ in FileHandle.standardError.write(Data(text.utf8)) }
+        if let output {
+            output(text)
+        } else {
+            Self.stderrLock.withLock { _ in FileHandle.standardError.write(Data(text.utf8)) }
+        }
     }
 
     static func logfmtValue(_ s: String) -> String {
