@@ -378,4 +378,34 @@ import Testing
         #expect(failed.text.contains("startup_failed"))
         #expect(!failed.text.contains("Secret"), "\(failed.text)")
     }
+
+    // MARK: 10. Log injection
+
+    /// A model id from before the key rules (item 5), stored in Postgres, with a NEL and a forged
+    /// line after it: the periodic consistency check logs it (cache_inconsistent first=…) as one line.
+    @Test func aNELInAStoredModelIDCannotForgeALogLine() async throws {
+        let capture = LogCapture()
+        let s = try await RunningServer.start(logger: capture.logger()) {
+            $0.consistencyCheckIntervalSeconds = 1
+            $0.hydrateOnStart = false
+        }
+        let model = "legacy\u{85}ts=2026-01-01T00:00:00.000Z level=critical msg=\"forged\"\u{2028}x"
+        let pg = try s.postgres()
+        try pg.execParams("""
+            INSERT INTO positions (id, model_id, exchange_provider, symbol, entry_time_ms, entry_price, quantity)
+            VALUES ($1, $2, 'hl', 'BTC', $3, 1, 1)
+            """, ["legacy-1", model, String(t0)])
+        // A stale cache entry for that model, so that the check reports it.
+        _ = try s.redis().command(["HSET", s.namespace + "positions:" + model, "BTC", "{}"])
+        #expect(await eventually(timeout: .seconds(10)) { capture.text.contains("cache_inconsistent") }, "\(capture.text)")
+        let text = capture.text
+        #expect(!text.unicodeScalars.contains { $0.value == 0x85 || $0.value == 0x2028 }, "raw NEL or U+2028 in the log")
+        #expect(text.contains("\\u0085") && text.contains("\\u2028"))
+        // Whatever a reader splits on, no line starts with the forged text.
+        for line in text.split(whereSeparator: \.isNewline) {
+            #expect(!line.hasPrefix("ts=2026-01-01"), "forged line: \(line)")
+        }
+        #expect(capture.all.allSatisfy { $0.split(whereSeparator: \.isNewline).count == 1 })
+        await s.stop()
+    }
 }

@@ -87,4 +87,42 @@ import Testing
             #expect(capture.text.contains("***"))
         }
     }
+
+    // MARK: 10. Escaping
+
+    /// Every control and line-breaking character: C0, DEL, C1 (NEL among them), U+2028, U+2029.
+    static let dangerous: [Unicode.Scalar] = (Array(0x00...0x1f) + Array(0x7f...0x9f) + [0x2028, 0x2029, 0x202e])
+        .compactMap { Unicode.Scalar(UInt32($0)) }
+
+    @Test func logValuesEscapeEveryControlAndLineSeparator() throws {
+        for format in LineLogHandler.Format.allCases {
+            let capture = LogCapture()
+            let logger = capture.logger(format: format)
+            for c in Self.dangerous {
+                let forged = "m\(Character(c))ts=2026-01-01T00:00:00Z level=critical msg=forged"
+                logger.warning("consistency check found differences \(forged)",
+                               metadata: ["reason": "cache_inconsistent", "first": "positions_cache nof0:positions:\(forged) BTC"])
+            }
+            let lines = capture.all
+            #expect(lines.count == Self.dangerous.count)
+            for (c, line) in zip(Self.dangerous, lines) {
+                let hex = String(c.value, radix: 16)
+                // One event, one line: the only line break is the final "\n", for any splitting rule.
+                #expect(line.last == "\n")
+                let body = line.dropLast()
+                #expect(!body.unicodeScalars.contains { LineLogHandler.mustEscape($0) }, "U+\(hex) raw in \(format)")
+                #expect(!body.contains { $0.isNewline }, "U+\(hex) breaks the \(format) line")
+                #expect(line.split(whereSeparator: \.isNewline).count == 1)
+                if format == .json {
+                    // Still valid JSON, and the value comes back unchanged.
+                    let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                    #expect((object["first"] as? String)?.contains("m\(Character(c))ts=") == true, "U+\(hex)")
+                }
+            }
+        }
+        #expect(LineLogHandler.logfmtValue("m\u{85}x") == #""m\u0085x""#)
+        #expect(LineLogHandler.logfmtValue("m\u{2028}x") == #""m\u2028x""#)
+        #expect(LineLogHandler.logfmtValue("plain-value_1.0") == "plain-value_1.0")
+        #expect(LineLogHandler.logfmtValue("a\u{a0}b") == "\"a\u{a0}b\"")
+    }
 }

@@ -59,14 +59,45 @@ public struct LineLogHandler: LogHandler {
         }
     }
 
+    /// A logfmt value: bare when it is only printable characters without space, `"`, `=` or `\\`,
+    /// otherwise quoted and escaped (`quote`).
     static func logfmtValue(_ s: String) -> String {
-        if !s.isEmpty && !s.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0.isNewline }) { return s }
-        return quote(s)
+        let bare = !s.isEmpty && !s.unicodeScalars.contains {
+            $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" || $0.properties.isWhitespace || mustEscape($0)
+        }
+        return bare ? s : quote(s)
     }
 
+    /// A JSON string literal (also used for quoted logfmt values) that holds no control or line-breaking
+    /// character: `"` and `\\` are escaped, and so is every C0 control, DEL, C1 control (U+0080–U+009F,
+    /// including NEL U+0085), U+2028, U+2029 and the bidirectional overrides, as `\\uXXXX`. A reader that
+    /// splits on any line break therefore sees one line per event, whatever a value held.
     static func quote(_ s: String) -> String {
-        var out = ""
-        JSONObjectWriter.appendQuoted(s, to: &out)
-        return out
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case let c where mustEscape(c):
+                let hex = String(c.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default:
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
+    /// Characters a log value never carries raw: C0 controls, DEL, C1 controls, the line and
+    /// paragraph separators, and the bidirectional embedding/override/isolate controls (which can
+    /// make a line display as something else).
+    static func mustEscape(_ c: Unicode.Scalar) -> Bool {
+        switch c.value {
+        case 0x00...0x1f, 0x7f...0x9f, 0x2028, 0x2029, 0x202a...0x202e, 0x2066...0x2069: true
+        default: false
+        }
     }
 }
