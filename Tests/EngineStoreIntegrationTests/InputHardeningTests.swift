@@ -408,4 +408,108 @@ import Testing
         #expect(capture.all.allSatisfy { $0.split(whereSeparator: \.isNewline).count == 1 })
         await s.stop()
     }
+
+    // MARK: 11. Limits at their boundaries (README limits table)
+
+    /// A JSON object of exactly `bytes` bytes: {"a":"xxx…"}.
+    static func jsonObject(bytes: Int) -> String { #"{"a":""# + String(repeating: "x", count: bytes - 8) + #""}"# }
+    /// A JSON array of exactly `bytes` bytes: ["xxx…"].
+    static func jsonArray(bytes: Int) -> String { #"[""# + String(repeating: "x", count: bytes - 4) + #""]"# }
+
+    @Test func sizeAndCountLimitsHoldAtTheirBoundaries() async throws {
+        let s = try await RunningServer.start()
+        let client = s.client()
+        let pg = try s.postgres()
+
+        // Identifiers 128 bytes, symbols 32, providers 64.
+        _ = try await client.savePosition(openRequest(model: String(repeating: "m", count: 128), symbol: String(repeating: "S", count: 32)))
+        await expectInvalid("model_id", "129-byte model id") {
+            _ = try await client.savePosition(openRequest(model: String(repeating: "m", count: 129), symbol: "BTC"))
+        }
+        await expectInvalid("symbol", "33-byte symbol") {
+            _ = try await client.savePosition(openRequest(model: "lim", symbol: String(repeating: "S", count: 33)))
+        }
+        _ = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: [
+            PriceTick(provider: String(repeating: "p", count: 64), symbol: "LIM", price: 1, timestampMs: t0),
+        ]))
+        await expectInvalid("ticks.provider", "65-byte provider") {
+            _ = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: [
+                PriceTick(provider: String(repeating: "p", count: 65), symbol: "LIM", price: 1, timestampMs: t0),
+            ]))
+        }
+
+        // JSON fields 64 KiB, raw_json 16 KiB, cot_trace and decisions_json 1 MiB.
+        var atLimit = openRequest(model: "json", symbol: "BTC")
+        atLimit.exitPlanJSON = Self.jsonObject(bytes: 65_536)
+        _ = try await client.savePosition(atLimit)
+        await expectInvalid("exit_plan_json", "JSON of 64 KiB + 1") {
+            var r = openRequest(model: "json", symbol: "ETH")
+            r.exitPlanJSON = Self.jsonObject(bytes: 65_537)
+            _ = try await client.savePosition(r)
+        }
+        _ = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: [
+            PriceTick(provider: "hl", symbol: "RAW", price: 1, timestampMs: t0, rawJSON: Self.jsonObject(bytes: 16_384)),
+        ]))
+        await expectInvalid("ticks.raw_json", "raw_json of 16 KiB + 1") {
+            _ = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: [
+                PriceTick(provider: "hl", symbol: "RAW", price: 1, timestampMs: t0 + 1, rawJSON: Self.jsonObject(bytes: 16_385)),
+            ]))
+        }
+        _ = try await client.recordDecisionCycle(RecordDecisionCycleRequest(
+            modelID: "json", cotTrace: String(repeating: "t", count: 1 << 20), decisionsJSON: Self.jsonArray(bytes: 1 << 20), success: true))
+        await expectInvalid("cot_trace", "cot_trace of 1 MiB + 1") {
+            _ = try await client.recordDecisionCycle(RecordDecisionCycleRequest(
+                modelID: "json", cotTrace: String(repeating: "t", count: (1 << 20) + 1), success: true))
+        }
+        await expectInvalid("decisions_json", "decisions_json of 1 MiB + 1") {
+            _ = try await client.recordDecisionCycle(RecordDecisionCycleRequest(
+                modelID: "json", decisionsJSON: Self.jsonArray(bytes: (1 << 20) + 1), success: true))
+        }
+
+        // Batch counts: snapshots and analytics entries 1..1000, assets and contexts 1..10000, ticks 1..50000.
+        let snapshots = (0..<1000).map { AccountSnapshot(modelID: "snap-\($0)", timestampMs: t0, dollarEquity: 1) }
+        _ = try await client.saveSnapshots(SaveSnapshotRequest(snapshots: snapshots))
+        await expectInvalid("snapshots", "1001 snapshots") {
+            _ = try await client.saveSnapshots(SaveSnapshotRequest(snapshots: snapshots + [AccountSnapshot(modelID: "snap-x", timestampMs: t0, dollarEquity: 1)]))
+        }
+        await expectInvalid("snapshots", "no snapshot") { _ = try await client.saveSnapshots(SaveSnapshotRequest(snapshots: [])) }
+        let entries = (0..<1000).map { ModelAnalytics(modelID: "an-\($0)", payloadJSON: #"{"total_pnl_pct": 1}"#, serverTimeMs: t0) }
+        _ = try await client.updateAnalytics(UpdateAnalyticsRequest(entries: entries))
+        await expectInvalid("entries", "1001 analytics entries") {
+            _ = try await client.updateAnalytics(UpdateAnalyticsRequest(entries: entries + [
+                ModelAnalytics(modelID: "an-x", payloadJSON: #"{"total_pnl_pct": 1}"#, serverTimeMs: t0),
+            ]))
+        }
+        await expectInvalid("entries", "no analytics entry") { _ = try await client.updateAnalytics(UpdateAnalyticsRequest(entries: [])) }
+        let assets = (0..<10_000).map { MarketAsset(provider: "hl", symbol: "A\($0)") }
+        _ = try await client.upsertMarketAssets(UpsertMarketAssetsRequest(assets: assets))
+        await expectInvalid("assets", "10001 assets") {
+            _ = try await client.upsertMarketAssets(UpsertMarketAssetsRequest(assets: assets + [MarketAsset(provider: "hl", symbol: "AX")]))
+        }
+        await expectInvalid("assets", "no asset") { _ = try await client.upsertMarketAssets(UpsertMarketAssetsRequest(assets: [])) }
+        // (Contexts share the assets' check; only the refusals are sent, to keep the test light.)
+        let contexts = (0..<10_001).map { AssetContext(provider: "hl", symbol: "C\($0)", funding: 0.0001) }
+        await expectInvalid("contexts", "10001 contexts") {
+            _ = try await client.upsertAssetContexts(UpsertAssetContextsRequest(contexts: contexts))
+        }
+        await expectInvalid("contexts", "no context") { _ = try await client.upsertAssetContexts(UpsertAssetContextsRequest(contexts: [])) }
+        let ticks = (0..<50_000).map { PriceTick(provider: "hl", symbol: "T", price: 1, timestampMs: t0 + 10 + Int64($0)) }
+        _ = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: ticks))
+        await expectInvalid("ticks", "50001 ticks") {
+            _ = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: ticks + [PriceTick(provider: "hl", symbol: "T", price: 1, timestampMs: t0)]))
+        }
+        await expectInvalid("ticks", "no tick") { _ = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: [])) }
+
+        // Exactly what was accepted is stored; nothing of the refused requests.
+        #expect(try count(pg, "SELECT count(*) FROM positions") == 2)
+        #expect(try count(pg, "SELECT count(*) FROM positions WHERE octet_length(exit_plan::text) >= 65536") == 1)
+        #expect(try count(pg, "SELECT count(*) FROM price_ticks") == 2 + 50_000)
+        #expect(try count(pg, "SELECT count(*) FROM decision_cycles") == 1)
+        #expect(try count(pg, "SELECT count(*) FROM account_equity_snapshots") == 1000)
+        #expect(try count(pg, "SELECT count(*) FROM model_analytics") == 1000)
+        #expect(try count(pg, "SELECT count(*) FROM market_assets") == 10_000)
+        #expect(try count(pg, "SELECT count(*) FROM market_asset_ctx") == 0)
+        await client.close()
+        await s.stop()
+    }
 }
