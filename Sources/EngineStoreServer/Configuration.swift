@@ -1,6 +1,7 @@
 import EngineStoreWire
 import Foundation
 import Hiredis
+import LibPQ
 
 /// Everything the server needs to run. Defaults are the documented ones.
 public struct ServerConfiguration: Sendable {
@@ -65,6 +66,9 @@ public struct ServerConfiguration: Sendable {
     public var idempotencyRetentionHours: Int = 24
     /// How often keys older than the retention are deleted (the first time after at most a minute).
     public var idempotencyPurgeIntervalMs: UInt64 = 600_000
+    /// Event times (ticks, snapshots, analytics, entries and exits, trade events, decisions, trader
+    /// state) more than this far ahead of the server's clock are refused with `invalid_argument`.
+    public var maxClockSkewMs: Int64 = 300_000
     /// Pause points for interleaving tests; empty in production.
     public var testHooks = TestHooks()
     /// Health counts Postgres or Redis as down when its ping has not answered within this time (or
@@ -76,6 +80,11 @@ public struct ServerConfiguration: Sendable {
         self.postgresURL = postgresURL
         self.redis = redis
         self.instanceID = instanceID ?? ServerConfiguration.makeInstanceID()
+    }
+
+    /// The Postgres and Redis passwords (as written and as decoded), for masking in every log line.
+    public var secretRedactor: SecretRedactor {
+        SecretRedactor(connectionString: postgresURL).adding(SecretRedactor(secrets: redis.password.map { [$0] } ?? []))
     }
 
     static func makeInstanceID() -> String {

@@ -60,6 +60,25 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// `text` with every occurrence of the password masked (hiredis and Redis error texts pass
+    /// through this before they can reach a log).
+    public func redact(_ text: String) -> String {
+        guard let password, !password.isEmpty else { return text }
+        let needle = Array(password.utf8), bytes = Array(text.utf8)
+        var out: [UInt8] = []
+        var i = 0
+        while i < bytes.count {
+            if i + needle.count <= bytes.count, bytes[i..<(i + needle.count)].elementsEqual(needle) {
+                out.append(contentsOf: "***".utf8)
+                i += needle.count
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// The endpoint without its password, for logs and errors.
     public var description: String {
         switch address {
@@ -135,7 +154,7 @@ public final class RedisConnection {
         }
         guard let ctx else { throw RedisError(kind: .connection, message: "hiredis could not allocate a context") }
         if ctx.pointee.err != 0 {
-            let message = Self.errorString(ctx)
+            let message = endpoint.redact(Self.errorString(ctx))
             redisFree(ctx)
             throw RedisError(kind: .connection, message: "connect to \(endpoint): \(message)")
         }
@@ -147,7 +166,7 @@ public final class RedisConnection {
         }
         if endpoint.database != 0 {
             let reply = try command(["SELECT", String(endpoint.database)])
-            if case .error(let e) = reply { throw RedisError(kind: .connection, message: "SELECT: \(e)") }
+            if case .error(let e) = reply { throw RedisError(kind: .connection, message: "SELECT: \(endpoint.redact(e))") }
         }
     }
 
@@ -174,14 +193,17 @@ public final class RedisConnection {
             var raw: UnsafeMutableRawPointer?
             guard redisGetReply(context, &raw) == REDIS_OK, let raw else { throw connectionError() }
             let reply = raw.assumingMemoryBound(to: redisReply.self)
-            replies.append(Self.convert(reply))
+            var converted = Self.convert(reply)
+            // Error replies end up in logs (redis_reply_error): never with the password in them.
+            if case .error(let e) = converted, endpoint.password != nil { converted = .error(endpoint.redact(e)) }
+            replies.append(converted)
             freeReplyObject(raw)
         }
         return replies
     }
 
     private func connectionError() -> RedisError {
-        RedisError(kind: .connection, message: Self.errorString(context))
+        RedisError(kind: .connection, message: endpoint.redact(Self.errorString(context)))
     }
 
     static func errorString(_ ctx: UnsafeMutablePointer<redisContext>) -> String {

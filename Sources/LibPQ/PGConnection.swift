@@ -2,7 +2,8 @@ import CLibPQ
 import Glibc
 
 /// An error from libpq: the server's SQLSTATE when there is one, and its message.
-/// Messages come from libpq and the server, which never echo a password.
+/// libpq echoes parts of a connection string it cannot parse (a malformed percent escape in a
+/// password, say), so `PGConnection` passes every message through the string's `SecretRedactor`.
 public struct PGError: Error, Sendable, CustomStringConvertible {
     public enum Kind: Sendable {
         /// Could not connect, or the connection broke: retry after reconnecting.
@@ -41,6 +42,8 @@ public struct PGError: Error, Sendable, CustomStringConvertible {
 /// One libpq connection. Not thread-safe (libpq connections are not): owned by one thread at a time.
 public final class PGConnection {
     private let handle: OpaquePointer
+    /// Masks the connection string's password in every error message this connection makes.
+    private let redactor: SecretRedactor
 
     /// Connects with a libpq connection string (URI or keyword/value form); blocks until connected or failed.
     /// `connectTimeoutSeconds` bounds the wait when the string does not set `connect_timeout` itself.
@@ -57,14 +60,16 @@ public final class PGConnection {
         guard let conn else {
             throw PGError(kind: .connection, sqlState: nil, message: "libpq could not allocate a connection")
         }
+        let redactor = SecretRedactor(connectionString: conninfo)
         guard PQstatus(conn) == CONNECTION_OK else {
-            let message = Self.trimmed(PQerrorMessage(conn))
+            let message = redactor.redact(Self.trimmed(PQerrorMessage(conn)))
             PQfinish(conn)
             throw PGError(kind: .connection, sqlState: nil, message: message)
         }
         // Server NOTICEs (e.g. "relation already exists, skipping") would go to stderr; drop them.
         PQsetNoticeProcessor(conn, { _, _ in }, nil)
         handle = conn
+        self.redactor = redactor
     }
 
     deinit { PQfinish(handle) }
@@ -116,7 +121,7 @@ public final class PGConnection {
 
     private func check(_ result: OpaquePointer?) throws(PGError) -> PGResult {
         guard let result else {
-            throw PGError(kind: .connection, sqlState: nil, message: Self.trimmed(PQerrorMessage(handle)))
+            throw PGError(kind: .connection, sqlState: nil, message: errorText(PQerrorMessage(handle)))
         }
         let status = PQresultStatus(result)
         switch status {
@@ -124,13 +129,16 @@ public final class PGConnection {
             return PGResult(result)
         default:
             let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
-            let message = Self.trimmed(PQresultErrorMessage(result))
+            let message = errorText(PQresultErrorMessage(result))
             PQclear(result)
             let broken = PQstatus(handle) != CONNECTION_OK
             throw PGError(kind: broken ? .connection : .statement, sqlState: state,
-                          message: message.isEmpty ? Self.trimmed(PQerrorMessage(handle)) : message)
+                          message: message.isEmpty ? errorText(PQerrorMessage(handle)) : message)
         }
     }
+
+    /// An error text from libpq, trimmed and with the password masked.
+    func errorText(_ p: UnsafePointer<CChar>?) -> String { redactor.redact(Self.trimmed(p)) }
 
     static func trimmed(_ p: UnsafePointer<CChar>?) -> String {
         guard let p else { return "" }
@@ -196,9 +204,9 @@ extension PGConnection {
             guard let base = raw.baseAddress, raw.count > 0 else { return 1 }
             return PQputCopyData(rawHandle, base.assumingMemoryBound(to: CChar.self), Int32(raw.count))
         }
-        guard sent == 1 else { throw PGError(kind: .connection, sqlState: nil, message: PGConnection.trimmed(PQerrorMessage(rawHandle))) }
+        guard sent == 1 else { throw PGError(kind: .connection, sqlState: nil, message: errorText(PQerrorMessage(rawHandle))) }
         guard PQputCopyEnd(rawHandle, nil) == 1 else {
-            throw PGError(kind: .connection, sqlState: nil, message: PGConnection.trimmed(PQerrorMessage(rawHandle)))
+            throw PGError(kind: .connection, sqlState: nil, message: errorText(PQerrorMessage(rawHandle)))
         }
         var rows = 0
         var failure: PGError?
@@ -209,7 +217,7 @@ extension PGConnection {
             } else if failure == nil {
                 let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
                 failure = PGError(kind: PQstatus(rawHandle) == CONNECTION_OK ? .statement : .connection, sqlState: state,
-                                  message: PGConnection.trimmed(PQresultErrorMessage(result)))
+                                  message: errorText(PQresultErrorMessage(result)))
             }
             PQclear(result)
         }
@@ -265,7 +273,7 @@ extension PGConnection {
                 outcomes.append(.aborted)
             default:
                 let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
-                let message = PGConnection.trimmed(PQresultErrorMessage(result))
+                let message = errorText(PQresultErrorMessage(result))
                 PQclear(result)
                 outcomes.append(.failed(PGError(kind: PQstatus(rawHandle) == CONNECTION_OK ? .statement : .connection,
                                                 sqlState: state, message: message)))
@@ -286,6 +294,6 @@ extension PGConnection {
 
     private func lastError() -> PGError {
         PGError(kind: PQstatus(rawHandle) == CONNECTION_OK ? .statement : .connection, sqlState: nil,
-                message: PGConnection.trimmed(PQerrorMessage(rawHandle)))
+                message: errorText(PQerrorMessage(rawHandle)))
     }
 }

@@ -35,13 +35,15 @@ struct LogOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
-    func bootstrap() throws -> Logger {
+    /// Every line passes through `redactor`: the passwords never reach the log, also not inside an
+    /// error text that libpq or hiredis echoed them into.
+    func bootstrap(redacting redactor: SecretRedactor) throws -> Logger {
         guard let format = LineLogHandler.Format(rawValue: logFormat) else {
             throw ValidationError("--log-format must be logfmt or json")
         }
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown --log-level \(logLevel)") }
         LoggingSystem.bootstrap { label in
-            var h = LineLogHandler(label: label, format: format)
+            var h = LineLogHandler(label: label, format: format, redactor: redactor)
             h.logLevel = level
             return h
         }
@@ -74,6 +76,8 @@ struct Serve: AsyncParsableCommand {
     var idempotencyRetentionHours: Int = 24
     @Option(help: "Milliseconds a Postgres worker waits for one batch before it drops the connection and answers unavailable (0 = no limit).")
     var postgresTimeoutMs: UInt64 = 2000
+    @Option(help: "Milliseconds an event time may be ahead of the server clock; later times are refused.")
+    var maxClockSkewMs: Int64 = 300_000
     @Option(help: "Minimum milliseconds between two writes of one market-data cache key (0 = no limit).")
     var marketCacheIntervalMs: Int = 1000
     @Option(help: "Minimum milliseconds between two stored equity snapshots of one trader (0 = no throttle).")
@@ -110,7 +114,6 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var log: LogOptions
 
     func run() async throws {
-        let logger = try log.bootstrap()
         let env = ProcessInfo.processInfo.environment
         guard let socketPath = socket ?? env["ENGINE_STORE_SOCKET"] else {
             throw ValidationError("set --socket or ENGINE_STORE_SOCKET")
@@ -151,6 +154,9 @@ struct Serve: AsyncParsableCommand {
         config.snapshotMinIntervalMs = snapshotMinIntervalMs
         config.idempotencyRetentionHours = idempotencyRetentionHours
         config.postgresTimeoutMs = postgresTimeoutMs
+        guard maxClockSkewMs >= 0 else { throw ValidationError("--max-clock-skew-ms must not be negative") }
+        config.maxClockSkewMs = maxClockSkewMs
+        let logger = try log.bootstrap(redacting: config.secretRedactor)
         let server = try EngineStoreServer(configuration: config, logger: logger)
         do {
             try await server.startAsync()
@@ -186,8 +192,8 @@ struct Migrate: AsyncParsableCommand {
     @OptionGroup var log: LogOptions
 
     func run() async throws {
-        let logger = try log.bootstrap()
         let url = try postgres.resolved()
+        let logger = try log.bootstrap(redacting: SecretRedactor(connectionString: url))
         do {
             let applied = try Migrations.apply(conninfo: url)
             logger.info("migrations done", metadata: ["applied": "\(applied)", "postgres": "\(redactConnectionString(url))"])

@@ -5,6 +5,7 @@ import Glibc
 import Hiredis
 import LibPQ
 import Logging
+import Synchronization
 import TestHarness
 
 /// A server on its own fresh database and Redis namespace, against the shared throwaway services.
@@ -16,7 +17,7 @@ struct RunningServer {
     let redisURL: String
 
     static func start(database: String? = nil, services given: TestServices? = nil, namespace: String? = nil,
-                      configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> RunningServer {
+                      logger givenLogger: Logger? = nil, configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> RunningServer {
         let shared = try await TestServices.shared()
         let services = given ?? shared
         let db: String
@@ -27,8 +28,8 @@ struct RunningServer {
         config.namespace = namespace
         config.postgresConnections = 2
         configure(&config)
-        var logger = Logger(label: "test-server")
-        logger.logLevel = .warning
+        var logger = givenLogger ?? Logger(label: "test-server")
+        if givenLogger == nil { logger.logLevel = .warning }
         let server = try EngineStoreServer(configuration: config, logger: logger)
         try await server.startAsync()
         return RunningServer(server: server, socketPath: socket, postgresURL: db, namespace: namespace, redisURL: services.redisURL)
@@ -142,4 +143,24 @@ func openRequest(model: String, symbol: String, key: String = UUID().uuidString,
 func newDatabase() async throws -> String {
     let services = try await TestServices.shared()
     return try await offPool { try services.createDatabase() }
+}
+
+/// Collects the lines a `LineLogHandler` writes, for tests that read the server's log.
+final class LogCapture: Sendable {
+    private let lines = Mutex<[String]>([])
+
+    var text: String { lines.withLock { $0.joined() } }
+    var all: [String] { lines.withLock { $0 } }
+
+    func append(_ line: String) { lines.withLock { $0.append(line) } }
+
+    /// A logger writing through a `LineLogHandler` into this capture.
+    func logger(format: LineLogHandler.Format = .logfmt, redactor: SecretRedactor = SecretRedactor(secrets: []),
+                level: Logger.Level = .info) -> Logger {
+        Logger(label: "captured") { label in
+            var h = LineLogHandler(label: label, format: format, redactor: redactor, output: { self.append($0) })
+            h.logLevel = level
+            return h
+        }
+    }
 }

@@ -440,10 +440,7 @@ final class PostgresPool: Sendable {
                 if e.isTransient {
                     return ServiceError(.unavailable, "transient postgres error (SQLSTATE \(e.sqlState ?? "?")); retry")
                 }
-                if e.sqlState?.hasPrefix("22") == true {
-                    // Data exception: a value Postgres could not take (bad JSON, out-of-range number).
-                    return ServiceError(.invalidArgument, "value rejected by the database: \(e.message.split(separator: "\n").first ?? "")")
-                }
+                if let rejected = e.rejectedInput { return rejected }
                 if e.isConstraintViolation {
                     return ServiceError(.conflict, "constraint violation: \(e.message)")
                 }

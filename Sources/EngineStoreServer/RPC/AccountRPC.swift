@@ -9,6 +9,7 @@ struct AccountRPC: RPCFamily {
     var methods: [Method] { [.saveSnapshot] }
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
+        let skew = context.configuration.maxClockSkewMs
         var r = try SaveSnapshotRequest.decodeRequest(payload)
         try Validate.identifier(r.idempotencyKey, "idempotency_key")
         guard !r.snapshots.isEmpty else { throw .invalid("snapshots", "at least one snapshot") }
@@ -16,9 +17,9 @@ struct AccountRPC: RPCFamily {
         var models = Set<String>()
         for i in r.snapshots.indices {
             let s = r.snapshots[i]
-            try Validate.identifier(s.modelID, "snapshots.model_id")
+            try Validate.keyPart(s.modelID, "snapshots.model_id")
             guard models.insert(s.modelID).inserted else { throw .invalid("snapshots.model_id", "\(s.modelID) appears twice") }
-            try Validate.timestampMs(s.timestampMs, "snapshots.timestamp_ms")
+            try Validate.timestampMs(s.timestampMs, "snapshots.timestamp_ms", maxSkewMs: skew)
             try Validate.finite(s.dollarEquity, "snapshots.dollar_equity")
             try Validate.finite(s.realizedPnl, "snapshots.realized_pnl")
             try Validate.finite(s.totalUnrealizedPnl, "snapshots.total_unrealized_pnl")

@@ -10,6 +10,7 @@ struct AnalyticsRPC: RPCFamily {
     var methods: [Method] { [.updateAnalytics, .getLeaderboard] }
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
+        let skew = context.configuration.maxClockSkewMs
         switch method {
         case .updateAnalytics:
             let r = try UpdateAnalyticsRequest.decodeRequest(payload)
@@ -19,9 +20,9 @@ struct AnalyticsRPC: RPCFamily {
             var models = Set<String>()
             var figures: [Figures] = []
             for e in r.entries {
-                try Validate.identifier(e.modelID, "entries.model_id")
+                try Validate.keyPart(e.modelID, "entries.model_id")
                 guard models.insert(e.modelID).inserted else { throw .invalid("entries.model_id", "\(e.modelID) appears twice") }
-                try Validate.timestampMs(e.serverTimeMs, "entries.server_time_ms")
+                try Validate.timestampMs(e.serverTimeMs, "entries.server_time_ms", maxSkewMs: skew)
                 try Validate.jsonObject(e.metadataJSON, "entries.metadata_json")
                 figures.append(try Figures(e.payloadJSON))
             }

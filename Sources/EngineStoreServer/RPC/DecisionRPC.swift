@@ -11,15 +11,16 @@ struct DecisionRPC: RPCFamily {
     static let maxTraceBytes = 1 << 20
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
+        let skew = context.configuration.maxClockSkewMs
         switch method {
         case .recordDecisionCycle:
             let r = try RecordDecisionCycleRequest.decodeRequest(payload)
             try Validate.identifier(r.idempotencyKey, "idempotency_key")
-            try Validate.identifier(r.modelID, "model_id")
+            try Validate.keyPart(r.modelID, "model_id")
             try Validate.text(r.cotTrace, "cot_trace", maxBytes: Self.maxTraceBytes)
             try Validate.text(r.promptDigest, "prompt_digest", maxBytes: 256)
             try Validate.text(r.errorMessage, "error_message", maxBytes: 64 * 1024)
-            try Validate.timestampMs(r.executedAtMs, "executed_at_ms")
+            try Validate.timestampMs(r.executedAtMs, "executed_at_ms", maxSkewMs: skew)
             if let n = r.cycleNumber, n < 0 || n > Int64(Int32.max) { throw .invalid("cycle_number", "out of INT range") }
             let first = try Self.firstDecision(r.decisionsJSON)
             context.postgres.submit(IdempotentWrite(
@@ -30,7 +31,7 @@ struct DecisionRPC: RPCFamily {
                 reply: reply))
         case .getLastDecision:
             let r = try GetLastDecisionRequest.decodeRequest(payload)
-            try Validate.identifier(r.modelID, "model_id")
+            try Validate.keyPart(r.modelID, "model_id")
             let key = context.keys.lastDecision(model: r.modelID)
             let ttl = context.configuration.ttl.medium
             CachedRead(context: context).run(reply, family: "decision", command: ["GET", key], fromCache: { cached in
@@ -64,6 +65,7 @@ struct DecisionRPC: RPCFamily {
     static func firstDecision(_ json: String?) throws(ServiceError) -> FirstDecision {
         guard let json else { return FirstDecision() }
         guard json.utf8.count <= 1 << 20 else { throw .invalid("decisions_json", "longer than 1 MiB") }
+        try Validate.jsonDepth(json, "decisions_json")
         guard let parsed = try? JSONSerialization.jsonObject(with: Data(json.utf8)), let array = parsed as? [Any] else {
             throw .invalid("decisions_json", "must be a JSON array")
         }

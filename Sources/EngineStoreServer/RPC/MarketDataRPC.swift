@@ -9,6 +9,7 @@ struct MarketDataRPC: RPCFamily {
     var methods: [Method] { [.ingestPriceTicks, .upsertMarketAssets, .upsertAssetContexts] }
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
+        let skew = context.configuration.maxClockSkewMs
         let keys = context.keys
         let ttl = context.configuration.ttl
         switch method {
@@ -20,12 +21,13 @@ struct MarketDataRPC: RPCFamily {
                 throw .invalid("ticks", "at most \(context.configuration.maxTicksPerBatch) per batch")
             }
             for i in r.ticks.indices {
-                try Validate.identifier(r.ticks[i].provider, "ticks.provider", maxBytes: 64)
+                try Validate.keyPart(r.ticks[i].provider, "ticks.provider", maxBytes: 64)
                 r.ticks[i].symbol = try Validate.symbol(r.ticks[i].symbol, "ticks.symbol")
                 try Validate.positive(r.ticks[i].price, "ticks.price")
-                try Validate.timestampMs(r.ticks[i].timestampMs, "ticks.timestamp_ms")
+                try Validate.timestampMs(r.ticks[i].timestampMs, "ticks.timestamp_ms", maxSkewMs: skew)
                 try Validate.nonNegative(r.ticks[i].volume, "ticks.volume")
                 try Validate.text(r.ticks[i].rawJSON, "ticks.raw_json", maxBytes: 16 * 1024)
+                if let raw = r.ticks[i].rawJSON { try Validate.jsonDepth(raw, "ticks.raw_json") }
             }
             context.postgres.submit(IdempotentWrite(
                 key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
@@ -35,7 +37,7 @@ struct MarketDataRPC: RPCFamily {
             try Validate.identifier(r.idempotencyKey, "idempotency_key")
             guard !r.assets.isEmpty, r.assets.count <= 10_000 else { throw .invalid("assets", "1 to 10000 per call") }
             for i in r.assets.indices {
-                try Validate.identifier(r.assets[i].provider, "assets.provider", maxBytes: 64)
+                try Validate.keyPart(r.assets[i].provider, "assets.provider", maxBytes: 64)
                 r.assets[i].symbol = try Validate.symbol(r.assets[i].symbol, "assets.symbol")
                 try Validate.text(r.assets[i].name, "assets.name", maxBytes: 256)
                 try Validate.positive(r.assets[i].maxLeverage, "assets.max_leverage")
@@ -52,7 +54,7 @@ struct MarketDataRPC: RPCFamily {
             guard !r.contexts.isEmpty, r.contexts.count <= 10_000 else { throw .invalid("contexts", "1 to 10000 per call") }
             for i in r.contexts.indices {
                 let c = r.contexts[i]
-                try Validate.identifier(c.provider, "contexts.provider", maxBytes: 64)
+                try Validate.keyPart(c.provider, "contexts.provider", maxBytes: 64)
                 r.contexts[i].symbol = try Validate.symbol(c.symbol, "contexts.symbol")
                 try Validate.finite(c.funding, "contexts.funding")
                 try Validate.nonNegative(c.openInterest, "contexts.open_interest")

@@ -13,15 +13,15 @@ struct OperationsRPC: RPCFamily {
             reply.send(StatsResponse(prometheusText: context.metrics.text))
         case .hydrate:
             let r = try HydrateRequest.decodeRequest(payload)
-            for m in r.models { try Validate.identifier(m, "models") }
-            for t in r.traders { try Validate.identifier(t, "traders") }
+            for m in r.models { try Validate.keyPart(m, "models") }
+            for t in r.traders { try Validate.keyPart(t, "traders") }
             context.maintenance.submit(.hydrate(r, reply))
         case .checkConsistency:
             var r = try CheckConsistencyRequest.decodeRequest(payload)
-            for m in r.models { try Validate.identifier(m, "models") }
-            for m in r.exchangeModels { try Validate.identifier(m, "exchange_models") }
+            for m in r.models { try Validate.keyPart(m, "models") }
+            for m in r.exchangeModels { try Validate.keyPart(m, "exchange_models") }
             for i in r.exchangePositions.indices {
-                try Validate.identifier(r.exchangePositions[i].modelID, "exchange_positions.model_id")
+                try Validate.keyPart(r.exchangePositions[i].modelID, "exchange_positions.model_id")
                 r.exchangePositions[i].symbol = try Validate.symbol(r.exchangePositions[i].symbol, "exchange_positions.symbol")
                 try Validate.nonNegative(r.exchangePositions[i].quantity, "exchange_positions.quantity")
                 if !r.exchangeModels.contains(r.exchangePositions[i].modelID) { r.exchangeModels.append(r.exchangePositions[i].modelID) }

@@ -121,6 +121,27 @@ struct CloseMath {
         entryCommissionShare = openSize > 0 ? entryCommission * min(1, size / openSize) : 0
         self.exitCommission = exitCommission
     }
+
+    /// Every value a close stores or publishes must be finite (Inf and NaN are never stored): the
+    /// position size (closed size × entry price), the exit notional, gross and net PnL and the fees.
+    /// Each input is finite (validated, or read from a row validated when written), but products and
+    /// sums can still overflow, e.g. a close at 1e300 of 1e10 opened at 1. The error names the field
+    /// that the caller can change: `exit_size` (or, for a whole close, the stored size), `exit_price`
+    /// for the PnL, `exit_commission` for the fees.
+    static func requireFinite(_ math: CloseMath, closedSize: Double, entryPrice: Double, exitPrice: Double) throws(ServiceError) {
+        guard (closedSize * entryPrice).isFinite else {
+            throw .invalid("exit_size", "position size \(closedSize) × entry price \(entryPrice) is not finite")
+        }
+        guard (closedSize * exitPrice).isFinite, math.gross.isFinite else {
+            throw .invalid("exit_price", "realized PnL at exit price \(exitPrice) for size \(closedSize) is not finite")
+        }
+        guard math.entryCommissionShare.isFinite, math.totalCommission.isFinite else {
+            throw .invalid("exit_commission", "total commission is not finite")
+        }
+        guard math.net.isFinite else {
+            throw .invalid("exit_commission", "net PnL (gross \(math.gross) − commission \(math.totalCommission)) is not finite")
+        }
+    }
 }
 
 /// ClosePosition: in one transaction, the open row is closed (or reduced) and a trades row inserted.
@@ -162,6 +183,8 @@ struct ClosePositionBody: WriteBody {
         let closed = full ? openSize : size
         let math = CloseMath(side: side, entryPrice: entryPrice, exitPrice: r.exitPrice, size: closed, openSize: openSize,
                              entryCommission: entryCommission, exitCommission: r.exitCommission ?? 0)
+        // Before anything is written: a non-finite result rolls back this request alone.
+        try CloseMath.requireFinite(math, closedSize: closed, entryPrice: entryPrice, exitPrice: r.exitPrice)
 
         var mutations: [CacheMutation] = []
         let positionsKey = keys.positions(model: r.modelID)

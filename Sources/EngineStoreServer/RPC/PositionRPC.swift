@@ -14,13 +14,13 @@ struct PositionRPC: RPCFamily {
         switch method {
         case .savePosition:
             var request = try SavePositionRequest.decodeRequest(payload)
-            request.symbol = try Self.validate(request)
+            request.symbol = try Self.validate(request, maxClockSkewMs: context.configuration.maxClockSkewMs)
             context.postgres.submit(IdempotentWrite(
                 key: request.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
                 body: SavePositionBody(request: request, keys: context.keys, ttl: ttl.positions), reply: reply))
         case .closePosition:
             var request = try ClosePositionRequest.decodeRequest(payload)
-            request.symbol = try Self.validate(request)
+            request.symbol = try Self.validate(request, maxClockSkewMs: context.configuration.maxClockSkewMs)
             context.postgres.submit(IdempotentWrite(
                 key: request.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
                 body: ClosePositionBody(request: request, keys: context.keys, ttl: ttl,
@@ -28,11 +28,11 @@ struct PositionRPC: RPCFamily {
                 reply: reply))
         case .getOpenPositions:
             let request = try GetOpenPositionsRequest.decodeRequest(payload)
-            try Validate.identifier(request.modelID, "model_id")
+            try Validate.keyPart(request.modelID, "model_id")
             PositionReads(context: context).openPositions(model: request.modelID, reply: reply)
         case .getRecentTrades:
             let request = try GetRecentTradesRequest.decodeRequest(payload)
-            try Validate.identifier(request.modelID, "model_id")
+            try Validate.keyPart(request.modelID, "model_id")
             guard (1...100).contains(request.limit) else { throw .invalid("limit", "must be 1 to 100") }
             PositionReads(context: context).recentTrades(model: request.modelID, limit: Int(request.limit), reply: reply)
         default:
@@ -41,14 +41,14 @@ struct PositionRPC: RPCFamily {
     }
 
     /// Checks every field that was sent; returns the normalised (upper-case) symbol.
-    static func validate(_ r: SavePositionRequest) throws(ServiceError) -> String {
+    static func validate(_ r: SavePositionRequest, maxClockSkewMs: Int64) throws(ServiceError) -> String {
         try Validate.identifier(r.idempotencyKey, "idempotency_key")
-        try Validate.identifier(r.modelID, "model_id")
+        try Validate.keyPart(r.modelID, "model_id")
         let symbol = try Validate.symbol(r.symbol)
         if let p = r.exchangeProvider { try Validate.identifier(p, "exchange_provider", maxBytes: 64) }
         try Validate.positive(r.quantity, "quantity")
         try Validate.positive(r.entryPrice, "entry_price")
-        try Validate.timestampMs(r.entryTimeMs, "entry_time_ms")
+        try Validate.timestampMs(r.entryTimeMs, "entry_time_ms", maxSkewMs: maxClockSkewMs)
         try Validate.positive(r.leverage, "leverage")
         try Validate.finite(r.confidence, "confidence")
         try Validate.finite(r.riskUSD, "risk_usd")
@@ -63,16 +63,24 @@ struct PositionRPC: RPCFamily {
         try Validate.nonNegative(r.liquidationPrice, "liquidation_price")
         try Validate.nonNegative(r.commission, "commission")
         try Validate.finite(r.slippage, "slippage")
+        // Computed from these fields (the trade document's position_size, PnL at close): finite, or
+        // Inf/NaN would reach Postgres and Redis later. Each factor alone is finite here.
+        if let q = r.quantity, let p = r.entryPrice, !(q * p).isFinite {
+            throw .invalid("quantity", "quantity × entry_price (\(q) × \(p)) is not a finite position size")
+        }
+        if let q = r.quantity, let p = r.currentPrice, !(q * p).isFinite {
+            throw .invalid("current_price", "quantity × current_price (\(q) × \(p)) is not a finite notional")
+        }
         return symbol
     }
 
-    static func validate(_ r: ClosePositionRequest) throws(ServiceError) -> String {
+    static func validate(_ r: ClosePositionRequest, maxClockSkewMs: Int64) throws(ServiceError) -> String {
         try Validate.identifier(r.idempotencyKey, "idempotency_key")
-        try Validate.identifier(r.modelID, "model_id")
+        try Validate.keyPart(r.modelID, "model_id")
         let symbol = try Validate.symbol(r.symbol)
         try Validate.positive(r.exitPrice, "exit_price")
         try Validate.positive(r.exitSize, "exit_size")
-        try Validate.timestampMs(r.exitTimeMs, "exit_time_ms")
+        try Validate.timestampMs(r.exitTimeMs, "exit_time_ms", maxSkewMs: maxClockSkewMs)
         try Validate.orderID(r.exitOID, "exit_oid")
         try Validate.orderID(r.exitTID, "exit_tid")
         try Validate.nonNegative(r.exitCommission, "exit_commission")

@@ -9,16 +9,17 @@ struct TradeEventRPC: RPCFamily {
     var methods: [Method] { [.publishTradeEvent] }
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
+        let skew = context.configuration.maxClockSkewMs
         var r = try PublishTradeEventRequest.decodeRequest(payload)
         try Validate.identifier(r.idempotencyKey, "idempotency_key")
-        try Validate.identifier(r.tradeID, "trade_id")
-        try Validate.identifier(r.modelID, "model_id")
+        try Validate.keyPart(r.tradeID, "trade_id")
+        try Validate.keyPart(r.modelID, "model_id")
         r.symbol = try Validate.symbol(r.symbol)
         try Validate.identifier(r.kind, "kind", maxBytes: 32)
         try Validate.positive(r.price, "price")
         try Validate.positive(r.size, "size")
         try Validate.finite(r.fee, "fee")
-        try Validate.timestampMs(r.timestampMs, "timestamp_ms")
+        try Validate.timestampMs(r.timestampMs, "timestamp_ms", maxSkewMs: skew)
         try Validate.json(r.payloadJSON, "payload_json")
         context.postgres.submit(IdempotentWrite(
             key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),

@@ -10,13 +10,14 @@ struct TraderStateRPC: RPCFamily {
     var methods: [Method] { [.saveTraderState, .getTraderState] }
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
+        let skew = context.configuration.maxClockSkewMs
         let ttl = context.configuration.ttl.medium
         switch method {
         case .saveTraderState:
             let r = try SaveTraderStateRequest.decodeRequest(payload)
             try Validate.identifier(r.idempotencyKey, "idempotency_key")
             let s = r.state
-            try Validate.identifier(s.traderID, "state.trader_id")
+            try Validate.keyPart(s.traderID, "state.trader_id")
             if let p = s.exchangeProvider { try Validate.identifier(p, "state.exchange_provider", maxBytes: 64) }
             if let p = s.marketProvider { try Validate.identifier(p, "state.market_provider", maxBytes: 64) }
             if let a = s.allocationPct {
@@ -24,7 +25,7 @@ struct TraderStateRPC: RPCFamily {
             }
             try Validate.jsonObject(s.cooldownJSON, "state.cooldown_json")
             try Validate.jsonObject(s.riskGuardsJSON, "state.risk_guards_json")
-            try Validate.timestampMs(s.lastDecisionAtMs, "state.last_decision_at_ms")
+            try Validate.timestampMs(s.lastDecisionAtMs, "state.last_decision_at_ms", maxSkewMs: skew)
             if let p = s.pauseUntilMs, p < Validate.earliestMs || p > epochMillis() + 366 * 86_400_000 {
                 throw .invalid("state.pause_until_ms", "\(p) is not a plausible epoch time in milliseconds")
             }
@@ -35,7 +36,7 @@ struct TraderStateRPC: RPCFamily {
                 reply: reply))
         case .getTraderState:
             let r = try GetTraderStateRequest.decodeRequest(payload)
-            try Validate.identifier(r.traderID, "trader_id")
+            try Validate.keyPart(r.traderID, "trader_id")
             let key = context.keys.traderState(trader: r.traderID)
             CachedRead(context: context).run(reply, family: "trader_state", command: ["GET", key], fromCache: { cached in
                 guard let o = cachedObject(cached), let state = o["state"] as? [String: Any],
