@@ -127,7 +127,8 @@ import Testing
         try await offPool { try services.stopPostgres() }
         let start = ContinuousClock.now
         let error = await #expect(throws: EngineStoreError.self) { try await client.savePosition(openRequest(model: "pgdown", symbol: "ETH")) }
-        #expect(ContinuousClock.now - start < .seconds(3))
+        // Within the 2 s client deadline, plus slack for a loaded 2-core CI machine; a hang would take far longer.
+        #expect(ContinuousClock.now - start < .seconds(4))
         #expect(error?.retryable == true)
         #expect(error?.code == .unavailable || error?.code == .deadlineExceeded)
         #expect(try await client.health().status == .unhealthy)
