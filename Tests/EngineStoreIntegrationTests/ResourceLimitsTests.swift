@@ -121,6 +121,26 @@ import Testing
         await s.stop()
     }
 
+    /// Stats requests (each reply ~100 KiB of metrics in production) without reading: requests in flight
+    /// count against the cap with the largest reply their method has given, so only a few are made at
+    /// a time, not `max-in-flight` (1024) of them.
+    @Test func aStatsFloodIsHeldNearTheCapToo() async throws {
+        let cap = 256 * 1024
+        let s = try await LimitServer.start { $0.maxOutputBytes = cap }
+        let reply = try await s.client().stats().utf8.count + 64
+        let flooder = try await offPool { try Flooder(path: s.socketPath, stats: true) }
+        _ = try await offPool { flooder.floodUntilBlocked(maxBytes: 4 << 20) }
+        #expect(try await s.eventuallyMetric("output_capped_connections") { $0 == 1 })
+        let peak = try await s.metric("output_buffered_peak_bytes") ?? -1
+        // Up to the cap, plus what replies outgrew their estimate by (the metrics text grows as the
+        // flood is counted), plus one reply.
+        #expect(peak >= Double(cap) && peak <= Double(cap + 3 * reply), "peak \(peak), one reply ~\(reply)")
+        #expect(try await s.metric("in_flight_requests") ?? -1 <= Double(cap / reply + 2))
+        #expect(try await s.client().health().status == .ok)
+        flooder.close()
+        await s.stop()
+    }
+
     /// The same flooder with a short write timeout is closed, with one log line saying why.
     @Test func neverReadingClientIsClosedAfterTheWriteTimeout() async throws {
         let s = try await LimitServer.start { $0.maxOutputBytes = 128 * 1024; $0.writeTimeoutMs = 400 }
@@ -333,13 +353,23 @@ final class Flooder: @unchecked Sendable {
     private var position = 0
     private var closed = false
 
-    init(path: String) throws {
+    /// Pings with 1 KiB payloads (answered on the I/O thread, no in-flight slot: one request id serves
+    /// them all), or with `stats`, Stats requests (answered by a worker) with ids unique across 4096.
+    init(path: String, stats: Bool = false) throws {
         raw = try RawConnection(path: path)
         try raw.hello()
-        let one = Frame.encode(header: FrameHeader(kind: .request, method: 6, requestID: 2),
-                               message: PingMessage(payload: [UInt8](repeating: 0x5a, count: 1024)))
-        frameBytes = one.count
-        frames = Array([[UInt8]](repeating: one, count: 64).joined())
+        if stats {
+            let all = (0..<4096).map { i in
+                Frame.encode(header: FrameHeader(kind: .request, method: 3, requestID: UInt32(100 + i)), message: StatsRequest())
+            }
+            frameBytes = all[0].count
+            frames = Array(all.joined())
+        } else {
+            let one = Frame.encode(header: FrameHeader(kind: .request, method: 6, requestID: 2),
+                                   message: PingMessage(payload: [UInt8](repeating: 0x5a, count: 1024)))
+            frameBytes = one.count
+            frames = Array([[UInt8]](repeating: one, count: 64).joined())
+        }
         _ = fcntl(raw.fd, F_SETFL, fcntl(raw.fd, F_GETFL) | O_NONBLOCK)
     }
 

@@ -4,6 +4,8 @@ final class Connection {
         let token: UInt64
         let deadlineNanos: UInt64
         let method: UInt16
+        /// Output bytes set aside for the reply (the loop's estimate for the method).
+        let reserve: Int
     }
 
     /// Small replies are appended to the last output chunk up to this size; a larger reply is a chunk
@@ -28,6 +30,8 @@ final class Connection {
     var handshaken = false
     /// Requests sent to workers and not yet answered, by request id.
     var pending: [UInt32: Pending] = [:]
+    /// Sum of `reserve` over `pending`: replies on their way, counted against the output cap.
+    var reservedOutput = 0
     /// Set after a protocol violation: answer what is queued, then close.
     var closeAfterFlush = false
     /// Current epoll interest (EPOLLIN / EPOLLOUT bits).

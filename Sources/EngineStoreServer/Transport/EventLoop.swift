@@ -132,6 +132,29 @@ final class EventLoop {
         let had: Connection.Pending?
         if let p { had = c.pending.updateValue(p, forKey: requestID) } else { had = c.pending.removeValue(forKey: requestID) }
         inFlight += (p == nil ? 0 : 1) - (had == nil ? 0 : 1)
+        c.reservedOutput += (p?.reserve ?? 0) - (had?.reserve ?? 0)
+    }
+
+    /// The largest reply seen per method (index = method id; 0 = none yet). A request in flight counts
+    /// against its connection's output cap with this much, so a client that does not read cannot have
+    /// many large replies (Stats prints every metric, ~100 KiB) made for it: above the cap nothing more
+    /// is parsed. Until a method has answered once, a first guess stands in.
+    private var replyEstimate = [Int](repeating: 0, count: Int(Method.allCases.map(\.rawValue).max()!) + 1)
+
+    private func reserve(for method: UInt16) -> Int {
+        let seen = Int(method) < replyEstimate.count ? replyEstimate[Int(method)] : 0
+        if seen > 0 { return seen }
+        return method == Method.stats.rawValue ? 128 * 1024 : 1024
+    }
+
+    private func learnReplySize(_ method: UInt16, _ bytes: Int) {
+        guard Int(method) < replyEstimate.count, bytes > replyEstimate[Int(method)] else { return }
+        replyEstimate[Int(method)] = bytes
+    }
+
+    /// Under the output cap, counting replies on their way: the connection may be read and parsed.
+    private func underOutputCap(_ c: Connection) -> Bool {
+        c.outputBytes + c.reservedOutput < configuration.maxOutputBytes
     }
 
     // MARK: accept
@@ -258,8 +281,7 @@ final class EventLoop {
 
     /// Takes complete frames off the connection's buffer while it is under its in-flight limit.
     private func parseFrames(_ c: Connection) {
-        while !c.closeAfterFlush && c.pending.count < configuration.maxInFlightPerConnection
-            && c.outputBytes < configuration.maxOutputBytes {
+        while !c.closeAfterFlush && c.pending.count < configuration.maxInFlightPerConnection && underOutputCap(c) {
             let step: FrameParser.Step
             do {
                 step = try FrameParser.next(in: c.bufferedInput, maxFrameBytes: configuration.maxFrameBytes)
@@ -326,7 +348,8 @@ final class EventLoop {
         }
         let now = monotonicNanos()
         let ms = h.deadlineMs == 0 ? configuration.defaultDeadlineMs : h.deadlineMs
-        let pending = Connection.Pending(token: nextToken, deadlineNanos: now + UInt64(ms) * 1_000_000, method: h.method)
+        let pending = Connection.Pending(token: nextToken, deadlineNanos: now + UInt64(ms) * 1_000_000, method: h.method,
+                                         reserve: reserve(for: h.method))
         nextToken += 1
         let target = ReplyTarget(mailbox: mailbox, connection: c.id, requestID: h.requestID, token: pending.token,
                                  method: h.method, deadlineNanos: pending.deadlineNanos, receivedNanos: now, metrics: context.metrics)
@@ -399,6 +422,7 @@ final class EventLoop {
             case .reply(let id, let requestID, let token, let frame):
                 guard let c = connections[id], let p = c.pending[requestID], p.token == token else { continue }
                 setPending(c, requestID, nil)
+                learnReplySize(p.method, frame.count)
                 // An answer that comes after the deadline is not the answer (§3.6): the client has been
                 // told, or is about to be, that the effect is unknown, whatever the timer's turn.
                 if p.deadlineNanos <= monotonicNanos() {
@@ -434,7 +458,6 @@ final class EventLoop {
     /// read because of its output cap (the server, not the peer, holds it up).
     private func dropStalledConnections(_ now: UInt64) {
         let ms: UInt64 = 1_000_000
-        let cap = configuration.maxOutputBytes
         var buffered = 0
         var capped = 0
         for c in Array(connections.values) {
@@ -443,13 +466,13 @@ final class EventLoop {
                 reason = "handshake_timeout"
             } else if c.hasOutput && c.writeStalledSinceNanos != 0 && now &- c.writeStalledSinceNanos > configuration.writeTimeoutMs * ms {
                 reason = "write_timeout"
-            } else if c.partialSinceNanos != 0 && c.outputBytes < cap && now &- c.partialSinceNanos > configuration.frameTimeoutMs * ms {
+            } else if c.partialSinceNanos != 0 && underOutputCap(c) && now &- c.partialSinceNanos > configuration.frameTimeoutMs * ms {
                 reason = "frame_timeout"
             } else if c.pending.isEmpty && !c.hasOutput && now &- c.lastActivityNanos > configuration.idleTimeoutMs * ms {
                 reason = "idle_timeout"
             } else {
                 buffered += c.outputBytes
-                if c.outputBytes >= cap { capped += 1 }
+                if !underOutputCap(c) { capped += 1 }
                 continue
             }
             if reason == "write_timeout" {
@@ -516,7 +539,7 @@ final class EventLoop {
         }
         // Below the output cap again: frames already buffered may proceed (the peer may send nothing
         // more until it has its replies).
-        if wrote && !c.closeAfterFlush && c.outputBytes < configuration.maxOutputBytes && !c.bufferedInput.isEmpty {
+        if wrote && !c.closeAfterFlush && underOutputCap(c) && !c.bufferedInput.isEmpty {
             parseFrames(c)
         }
         updateInterest(c)
@@ -526,7 +549,7 @@ final class EventLoop {
         guard connections[c.id] != nil else { return }
         var want: UInt32 = 0
         if !c.closeAfterFlush && c.pending.count < configuration.maxInFlightPerConnection
-            && c.outputBytes < configuration.maxOutputBytes
+            && underOutputCap(c)
             && c.bufferedInput.count <= Int(configuration.maxFrameBytes) + 4 {
             want |= EPOLLIN.rawValue
         }
