@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Hostile EngineStore clients for bench/hostile (Python 3 stdlib only; frames per proto-spec §3).
 
-  hostile_client.py flood --socket S [--connections N] [--seconds T]
-      N connections say Hello, then pipeline Pings with 1 KiB payloads and never read a reply.
+  hostile_client.py flood --socket S [--connections N] [--seconds T] [--stats]
+      N connections say Hello, then pipeline Pings with 1 KiB payloads (or, with --stats, Stats
+      requests: each reply is the whole metrics text) and never read a reply.
   hostile_client.py lag --socket S [--behind BYTES] [--seconds T]
       one connection pipelines 1 KiB Pings and reads replies, staying BYTES of replies behind.
   hostile_client.py hold --socket S [--connections N] [--seconds T]
@@ -36,6 +37,8 @@ HELLO = frame(1, 1, 1, varint(1 << 3) + varint(1) + varint(2 << 3) + varint(1) +
 PING_PAYLOAD = varint(1 << 3 | 2) + varint(1024) + b"\x5a" * 1024
 PING = frame(1, 6, 2, PING_PAYLOAD)   # Pings take no in-flight slot: one request id serves them all
 PINGS = PING * 64
+# Stats requests are answered by a worker and take an in-flight slot: ids unique across 4096.
+STATS = b"".join(frame(1, 3, 100 + i, b"") for i in range(4096))
 
 
 def read_frame(sock):
@@ -67,8 +70,9 @@ def connect(path, hello=True, timeout=5.0):
 class Sender:
     """Non-blocking pipelined Pings, whole frames in order."""
 
-    def __init__(self, sock):
+    def __init__(self, sock, frames=PINGS):
         self.sock = sock
+        self.frames = frames
         self.pos = 0
         self.sent = 0
         self.closed = False
@@ -77,7 +81,7 @@ class Sender:
     def send_some(self, limit=None):
         if self.closed:
             return 0
-        data = memoryview(PINGS)[self.pos:]
+        data = memoryview(self.frames)[self.pos:]
         if limit is not None:
             data = data[:limit]
         try:
@@ -87,7 +91,7 @@ class Sender:
         except OSError:
             self.closed = True
             return 0
-        self.pos = (self.pos + n) % len(PINGS)
+        self.pos = (self.pos + n) % len(self.frames)
         self.sent += n
         return n
 
@@ -95,7 +99,7 @@ class Sender:
 def flood(args):
     senders = []
     for _ in range(args.connections):
-        senders.append(Sender(connect(args.socket)))
+        senders.append(Sender(connect(args.socket), STATS if args.stats else PINGS))
     by_fd = {s.sock.fileno(): s for s in senders}
     poller = select.poll()
     for fd in by_fd:
@@ -182,6 +186,7 @@ def main():
     p.add_argument("--connections", type=int, default=1)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--behind", type=int, default=4 << 20)
+    p.add_argument("--stats", action="store_true", help="flood: Stats requests instead of Pings")
     args = p.parse_args()
     {"flood": flood, "lag": lag, "hold": hold}[args.mode](args)
 
