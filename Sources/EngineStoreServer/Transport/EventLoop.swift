@@ -526,13 +526,14 @@ final class EventLoop {
                 return
             }
         }
-        if wrote || c.hasOutput {
+        // The write timeout runs from the last time the peer took a byte while output was waiting.
+        if wrote {
             let now = monotonicNanos()
-            if wrote { c.lastActivityNanos = now }
-            // The write timeout runs from the last time the peer took a byte.
-            if c.hasOutput && (wrote || c.writeStalledSinceNanos == 0) { c.writeStalledSinceNanos = now }
+            c.lastActivityNanos = now
+            c.writeStalledSinceNanos = c.hasOutput ? now : 0
+        } else if c.hasOutput && c.writeStalledSinceNanos == 0 {
+            c.writeStalledSinceNanos = monotonicNanos()
         }
-        if !c.hasOutput { c.writeStalledSinceNanos = 0 }
         if !c.hasOutput && c.closeAfterFlush {
             closeConnection(c)
             return
