@@ -51,6 +51,14 @@ public struct ServerConfiguration: Sendable {
     public var frameTimeoutMs: UInt64 = 10_000
     /// A connection with nothing in flight and no bytes for this long is closed (clients reconnect).
     public var idleTimeoutMs: UInt64 = 600_000
+    /// Unsent reply bytes one connection may hold before the server stops reading it (back-pressure:
+    /// no new requests are parsed, so no new replies are made). Replies of requests already in flight
+    /// are still queued, so the most a connection holds is this plus its in-flight replies
+    /// (at most `maxInFlightPerConnection` × the largest reply). 1 MiB: 100 clients that never read
+    /// cost ~100 MiB, and a client that reads is never near it (the kernel buffers ~200 KiB more).
+    public var maxOutputBytes: Int = 1 << 20
+    /// A connection with output pending and no byte taken by the peer for this long is closed.
+    public var writeTimeoutMs: UInt64 = 30_000
     /// Serve Prometheus metrics over HTTP on this loopback address ("127.0.0.1:PORT"); nil = off.
     public var metricsListen: String?
     /// Rebuild Redis from Postgres at start (under a Redis lock shared by all instances).

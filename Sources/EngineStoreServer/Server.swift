@@ -68,6 +68,13 @@ public final class EngineStoreServer: Sendable {
                                                        allowWorldWritable: configuration.allowWorldWritableDirectory) {
             logger.notice("\(warning)")
         }
+        // Room for --max-connections clients plus the backends: raise the soft descriptor limit toward the
+        // hard one. The event loop warns (reason=fd_limit) if it still leaves room for fewer clients.
+        let nofile = DescriptorLimits.raise(toward: DescriptorLimits.needed(
+            maxConnections: configuration.maxConnections, postgresConnections: configuration.postgresConnections))
+        if nofile.after > nofile.before {
+            logger.notice("raised the descriptor limit", metadata: ["nofile": "\(nofile.after)", "was": "\(nofile.before)"])
+        }
         let listenFD = try UnixSocket.listen(path: configuration.socketPath, mode: mode_t(configuration.socketMode))
         let http = try configuration.metricsListen.map { try MetricsHTTPServer(address: $0, metrics: metrics, logger: logger) }
         http?.start()

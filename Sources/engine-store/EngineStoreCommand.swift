@@ -101,8 +101,12 @@ struct Serve: AsyncParsableCommand {
     var handshakeTimeoutMs: UInt64 = 10_000
     @Option(help: "Milliseconds a started frame has to arrive completely.")
     var frameTimeoutMs: UInt64 = 10_000
-    @Option(help: "Milliseconds an idle connection (nothing in flight) is kept.")
+    @Option(help: "Milliseconds an idle connection (nothing in flight, no unsent replies) is kept.")
     var idleTimeoutMs: UInt64 = 600_000
+    @Option(help: "Unsent reply bytes per connection above which the server stops reading it (back-pressure).")
+    var maxOutputBytes: Int = 1 << 20
+    @Option(help: "Milliseconds a connection with unsent replies may go without the peer taking a byte before it is closed.")
+    var writeTimeoutMs: UInt64 = 30_000
     @Option(help: "Serve Prometheus metrics over HTTP on this loopback address, e.g. 127.0.0.1:9464 (off by default).")
     var metricsListen: String?
     @Flag(help: "Do not rebuild Redis from Postgres at start.")
@@ -150,6 +154,10 @@ struct Serve: AsyncParsableCommand {
         config.handshakeTimeoutMs = handshakeTimeoutMs
         config.frameTimeoutMs = frameTimeoutMs
         config.idleTimeoutMs = idleTimeoutMs
+        guard maxOutputBytes > 0 else { throw ValidationError("--max-output-bytes must be positive") }
+        config.maxOutputBytes = maxOutputBytes
+        guard writeTimeoutMs > 0 else { throw ValidationError("--write-timeout-ms must be positive") }
+        config.writeTimeoutMs = writeTimeoutMs
         config.consistencyCheckIntervalSeconds = consistencyCheckInterval
         config.snapshotMinIntervalMs = snapshotMinIntervalMs
         config.idempotencyRetentionHours = idempotencyRetentionHours

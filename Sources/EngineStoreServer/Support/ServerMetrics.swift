@@ -11,7 +11,10 @@ import Synchronization
 /// Names: db_writes_total{table,outcome}, persistence_latency_seconds{rpc,stage} (stage = queue,
 /// database, cache, total), cache_requests_total{family,result}, cache_hit_ratio{family},
 /// inconsistencies_total, outbox_depth, open_connections, frames_in_total, frames_out_total,
-/// errors_total{code}, group_commit_jobs_total, group_commit_transactions_total, outbox_relayed_total.
+/// errors_total{code}, group_commit_jobs_total, group_commit_transactions_total, outbox_relayed_total;
+/// transport limits: in_flight_requests, output_buffered_bytes, output_buffered_peak_bytes,
+/// output_capped_connections, connection_limit, connections_closed_total{reason},
+/// connections_refused_total{reason}.
 final class ServerMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
@@ -42,6 +45,16 @@ final class ServerMetrics: Sendable {
     let outboxRelayed: Metrics.Counter
     let groupCommitJobs: Metrics.Counter
     let groupCommitTransactions: Metrics.Counter
+    /// Requests handed to workers and not yet answered (sampled by the event loop every 100 ms).
+    let inFlightRequests: Metrics.Gauge
+    /// Reply bytes queued and not yet sent, over all connections (sampled every 100 ms).
+    let outputBufferedBytes: Metrics.Gauge
+    /// The most reply bytes one connection has held at once since start (what a slow reader cost).
+    let outputBufferedPeakBytes: Metrics.Gauge
+    /// Connections not being read because their unsent output is at `--max-output-bytes` (sampled).
+    let outputCappedConnections: Metrics.Gauge
+    /// Client connections accepted at most: `--max-connections` or the descriptor budget, if lower.
+    let connectionLimit: Metrics.Gauge
 
     init() {
         var f = PrometheusMetricsFactory(registry: registry)
@@ -74,6 +87,12 @@ final class ServerMetrics: Sendable {
         outboxRelayed = Metrics.Counter(label: "outbox_relayed_total", factory: f)
         groupCommitJobs = Metrics.Counter(label: "group_commit_jobs_total", factory: f)
         groupCommitTransactions = Metrics.Counter(label: "group_commit_transactions_total", factory: f)
+        inFlightRequests = Metrics.Gauge(label: "in_flight_requests", factory: f)
+        outputBufferedBytes = Metrics.Gauge(label: "output_buffered_bytes", factory: f)
+        outputBufferedPeakBytes = Metrics.Gauge(label: "output_buffered_peak_bytes", factory: f)
+        outputCappedConnections = Metrics.Gauge(label: "output_capped_connections", factory: f)
+        connectionLimit = Metrics.Gauge(label: "connection_limit", factory: f)
+        for g in [inFlightRequests, outputBufferedBytes, outputBufferedPeakBytes, outputCappedConnections, connectionLimit] { g.record(0) }
         inconsistencies.increment(by: 0)
         outboxDepth.record(0)
     }
@@ -94,6 +113,17 @@ final class ServerMetrics: Sendable {
     /// Postgres broke a lock cycle (SQLSTATE 40P01): LockOrder should make this stay 0.
     func deadlockDetected() {
         counter("postgres_deadlocks_total", []).increment()
+    }
+
+    /// A connection the server closed, by `reason` (write_timeout, idle_timeout, handshake_timeout, frame_timeout).
+    func connectionClosed(reason: String) {
+        counter("connections_closed_total", [("reason", reason)]).increment()
+    }
+
+    /// Connections refused (`connection_limit`: at --max-connections or the descriptor budget) or not
+    /// accepted (`fd_limit`: accept failed with EMFILE/ENFILE and accepting paused).
+    func connectionsRefused(reason: String, count: Int) {
+        counter("connections_refused_total", [("reason", reason)]).increment(by: Int64(count))
     }
 
     func cacheWriteFailed() {

@@ -1,5 +1,6 @@
 /// Points where a test can hold a server thread to force an interleaving (all nil in production).
 /// Each receives the Redis keys the step is about to write; blocking in it blocks that thread.
+/// The transport hooks simulate descriptor exhaustion.
 public struct TestHooks: Sendable {
     /// A Postgres worker committed; its cache mutations are not yet queued for the cache writer.
     public var workerDidCommit: (@Sendable ([String]) -> Void)?
@@ -11,5 +12,11 @@ public struct TestHooks: Sendable {
     public var hydrateLocked: (@Sendable () -> Void)?
     /// SaveSnapshot holds the throttle lock of this model inside its transaction.
     public var snapshotLocked: (@Sendable (String) -> Void)?
+    /// Called before each `accept`; a non-zero result is taken as that call's errno (EMFILE, ENFILE)
+    /// instead of accepting.
+    public var acceptWillRun: (@Sendable () -> Int32)?
+    /// Client connections the descriptor limit leaves room for, instead of the figure computed from
+    /// RLIMIT_NOFILE at start.
+    public var descriptorBudget: Int?
     public init() {}
 }

@@ -6,7 +6,12 @@ import Logging
 /// The single I/O thread: accepts, reads and splits frames, hands requests to the dispatcher,
 /// and writes replies posted to its mailbox. Nothing here blocks: sockets are non-blocking and all
 /// Postgres and Redis work happens on other threads. Level-triggered epoll; a connection that
-/// reaches its in-flight limit simply stops being read (back-pressure).
+/// reaches its in-flight limit or its output cap simply stops being read (back-pressure).
+///
+/// Descriptors: client connections stop at a budget computed from RLIMIT_NOFILE at start (see
+/// `DescriptorLimits`), so Postgres and Redis reconnects always find a descriptor. Should `accept`
+/// still fail with EMFILE/ENFILE, the listener is taken out of epoll for 50 ms, doubling to 1 s, so
+/// the loop never spins on it; refusals are logged once per second with a count.
 final class EventLoop {
     private static let listenerToken: UInt64 = 1
     private static let mailboxToken: UInt64 = 2
@@ -28,6 +33,17 @@ final class EventLoop {
     private var drainDeadline: UInt64 = 0
     private var nextDeadlineScan: UInt64 = 0
     private var nextTimeoutScan: UInt64 = 0
+    /// Client connections accepted at most: `maxConnections`, or the descriptor budget if lower.
+    private let connectionLimit: Int
+    /// While accepting is paused after EMFILE/ENFILE: when to resume (0 = not paused).
+    private var acceptPausedUntil: UInt64 = 0
+    private var acceptBackoffMs: UInt64 = 0
+    private var lastAcceptPause: UInt64 = 0
+    /// Refusals since the last log line, by reason, and when the next line may be written.
+    private var refusals: [String: Int] = [:]
+    private var nextRefusalLog: UInt64 = 0
+    /// The most reply bytes one connection has held (output_buffered_peak_bytes).
+    private var peakHeldOutput = 0
 
     init(listenFD: Int32, mailbox: Mailbox, dispatcher: Dispatcher, context: ServiceContext) throws {
         self.epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -38,6 +54,18 @@ final class EventLoop {
         self.context = context
         self.configuration = context.configuration
         self.logger = context.logger
+        let budget = configuration.testHooks.descriptorBudget ?? DescriptorLimits.connectionBudget(
+            softLimit: DescriptorLimits.current().soft, openNow: DescriptorLimits.openDescriptors(),
+            postgresConnections: configuration.postgresConnections)
+        self.connectionLimit = min(configuration.maxConnections, budget)
+        context.metrics.connectionLimit.record(connectionLimit)
+        if connectionLimit < configuration.maxConnections {
+            context.logger.warning("the descriptor limit leaves room for fewer connections than --max-connections", metadata: [
+                "reason": "fd_limit", "connection_limit": "\(connectionLimit)", "max_connections": "\(configuration.maxConnections)",
+                "nofile": "\(DescriptorLimits.current().soft)",
+                "needed": "\(DescriptorLimits.needed(maxConnections: configuration.maxConnections, postgresConnections: configuration.postgresConnections))",
+            ])
+        }
         try add(fd: listenFD, token: Self.listenerToken, events: EPOLLIN.rawValue)
         try add(fd: mailbox.eventFD, token: Self.mailboxToken, events: EPOLLIN.rawValue)
     }
@@ -53,7 +81,11 @@ final class EventLoop {
     func run() {
         var events = [epoll_event](repeating: epoll_event(), count: 256)
         while true {
-            let timeout: Int32 = draining ? 20 : (inFlight > 0 ? 50 : 1000)
+            var timeout: Int32 = !dirty.isEmpty ? 0 : (draining ? 20 : (inFlight > 0 ? 50 : 1000))
+            if acceptPausedUntil != 0 {
+                let left = Int32(clamping: (acceptPausedUntil &- min(acceptPausedUntil, monotonicNanos())) / 1_000_000 + 1)
+                timeout = min(timeout, left)
+            }
             let n = events.withUnsafeMutableBufferPointer { epoll_wait(epfd, $0.baseAddress, 256, timeout) }
             if n < 0 && errno != EINTR {
                 logger.critical("epoll_wait failed", metadata: ["error": "\(SystemError("epoll_wait"))"])
@@ -77,8 +109,10 @@ final class EventLoop {
                 expireDeadlines(now)
                 nextDeadlineScan = now + 10_000_000
             }
+            if acceptPausedUntil != 0 && now >= acceptPausedUntil { resumeAccepting() }
             if now >= nextTimeoutScan {
                 dropStalledConnections(now)
+                logRefusals(now)
                 nextTimeoutScan = now + 100_000_000
             }
             flushDirty()
@@ -98,23 +132,53 @@ final class EventLoop {
         let had: Connection.Pending?
         if let p { had = c.pending.updateValue(p, forKey: requestID) } else { had = c.pending.removeValue(forKey: requestID) }
         inFlight += (p == nil ? 0 : 1) - (had == nil ? 0 : 1)
+        c.reservedOutput += (p?.reserve ?? 0) - (had?.reserve ?? 0)
+    }
+
+    /// The largest reply seen per method (index = method id; 0 = none yet). A request in flight counts
+    /// against its connection's output cap with this much, so a client that does not read cannot have
+    /// many large replies (Stats prints every metric, ~100 KiB) made for it: above the cap nothing more
+    /// is parsed. Until a method has answered once, a first guess stands in.
+    private var replyEstimate = [Int](repeating: 0, count: Int(Method.allCases.map(\.rawValue).max()!) + 1)
+
+    private func reserve(for method: UInt16) -> Int {
+        let seen = Int(method) < replyEstimate.count ? replyEstimate[Int(method)] : 0
+        if seen > 0 { return seen }
+        return method == Method.stats.rawValue ? 128 * 1024 : 1024
+    }
+
+    private func learnReplySize(_ method: UInt16, _ bytes: Int) {
+        guard Int(method) < replyEstimate.count, bytes > replyEstimate[Int(method)] else { return }
+        replyEstimate[Int(method)] = bytes
+    }
+
+    /// Under the output cap, counting replies on their way: the connection may be read and parsed.
+    private func underOutputCap(_ c: Connection) -> Bool {
+        c.outputBytes + c.reservedOutput < configuration.maxOutputBytes
     }
 
     // MARK: accept
 
     private func acceptConnections() {
-        guard listenFD >= 0 else { return }
+        guard listenFD >= 0, acceptPausedUntil == 0 else { return }
         for _ in 0..<64 {
-            let fd = es_accept_nonblocking(listenFD)
+            let fd: Int32
+            if let hook = configuration.testHooks.acceptWillRun, case let injected = hook(), injected != 0 {
+                errno = injected
+                fd = -1
+            } else {
+                fd = es_accept_nonblocking(listenFD)
+            }
             if fd < 0 {
                 if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return }
                 if errno == EMFILE || errno == ENFILE {
-                    logger.error("out of file descriptors; accept paused", metadata: ["reason": "fd_limit"])
+                    pauseAccepting()
                     return
                 }
                 return
             }
-            if connections.count >= configuration.maxConnections || draining {
+            if connections.count >= connectionLimit || draining {
+                if !draining { refusals["connection_limit", default: 0] += 1 }
                 // Best effort: tell the peer why, then close.
                 let code: ErrorCode = draining ? .shuttingDown : .resourceExhausted
                 let frame = Frame.encode(header: FrameHeader(kind: .error, method: 0, requestID: 0),
@@ -155,10 +219,48 @@ final class EventLoop {
         }
     }
 
+    /// EMFILE/ENFILE: take the listener out of epoll for a while (50 ms, doubling to 1 s while it keeps
+    /// failing), so a full descriptor table costs no CPU. Pending clients wait in the backlog.
+    private func pauseAccepting() {
+        let now = monotonicNanos()
+        acceptBackoffMs = (acceptBackoffMs == 0 || now &- lastAcceptPause > 2_000_000_000) ? 50 : min(acceptBackoffMs * 2, 1000)
+        lastAcceptPause = now
+        acceptPausedUntil = now + acceptBackoffMs * 1_000_000
+        refusals["fd_limit", default: 0] += 1
+        epoll_ctl(epfd, EPOLL_CTL_DEL, listenFD, nil)
+    }
+
+    private func resumeAccepting() {
+        acceptPausedUntil = 0
+        guard listenFD >= 0, !draining else { return }
+        try? add(fd: listenFD, token: Self.listenerToken, events: EPOLLIN.rawValue)
+    }
+
+    /// One line per reason and second at most, with the count since the last one.
+    private func logRefusals(_ now: UInt64) {
+        guard !refusals.isEmpty, now >= nextRefusalLog else { return }
+        for (reason, count) in refusals.sorted(by: { $0.key < $1.key }) {
+            context.metrics.connectionsRefused(reason: reason, count: count)
+            if reason == "fd_limit" {
+                logger.error("out of file descriptors; accepting paused", metadata: [
+                    "reason": "fd_limit", "count": "\(count)", "paused_ms": "\(acceptBackoffMs)", "connections": "\(connections.count)",
+                ])
+            } else {
+                logger.warning("connections refused at the connection limit", metadata: [
+                    "reason": "connection_limit", "count": "\(count)", "connection_limit": "\(connectionLimit)",
+                ])
+            }
+        }
+        refusals.removeAll(keepingCapacity: true)
+        nextRefusalLog = now + 1_000_000_000
+    }
+
     // MARK: read
 
     private func readable(_ c: Connection) {
-        for _ in 0..<4 {
+        // A connection whose replies are piling up (it sends faster than it reads) gets one 64 KiB read
+        // per turn, so a crowd of them filling their buffers delays everyone else by less.
+        for _ in 0..<(c.hasOutput ? 1 : 4) {
             let n = scratch.withUnsafeMutableBytes { read(c.fd, $0.baseAddress, $0.count) }
             if n > 0 {
                 c.lastActivityNanos = monotonicNanos()
@@ -179,7 +281,7 @@ final class EventLoop {
 
     /// Takes complete frames off the connection's buffer while it is under its in-flight limit.
     private func parseFrames(_ c: Connection) {
-        while !c.closeAfterFlush && c.pending.count < configuration.maxInFlightPerConnection {
+        while !c.closeAfterFlush && c.pending.count < configuration.maxInFlightPerConnection && underOutputCap(c) {
             let step: FrameParser.Step
             do {
                 step = try FrameParser.next(in: c.bufferedInput, maxFrameBytes: configuration.maxFrameBytes)
@@ -246,7 +348,8 @@ final class EventLoop {
         }
         let now = monotonicNanos()
         let ms = h.deadlineMs == 0 ? configuration.defaultDeadlineMs : h.deadlineMs
-        let pending = Connection.Pending(token: nextToken, deadlineNanos: now + UInt64(ms) * 1_000_000, method: h.method)
+        let pending = Connection.Pending(token: nextToken, deadlineNanos: now + UInt64(ms) * 1_000_000, method: h.method,
+                                         reserve: reserve(for: h.method))
         nextToken += 1
         let target = ReplyTarget(mailbox: mailbox, connection: c.id, requestID: h.requestID, token: pending.token,
                                  method: h.method, deadlineNanos: pending.deadlineNanos, receivedNanos: now, metrics: context.metrics)
@@ -288,7 +391,8 @@ final class EventLoop {
     // MARK: replies and errors
 
     private func queue(_ c: Connection, _ bytes: [UInt8]) {
-        if c.output.isEmpty { c.output = bytes } else { c.output.append(contentsOf: bytes) }
+        c.enqueue(bytes)
+        if c.heldOutputBytes > peakHeldOutput { peakHeldOutput = c.heldOutputBytes }
         context.metrics.framesOut.increment()
         if !c.dirty {
             c.dirty = true
@@ -318,6 +422,7 @@ final class EventLoop {
             case .reply(let id, let requestID, let token, let frame):
                 guard let c = connections[id], let p = c.pending[requestID], p.token == token else { continue }
                 setPending(c, requestID, nil)
+                learnReplySize(p.method, frame.count)
                 // An answer that comes after the deadline is not the answer (§3.6): the client has been
                 // told, or is about to be, that the effect is unknown, whatever the timer's turn.
                 if p.deadlineNanos <= monotonicNanos() {
@@ -345,24 +450,46 @@ final class EventLoop {
         }
     }
 
-    /// Handshake, half-frame and idle timeouts: a stalled client loses its connection, nobody else notices.
+    /// Handshake, half-frame, write and idle timeouts: a stalled client loses its connection, nobody
+    /// else notices. Also samples the transport gauges.
+    ///
+    /// A connection with output pending is never idle: the write timeout applies to it instead (the
+    /// peer is not taking its replies). A half frame does not time out while the connection is not
+    /// read because of its output cap (the server, not the peer, holds it up).
     private func dropStalledConnections(_ now: UInt64) {
         let ms: UInt64 = 1_000_000
+        var buffered = 0
+        var capped = 0
         for c in Array(connections.values) {
-            let reason: String?
+            let reason: String
             if !c.handshaken && now &- c.openedNanos > configuration.handshakeTimeoutMs * ms {
                 reason = "handshake_timeout"
-            } else if c.partialSinceNanos != 0 && now &- c.partialSinceNanos > configuration.frameTimeoutMs * ms {
+            } else if c.hasOutput && c.writeStalledSinceNanos != 0 && now &- c.writeStalledSinceNanos > configuration.writeTimeoutMs * ms {
+                reason = "write_timeout"
+            } else if c.partialSinceNanos != 0 && underOutputCap(c) && now &- c.partialSinceNanos > configuration.frameTimeoutMs * ms {
                 reason = "frame_timeout"
             } else if c.pending.isEmpty && !c.hasOutput && now &- c.lastActivityNanos > configuration.idleTimeoutMs * ms {
                 reason = "idle_timeout"
             } else {
-                reason = nil
+                buffered += c.outputBytes
+                if !underOutputCap(c) { capped += 1 }
+                continue
             }
-            guard let reason else { continue }
-            logger.info("closing stalled connection", metadata: ["reason": "\(reason)", "connection": "\(c.id)"])
+            if reason == "write_timeout" {
+                logger.warning("closing connection: the peer took no reply bytes for the write timeout", metadata: [
+                    "reason": "write_timeout", "connection": "\(c.id)", "unsent_bytes": "\(c.outputBytes)",
+                    "write_timeout_ms": "\(configuration.writeTimeoutMs)",
+                ])
+            } else {
+                logger.info("closing stalled connection", metadata: ["reason": "\(reason)", "connection": "\(c.id)"])
+            }
+            context.metrics.connectionClosed(reason: reason)
             closeConnection(c)
         }
+        context.metrics.outputBufferedBytes.record(buffered)
+        context.metrics.outputCappedConnections.record(capped)
+        context.metrics.outputBufferedPeakBytes.record(peakHeldOutput)
+        context.metrics.inFlightRequests.record(inFlight)
     }
 
     // MARK: write
@@ -384,12 +511,12 @@ final class EventLoop {
     }
 
     private func flush(_ c: Connection) {
+        var wrote = false
         while c.hasOutput {
-            let n = c.output.withUnsafeBytes { raw in
-                send(c.fd, raw.baseAddress! + c.outputStart, raw.count - c.outputStart, Int32(MSG_NOSIGNAL))
-            }
+            let n = c.sendHead()
             if n > 0 {
                 c.didWrite(n)
+                wrote = true
             } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
                 break
             } else if n < 0 && errno == EINTR {
@@ -399,17 +526,31 @@ final class EventLoop {
                 return
             }
         }
+        // The write timeout runs from the last time the peer took a byte while output was waiting.
+        if wrote {
+            let now = monotonicNanos()
+            c.lastActivityNanos = now
+            c.writeStalledSinceNanos = c.hasOutput ? now : 0
+        } else if c.hasOutput && c.writeStalledSinceNanos == 0 {
+            c.writeStalledSinceNanos = monotonicNanos()
+        }
         if !c.hasOutput && c.closeAfterFlush {
             closeConnection(c)
-        } else {
-            updateInterest(c)
+            return
         }
+        // Below the output cap again: frames already buffered may proceed (the peer may send nothing
+        // more until it has its replies).
+        if wrote && !c.closeAfterFlush && underOutputCap(c) && !c.bufferedInput.isEmpty {
+            parseFrames(c)
+        }
+        updateInterest(c)
     }
 
     private func updateInterest(_ c: Connection) {
         guard connections[c.id] != nil else { return }
         var want: UInt32 = 0
         if !c.closeAfterFlush && c.pending.count < configuration.maxInFlightPerConnection
+            && underOutputCap(c)
             && c.bufferedInput.count <= Int(configuration.maxFrameBytes) + 4 {
             want |= EPOLLIN.rawValue
         }
