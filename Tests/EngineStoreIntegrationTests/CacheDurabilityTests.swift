@@ -163,7 +163,7 @@ import Testing
         // The leaderboard is rebuilt by the relay right after the commit (it spans every model).
         #expect(try await eventually {
             try redis.command(["EXISTS", ns + "trader:chk:state"]).integer == 1 && redis.command(["LLEN", ns + "trades:recent:chk"]).integer == 1
-                && redis.command(["EXISTS", ns + "leaderboard:cache"]).integer == 1
+                && redis.command(["ZSCORE", ns + "leaderboard", "chk"]).text == "1.5"
         })
         let clean = try await client.checkConsistency(CheckConsistencyRequest(models: ["chk"]))
         #expect(clean.differences.isEmpty)

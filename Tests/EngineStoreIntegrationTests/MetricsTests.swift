@@ -25,8 +25,10 @@ import Testing
         for i in 0..<5 { _ = try await client.savePosition(openRequest(model: "met", symbol: "M\(i)")) }
         _ = try await client.closePosition(ClosePositionRequest(modelID: "met", symbol: "M0", exitPrice: 101, exitTimeMs: t0 + 1))
         _ = try? await client.savePosition(SavePositionRequest(modelID: "met", symbol: "X", quantity: -1))
-        _ = try await client.openPositions(model: "met")
         let redis = try s.redis()
+        // A new model's hash is built by the relay after its first write (never from one field).
+        #expect(try await eventually { try redis.command(["HLEN", s.namespace + "positions:met"]).integer == 4 })
+        _ = try await client.openPositions(model: "met")
         _ = try redis.command(["DEL", s.namespace + "positions:met"])
         _ = try await client.openPositions(model: "met")
         _ = try await client.checkConsistency(CheckConsistencyRequest(models: ["met"]))

@@ -81,7 +81,7 @@ import Testing
 }
 
 /// `eventually` for conditions that need to await.
-func eventuallyAsync(timeout: Duration = .seconds(5), _ condition: () async throws -> Bool) async rethrows -> Bool {
+func eventuallyAsync(timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async rethrows -> Bool {
     let end = ContinuousClock.now + timeout
     while ContinuousClock.now < end {
         if try await condition() { return true }

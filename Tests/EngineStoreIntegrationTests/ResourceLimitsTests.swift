@@ -310,10 +310,10 @@ struct LimitServer {
     }
 
     /// Floods (rounds of `Flooder.floodUntilBlocked`) until the server reports the connection held at
-    /// its output cap, or closes it; gives up after 5 s. Returns the bytes sent.
+    /// its output cap, or closes it; gives up after 20 s. Returns the bytes sent.
     func floodUntilCapped(_ flooder: Flooder) async throws -> Int {
         var sent = 0
-        let end = ContinuousClock.now + .seconds(5)
+        let end = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < end && !flooder.closedByServer {
             sent += try await offPool { flooder.floodUntilBlocked(maxBytes: 64 << 20) }
             if try await metric("output_capped_connections") ?? 0 >= 1 { break }
@@ -321,9 +321,9 @@ struct LimitServer {
         return sent
     }
 
-    /// Polls a metric (every 20 ms, up to 5 s) until `condition` holds for its value.
+    /// Polls a metric (every 20 ms, up to 20 s) until `condition` holds for its value.
     func eventuallyMetric(_ name: String, _ labels: [String] = [], _ condition: (Double) -> Bool) async throws -> Bool {
-        let end = ContinuousClock.now + .seconds(5)
+        let end = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < end {
             if let v = try await metric(name, labels), condition(v) { return true }
             try await Task.sleep(for: .milliseconds(20))

@@ -46,8 +46,9 @@ struct RunningServer {
     func redis() throws -> RedisConnection { try RedisConnection(endpoint: RedisEndpoint(url: redisURL)!) }
 }
 
-/// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
-func eventually(timeout: Duration = .seconds(5), _ condition: () throws -> Bool) async rethrows -> Bool {
+/// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held. The
+/// default is generous: a passing poll returns at once, and a loaded 2-core CI machine is slow.
+func eventually(timeout: Duration = .seconds(15), _ condition: () throws -> Bool) async rethrows -> Bool {
     let end = ContinuousClock.now + timeout
     while ContinuousClock.now < end {
         if try condition() { return true }

@@ -194,7 +194,7 @@ final class LocalCluster: Sendable {
             let (exe, args) = tools.asPostgresUser(tools.postgres, [
                 "-D", pgData, "-k", pgSocketDir, "-p", String(Self.pgPort),
                 "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off", "-c", "max_connections=200",
+                "-c", "full_page_writes=off", "-c", "max_connections=400",
             ])
             let process = try launch(exe, args, log: "postgres")
             current = process

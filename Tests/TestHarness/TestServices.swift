@@ -44,6 +44,7 @@ public final class TestServices: Sendable {
     private let local: LocalCluster?
     /// Redis namespaces handed out so far, to guarantee uniqueness within the process.
     private let issuedNamespaces = Mutex<Set<String>>([])
+    private static let creating = Mutex<Void>(())
 
     /// The one start-up of this process; concurrent callers all await the same task. A failure is cached so
     /// every test reports the same cause instead of retrying a start that cannot work.
@@ -145,11 +146,16 @@ public final class TestServices: Sendable {
             attempt += 1
             let name = "\(prefix)_\(randomHex(bytes: 6))"
             do {
-                let admin = try PGConnection(conninfo: postgresAdminURL, applicationName: "engine-store-tests")
-                // The name is ours (validated prefix + hex), so quoting it is safe.
-                try admin.exec("CREATE DATABASE \"\(name)\"")
+                // One CREATE DATABASE at a time: dozens at once (every test makes its own) swamp a
+                // 2-core machine's Postgres until new connections time out.
+                try Self.creating.withLock { _ in
+                    let admin = try PGConnection(conninfo: postgresAdminURL, connectTimeoutSeconds: 60,
+                                                 applicationName: "engine-store-tests")
+                    // The name is ours (validated prefix + hex), so quoting it is safe.
+                    try admin.exec("CREATE DATABASE \"\(name)\"")
+                }
                 return conninfo(forDatabase: name)
-            } catch where error.sqlState == "42P04" && attempt < 5 {
+            } catch let error as PGError where error.sqlState == "42P04" && attempt < 5 {
                 continue  // duplicate_database: another run picked the same name; draw again
             } catch {
                 throw TestServicesError("CREATE DATABASE \(name) failed: \(error)")
