@@ -1,0 +1,3 @@
+module enginestore
+
+go 1.19
