@@ -133,7 +133,7 @@ public actor InMemoryPersistence: PersistenceService {
                                     entryPrice: p.entryPrice ?? 0, exitPrice: r.exitPrice, realizedPnl: net,
                                     confidence: p.confidence, closedAtMs: r.exitTimeMs, exchange: p.exchangeProvider ?? "",
                                     entryTimeMs: p.entryTimeMs ?? 0, leverage: p.leverage,
-                                    positionSize: size * (p.entryPrice ?? 0)), at: 0)
+                                    positionSize: size), at: 0)
         let response = ClosePositionResponse(
             tradeRowID: "\(r.modelID)|\(symbol)|\(r.exitTimeMs)|\(trades.count)", positionID: positions[i].id,
             fullyClosed: full, closedSize: size, remainingSize: full ? 0 : openSize - size,

@@ -41,7 +41,7 @@ import Testing
             PriceTick(provider: "PX", symbol: "BTC", price: 100, timestampMs: t0),
         ]))
         let victim = s.namespace + "price:latest:PX:BTC"
-        #expect(try await eventually { try redis.command(["GET", victim]).text == #"{"price":100,"ts_ms":\#(t0)}"# })
+        #expect(try await eventually { try redis.command(["GET", victim]).text == #"{"price":100,"ts_ms":\#(t0),"ts":\#(t0)}"# })
 
         // zzX / PX:BTC would write price:latest:PX:BTC (the per-symbol key) with a newer value.
         await expectInvalid("ticks.symbol", "symbol with ':'") {
@@ -99,7 +99,7 @@ import Testing
         #expect(try count(pg, "SELECT count(*) FROM model_analytics") == 0)
         #expect(try count(pg, "SELECT count(*) FROM trader_state") == 0)
         #expect(try count(pg, "SELECT count(*) FROM engine_store_trade_events") == 0)
-        #expect(try redis.command(["GET", victim]).text == #"{"price":100,"ts_ms":\#(t0)}"#)
+        #expect(try redis.command(["GET", victim]).text == #"{"price":100,"ts_ms":\#(t0),"ts":\#(t0)}"#)
         #expect(try redis.command(["EXISTS", s.namespace + "market:asset:a:B:C"]).integer == 0)
         let keys = try redis.command(["KEYS", s.namespace + "*"]).array?.compactMap(\.text) ?? []
         #expect(keys.allSatisfy { !$0.contains("{") || $0.hasPrefix(s.namespace + "v:{") }, "\(keys)")

@@ -30,9 +30,9 @@ import Testing
         #expect(latest.int(1, 2) == t0 + 999)
         let redis = try s.redis()
         #expect(try await eventually {
-            try redis.command(["GET", s.namespace + "price:latest:hyperliquid:ETH"]).text == #"{"price":1099,"ts_ms":\#(t0 + 999)}"#
+            try redis.command(["GET", s.namespace + "price:latest:hyperliquid:ETH"]).text == #"{"price":1099,"ts_ms":\#(t0 + 999),"ts":\#(t0 + 999)}"#
         })
-        #expect(try redis.command(["GET", s.namespace + "price:latest:BTC"]).text == #"{"price":1098,"ts_ms":\#(t0 + 998)}"#)
+        #expect(try redis.command(["GET", s.namespace + "price:latest:BTC"]).text == #"{"price":1098,"ts_ms":\#(t0 + 998),"ts":\#(t0 + 998)}"#)
         #expect(try redis.command(["HGET", s.namespace + "crypto_prices", "ETH"]).text == "1099.0")
         let ttl = try #require(try redis.command(["TTL", s.namespace + "price:latest:BTC"]).integer)
         #expect(ttl > 0 && ttl <= 10)

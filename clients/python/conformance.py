@@ -504,9 +504,9 @@ class Online:
                       "exchange": "hyperliquid", "entry_time_ms": entry_t, "leverage": 10.0}
             eq(rep["trades"], [
                 dict(common, quantity=0.75, exit_price=90.0, realized_pnl=-9.0, closed_at_ms=st["t_full"],
-                     position_size=75.0),
+                     position_size=0.75),
                 dict(common, quantity=0.25, exit_price=110.0, realized_pnl=1.75, closed_at_ms=st["t_partial"],
-                     position_size=25.0),
+                     position_size=0.25),
             ], "trades, newest first")
             one = c.get_recent_trades(m, 1)
             eq([t["closed_at_ms"] for t in one["trades"]], [st["t_full"]], "limit 1")
@@ -659,7 +659,7 @@ class Online:
 
         def last():
             want = {"model_id": m, "success": True, "timestamp_ms": st["t"], "symbol": "BTC",
-                    "action": "open_long", "confidence": 0.8}
+                    "action": "open_long", "confidence": 1.0}  # nof0 keeps it as an integer (0.8 rounds to 1)
             rep, polls = eventually(lambda: c.get_last_decision(m),
                                     lambda x: {k: v for k, v in x.msg.items() if k != "source"} == want)
             got = dict(rep.msg)

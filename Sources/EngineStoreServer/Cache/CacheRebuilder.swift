@@ -86,7 +86,8 @@ struct CacheRebuilder {
         let row = try s.run(lastDecisionRow, [model])
         guard row.rowCount == 1 else { return nil }
         let json = DecisionRPC.json(LastDecision(modelID: model, success: row.bool(0, 0) ?? false, timestampMs: row.int(0, 1) ?? 0,
-                                                 symbol: row.string(0, 2), action: row.string(0, 3), confidence: row.double(0, 4),
+                                                 symbol: row.string(0, 2), action: row.string(0, 3),
+                                                 confidence: DecisionRPC.nof0Confidence(row.double(0, 4)),
                                                  error: row.string(0, 5), source: .postgres))
         let key = keys.lastDecision(model: model)
         return .versionedSet(key: key, versionKey: keys.version(of: key), value: json, version: row.string(0, 6) ?? "",

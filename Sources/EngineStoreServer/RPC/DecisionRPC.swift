@@ -43,7 +43,7 @@ struct DecisionRPC: RPCFamily {
                 let row = try session.run(lastDecisionRow, [r.modelID])
                 guard row.rowCount == 1 else { throw ServiceError(.notFound, "no decision cycle recorded for \(r.modelID)") }
                 let d = LastDecision(modelID: r.modelID, success: row.bool(0, 0) ?? false, timestampMs: row.int(0, 1) ?? 0,
-                                     symbol: row.string(0, 2), action: row.string(0, 3), confidence: row.double(0, 4),
+                                     symbol: row.string(0, 2), action: row.string(0, 3), confidence: Self.nof0Confidence(row.double(0, 4)),
                                      error: row.string(0, 5), source: .postgres)
                 return JobOutcome(reply: d.encodedPayload(), cacheMutations: [
                     .versionedSet(key: key, versionKey: context.keys.version(of: key), value: Self.json(d),
@@ -71,10 +71,14 @@ struct DecisionRPC: RPCFamily {
         }
         guard let first = array.first as? [String: Any] else { return FirstDecision() }
         return FirstDecision(symbol: (first["symbol"] as? String)?.uppercased(), action: first["action"] as? String,
-                             confidence: (first["confidence"] as? NSNumber)?.doubleValue)
+                             confidence: nof0Confidence((first["confidence"] as? NSNumber)?.doubleValue))
     }
 
-    /// DOMAIN.md: model_id, success, timestamp_ms, symbol, action, confidence, error.
+    /// nof0 keeps the first action's confidence as an integer, rounded half away from zero (Go's
+    /// math.Round); the cache document and both read paths use the same value.
+    static func nof0Confidence(_ c: Double?) -> Double? { c.map { $0.rounded(.toNearestOrAwayFromZero) } }
+
+    /// DOMAIN.md: model_id, success, timestamp_ms, symbol, action, confidence (an integer), error.
     static func json(_ d: LastDecision) -> String {
         var j = JSONObjectWriter()
         j.string("model_id", d.modelID)

@@ -113,6 +113,7 @@ struct IngestTicksBody: WriteBody {
             var j = JSONObjectWriter()
             j.number("price", price)
             j.int("ts_ms", ts)
+            j.int("ts", ts)  // nof0's own field name for the same time (ms)
             let json = j.finish()
             limited.append(RateLimitedMutation(slot: "p:" + provider + ":" + symbol, version: ts,
                 mutation: .set(key: keys.latestPrice(provider: provider, symbol: symbol), value: json, ttlSeconds: ttl.short)))

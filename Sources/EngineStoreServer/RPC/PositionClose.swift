@@ -76,7 +76,8 @@ struct TradeRow {
                   leverage: r.double(i, 11), closedAtMs: r.int(i, 8) ?? 0, entryTimeMs: r.int(i, 10) ?? 0)
     }
 
-    var positionSize: Double { quantity * entryPrice }
+    /// nof0's `position_size`: the closed quantity in units (not the notional).
+    var positionSize: Double { quantity }
 
     var json: String {
         var j = JSONObjectWriter()
