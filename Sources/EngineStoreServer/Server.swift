@@ -23,7 +23,8 @@ public final class EngineStoreServer: Sendable {
     /// The HTTP metrics port once started (with `metricsListen`).
     public let metricsPort = Mutex<UInt16?>(nil)
     private let state = Mutex<State>(.idle)
-    private let stopped = DispatchSemaphore(value: 0)
+    /// Runs the event loop, then stops the other threads; finished once the server has stopped.
+    private let loopThread = WorkerThread(name: "engine-store-loop")
     private let maintenance: CacheMaintenance
 
     private enum State { case idle, running, stopping, stopped }
@@ -95,7 +96,7 @@ public final class EngineStoreServer: Sendable {
         maintenance.start()
         // The loop object stays on its thread; only its Sendable inputs were built here.
         let box = LoopBox(loop)
-        let thread = Thread { [self] in
+        loopThread.start { [self] in
             box.take().run()
             http?.stop()
             reader.shutdown()
@@ -106,10 +107,7 @@ public final class EngineStoreServer: Sendable {
             maintenance.shutdown()
             state.withLock { $0 = .stopped }
             logger.info("server stopped")
-            stopped.signal()
         }
-        thread.name = "engine-store-loop"
-        thread.start()
         logger.info("listening", metadata: [
             "socket": "\(configuration.socketPath)", "instance": "\(configuration.instanceID)",
             "postgres": "\(redactConnectionString(configuration.postgresURL))", "redis": "\(configuration.redis)",
@@ -129,8 +127,7 @@ public final class EngineStoreServer: Sendable {
     /// Blocks the calling thread until the server has stopped. Don't call from the cooperative pool;
     /// use `stoppedAsync()` there.
     public func waitUntilStopped() {
-        stopped.wait()
-        stopped.signal()
+        loopThread.join()
     }
 
     /// Suspends (without blocking a pool thread) until the server has stopped.
@@ -162,7 +159,7 @@ extension EngineStoreServer {
     /// own, so Swift's cooperative pool is never blocked by libpq.
     public func startAsync() async throws {
         try await withCheckedThrowingContinuation { (k: CheckedContinuation<Void, any Error>) in
-            let t = Thread { [self] in
+            WorkerThread.detach(name: "engine-store-start") { [self] in
                 do {
                     try start()
                     k.resume()
@@ -170,8 +167,6 @@ extension EngineStoreServer {
                     k.resume(throwing: error)
                 }
             }
-            t.name = "engine-store-start"
-            t.start()
         }
     }
 }

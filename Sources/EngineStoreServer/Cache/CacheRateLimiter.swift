@@ -40,15 +40,13 @@ final class CacheRateLimiter: Sendable {
         guard intervalNanos > 0 else { return }
         running.store(true, ordering: .relaxed)
         let tick = max(5_000, min(50_000, UInt32(intervalNanos / 1_000 / 10)))  // µs: a tenth of the interval
-        let t = Thread { [self] in
+        WorkerThread.detach(name: "engine-store-rate-limiter") { [self] in
             while running.load(ordering: .relaxed) {
                 usleep(tick)
                 flushDue(now: monotonicNanos())
             }
             flushDue(now: .max)
         }
-        t.name = "engine-store-rate-limiter"
-        t.start()
     }
 
     func stop() { running.store(false, ordering: .relaxed) }

@@ -11,48 +11,48 @@ final class CacheReader: Sendable {
     private let queue = BlockingQueue<Read>()
     private let threads: Int
     private let logger: Logger
-    private let finished = DispatchSemaphore(value: 0)
+    private let workers: [WorkerThread]
+    /// Reconnect waits: after a failed connect, and after a read found the connection broken.
+    static let connectRetryMs: UInt64 = 500
+    static let brokenRetryMs: UInt64 = 100
+    static let timeoutMs = 1000
 
     init(endpoint: RedisEndpoint, threads: Int = 2, logger: Logger) {
         self.endpoint = endpoint
         self.threads = max(1, threads)
         self.logger = logger
+        self.workers = (0..<max(1, threads)).map { WorkerThread(name: "engine-store-redis-read-\($0)") }
     }
 
     func start() {
-        for i in 0..<threads {
-            let t = Thread { [self] in run() }
-            t.name = "engine-store-redis-read-\(i)"
-            t.start()
-        }
+        for worker in workers { worker.start { [self] in run() } }
     }
 
     func submit(_ read: @escaping Read) { queue.push(read) }
 
     func shutdown() {
         queue.close()
-        for _ in 0..<threads { finished.wait() }
+        for worker in workers { worker.join() }
     }
 
     private func run() {
         var connection: RedisConnection?
-        var nextAttempt: UInt64 = 0
+        var retry = Backoff(initialMs: Self.connectRetryMs, maxMs: Self.connectRetryMs)
         while true {
             let reads = queue.popBatch(max: 64)
             if reads.isEmpty { break }
             for read in reads {
-                if connection == nil && monotonicNanos() >= nextAttempt {
-                    connection = try? RedisConnection(endpoint: endpoint, timeoutMs: 1000)
-                    if connection == nil { nextAttempt = monotonicNanos() + 500_000_000 }
+                if connection == nil && retry.isDue(monotonicNanos()) {
+                    connection = try? RedisConnection(endpoint: endpoint, timeoutMs: Self.timeoutMs)
+                    if connection == nil { retry.next(now: monotonicNanos()) }
                 }
                 read(connection)
                 if connection?.isBroken == true {
                     connection = nil
-                    nextAttempt = monotonicNanos() + 100_000_000
+                    retry.retry(afterMs: Self.brokenRetryMs, now: monotonicNanos())
                 }
             }
         }
-        finished.signal()
     }
 }
 

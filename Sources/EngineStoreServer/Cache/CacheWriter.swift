@@ -18,7 +18,11 @@ final class CacheWriter: Sendable {
     private let endpoint: RedisEndpoint
     private let queue = BlockingQueue<Item>()
     private let logger: Logger
-    private let done = DispatchSemaphore(value: 0)
+    private let thread = WorkerThread(name: "engine-store-redis")
+    /// Reconnect backoff after a failure: doubles from the first delay up to the last.
+    static let reconnectInitialMs: UInt64 = 50
+    static let reconnectMaxMs: UInt64 = 2000
+    static let timeoutMs = 2000
 
     /// Outbox ids whose mutations Redis took; the maintenance thread deletes them.
     let applied = OutboxCleaner()
@@ -36,9 +40,7 @@ final class CacheWriter: Sendable {
 
 
     func start() {
-        let thread = Thread { [self] in run() }
-        thread.name = "engine-store-redis"
-        thread.start()
+        thread.start { [self] in run() }
     }
 
     func enqueue(_ mutations: [CacheMutation], outboxIDs: [Int64] = []) {
@@ -59,24 +61,23 @@ final class CacheWriter: Sendable {
     /// Applies what is queued (one attempt), then stops the thread.
     func shutdown() {
         queue.close()
-        done.wait()
+        thread.join()
     }
 
     private func run() {
         var connection: RedisConnection?
-        var backoffMs = 50
-        var nextAttemptNanos: UInt64 = 0
+        var backoff = Backoff(initialMs: Self.reconnectInitialMs, maxMs: Self.reconnectMaxMs)
         var down = false
 
         func connectIfNeeded() -> RedisConnection? {
             if let connection { return connection }
-            guard monotonicNanos() >= nextAttemptNanos else { return nil }
+            guard backoff.isDue(monotonicNanos()) else { return nil }
             do {
-                let c = try RedisConnection(endpoint: endpoint, timeoutMs: 2000)
+                let c = try RedisConnection(endpoint: endpoint, timeoutMs: Self.timeoutMs)
                 connection = c
                 if down { logger.info("redis connected", metadata: ["endpoint": "\(endpoint)"]) }
                 down = false
-                backoffMs = 50
+                backoff.reset()
                 return c
             } catch {
                 noteFailure(error)
@@ -92,8 +93,7 @@ final class CacheWriter: Sendable {
                 ])
             }
             down = true
-            nextAttemptNanos = monotonicNanos() + UInt64(backoffMs) * 1_000_000
-            backoffMs = min(backoffMs * 2, 2000)
+            backoff.next(now: monotonicNanos())
         }
 
         while true {
@@ -177,7 +177,6 @@ final class CacheWriter: Sendable {
                 p(health)
             }
         }
-        done.signal()
     }
 }
 

@@ -108,7 +108,13 @@ final class PostgresPool: Sendable {
     private var hooks: TestHooks { cache.hooks }
     let limiter: CacheRateLimiter
     private let logger: Logger
-    private let finished: DispatchSemaphore
+    private let workers: [WorkerThread]
+    /// Reconnect backoff of a worker after a failure: doubles from the first delay up to the last.
+    static let reconnectInitialMs: UInt64 = 100
+    static let reconnectMaxMs: UInt64 = 5000
+    /// A session idle for longer than this is checked with a round trip before it is used.
+    static let idleCheckNanos: UInt64 = 1_000_000_000
+    static let connectTimeoutSeconds = 3
 
     let stats: ServerStats
     let metrics: ServerMetrics?
@@ -128,15 +134,13 @@ final class PostgresPool: Sendable {
         self.maxBatch = max(1, maxBatch)
         self.cache = cache
         self.logger = logger
-        self.finished = DispatchSemaphore(value: 0)
+        self.workers = (0..<max(1, size)).map { WorkerThread(name: "engine-store-pg-\($0)") }
     }
 
     func start() {
         watchdog.start()
-        for i in 0..<size {
-            let thread = Thread { [self] in Worker(pool: self, index: i).run() }
-            thread.name = "engine-store-pg-\(i)"
-            thread.start()
+        for (i, worker) in workers.enumerated() {
+            worker.start { [self] in Worker(pool: self, index: i).run() }
         }
     }
 
@@ -158,7 +162,7 @@ final class PostgresPool: Sendable {
     /// Finishes the queued jobs, then stops the workers.
     func shutdown() {
         queue.close()
-        for _ in 0..<size { finished.wait() }
+        for worker in workers { worker.join() }
         watchdog.stop()
     }
 
@@ -167,8 +171,7 @@ final class PostgresPool: Sendable {
         let pool: PostgresPool
         let index: Int
         var session: PostgresSession?
-        var backoffMs: UInt64 = 100
-        var nextAttemptNanos: UInt64 = 0
+        var backoff = Backoff(initialMs: PostgresPool.reconnectInitialMs, maxMs: PostgresPool.reconnectMaxMs)
         var lastUsedNanos: UInt64 = 0
         var lastFailureNanos: UInt64 = 0
         var logger: Logger
@@ -192,7 +195,6 @@ final class PostgresPool: Sendable {
                 process(jobs)
             }
             if session != nil { setConnected(false) }
-            pool.finished.signal()
         }
 
         var connected = false
@@ -211,25 +213,25 @@ final class PostgresPool: Sendable {
             if let session {
                 // After a quiet spell the server may have gone away (a restart): find out with a cheap
                 // round trip and reconnect at once, instead of failing the first batch on a dead socket.
-                guard now - lastUsedNanos > 1_000_000_000 else { return session }
+                guard now - lastUsedNanos > PostgresPool.idleCheckNanos else { return session }
                 pool.watchdog.arm(worker: index, fd: session.connection.socket)
                 let alive = (try? session.exec("SELECT 1")) != nil
                 pool.watchdog.disarm(worker: index)
                 if alive { return session }
                 self.session = nil
                 setConnected(false)
-                nextAttemptNanos = 0
+                backoff.reset()  // try at once (the delay is the first one already: the last connect succeeded)
             }
             // Back off during an outage, but not once another worker has got through again.
-            guard monotonicNanos() >= nextAttemptNanos || pool.recoveredAt.load(ordering: .relaxed) > lastFailureNanos else { return nil }
+            guard backoff.isDue(monotonicNanos()) || pool.recoveredAt.load(ordering: .relaxed) > lastFailureNanos else { return nil }
             do {
-                let connection = try PGConnection(conninfo: pool.conninfo, connectTimeoutSeconds: 3)
+                let connection = try PGConnection(conninfo: pool.conninfo, connectTimeoutSeconds: PostgresPool.connectTimeoutSeconds)
                 let s = PostgresSession(connection: connection)
                 session = s
                 setConnected(true)
                 if lastFailureNanos > 0 { pool.recoveredAt.store(monotonicNanos(), ordering: .relaxed) }
-                if backoffMs > 100 { logger.info("postgres reconnected") }
-                backoffMs = 100
+                if backoff.delayMs > backoff.initialMs { logger.info("postgres reconnected") }
+                backoff.reset()
                 return s
             } catch {
                 connectionLost(error)
@@ -241,11 +243,10 @@ final class PostgresPool: Sendable {
             session = nil
             setConnected(false)
             logger.warning("postgres unavailable", metadata: [
-                "reason": "postgres_unavailable", "error": "\(error.message)", "retry_in_ms": "\(backoffMs)",
+                "reason": "postgres_unavailable", "error": "\(error.message)", "retry_in_ms": "\(backoff.delayMs)",
             ])
             lastFailureNanos = monotonicNanos()
-            nextAttemptNanos = lastFailureNanos + backoffMs * 1_000_000
-            backoffMs = min(backoffMs * 2, 5000)
+            backoff.next(now: lastFailureNanos)
         }
 
         func process(_ all: [any PostgresJob]) {

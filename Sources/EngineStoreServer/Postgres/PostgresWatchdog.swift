@@ -26,7 +26,7 @@ final class PostgresWatchdog: Sendable {
 
     func start() {
         guard enabled else { return }
-        let thread = Thread { [self] in
+        WorkerThread.detach(name: "engine-store-pg-watchdog") { [self] in
             while !stopped.load(ordering: .relaxed) {
                 usleep(20_000)
                 let now = monotonicNanos()
@@ -43,8 +43,6 @@ final class PostgresWatchdog: Sendable {
                 }
             }
         }
-        thread.name = "engine-store-pg-watchdog"
-        thread.start()
     }
 
     func stop() { stopped.store(true, ordering: .relaxed) }

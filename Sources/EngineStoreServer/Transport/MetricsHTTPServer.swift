@@ -49,7 +49,7 @@ final class MetricsHTTPServer: Sendable {
     }
 
     func start() {
-        let t = Thread { [self] in
+        WorkerThread.detach(name: "engine-store-metrics-http") { [self] in
             while true {
                 let c = accept(fd, nil, nil)
                 if c < 0 {
@@ -60,8 +60,6 @@ final class MetricsHTTPServer: Sendable {
                 close(c)
             }
         }
-        t.name = "engine-store-metrics-http"
-        t.start()
     }
 
     func stop() {

@@ -1,0 +1,63 @@
+import EngineStoreWire
+import Hiredis
+import Logging
+
+/// Rebuilds every key of the given (or all) models and traders from Postgres, under a Redis lock
+/// so that only one instance hydrates at a time.
+struct Hydrator {
+    /// How long the lock lives if its holder dies before releasing it.
+    static let lockTTLMs = 120_000
+    /// Deletes the lock only if it still holds our token (it may have expired and been taken since).
+    static let releaseLockScript = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+    let connections: MaintenanceConnections
+    let rebuilder: CacheRebuilder
+    let instanceID: String
+    let hooks: TestHooks
+    private var keys: CacheKeys { rebuilder.keys }
+
+    init(connections: MaintenanceConnections, rebuilder: CacheRebuilder, instanceID: String, hooks: TestHooks) {
+        self.connections = connections
+        self.rebuilder = rebuilder
+        self.instanceID = instanceID
+        self.hooks = hooks
+    }
+
+    /// The hydrate at start: everything, logged.
+    func warmUp(_ s: PostgresSession, _ r: RedisConnection) {
+        do {
+            let result = try run(HydrateRequest(), s, r)
+            connections.logger.info("cache warmed up", metadata: ["ran": "\(result.ran)", "models": "\(result.models)",
+                                                                  "keys": "\(result.keysWritten)", "ms": "\(result.tookMs)"])
+        } catch { connections.failed(error, "hydrate") }
+    }
+
+    func run(_ request: HydrateRequest, _ s: PostgresSession, _ r: RedisConnection) throws -> HydrateResponse {
+        let start = monotonicNanos()
+        let lock = keys.namespace + "lock:hydrate"
+        let token = instanceID + "-" + String(start)
+        guard try r.command(["SET", lock, token, "NX", "PX", String(Self.lockTTLMs)]) == .status("OK") else {
+            return HydrateResponse(ran: false, models: 0, keysWritten: 0, tookMs: 0)
+        }
+        hooks.hydrateLocked?()
+        defer {
+            _ = try? r.command(["EVAL", Self.releaseLockScript, "1", lock, token])
+        }
+        let everything = request.models.isEmpty && request.traders.isEmpty
+        let modelsResult = everything ? try s.run(CacheRebuilder.allModels, []) : nil
+        let models = modelsResult.map { m in (0..<m.rowCount).compactMap { m.string($0, 0) } } ?? request.models
+        var written = 0
+        for model in models {
+            let list = (try r.command(["LRANGE", keys.recentTrades(model: model), "0", "-1"]).array ?? []).compactMap(\.text)
+            written += try connections.apply(try rebuilder.hydrate(s, model: model, dropTrades: try connections.unknownTrades(list, s)), r)
+        }
+        let tradersResult = everything ? try s.run(CacheRebuilder.allTraders, []) : nil
+        let traders = tradersResult.map { t in (0..<t.rowCount).compactMap { t.string($0, 0) } } ?? request.traders
+        for trader in traders {
+            written += try connections.apply(try rebuilder.mutations(for: .traderState(trader: trader), s), r)
+        }
+        if everything || !models.isEmpty { written += try connections.apply(try rebuilder.hydrateLeaderboard(s), r) }
+        return HydrateResponse(ran: true, models: UInt32(models.count), keysWritten: UInt32(written),
+                               tookMs: (monotonicNanos() - start) / 1_000_000)
+    }
+}
