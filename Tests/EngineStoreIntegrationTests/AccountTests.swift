@@ -129,10 +129,11 @@ let t0: Int64 = 1_764_201_600_000
 
         let cached = try await client.lastDecision(model: "dec")
         #expect(cached.source == .cache)
-        #expect(cached.confidence == 0.8)
+        #expect(cached.confidence == 1)  // nof0 keeps an integer: 0.8 rounds to 1
         _ = try redis.command(["DEL", key])
         let fromDB = try await client.lastDecision(model: "dec")
         #expect(fromDB.source == .postgres)
+        #expect(fromDB.confidence == 1)
         #expect(fromDB.symbol == "BTC")
         #expect(fromDB.action == "open_long")
         let missing = await #expect(throws: EngineStoreError.self) { try await client.lastDecision(model: "nobody") }

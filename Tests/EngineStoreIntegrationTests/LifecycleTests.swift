@@ -291,6 +291,9 @@ import Testing
         #expect(hit.source == .cache)
         #expect(hit.positions.map(\.symbol) == ["BTC", "ETH"])
 
+        // Nothing owed any more (a relay rebuild still pending would recreate the key after the DEL).
+        let pg = try s.postgres()
+        #expect(try await eventually { try pg.exec("SELECT count(*) FROM engine_store_outbox").int(0, 0) == 0 })
         _ = try redis.command(["DEL", key])
         let miss = try await client.openPositions(model: "reader")
         #expect(miss.source == .postgres)
