@@ -163,39 +163,59 @@ enum CacheScripts {
         """
 
     /// KEYS hash, ver; ARGV ttl, mode, n, then n (field, version, value) open, then (field, version) closed.
+    /// One HMGET for every kept version and bulk HSET/HDEL (a model may hold hundreds of positions;
+    /// a call per field would make the relay's rebuilds expensive).
     static let positionsSync = newer + """
 
         local exists = redis.call('EXISTS', KEYS[1]) == 1
         if ARGV[2] == 'build' and exists then return 1 end
         local n = tonumber(ARGV[3])
-        local known = {}
+        local names, versions, values = {}, {}, {}
         local i = 4
-        for _ = 1, n do
-          local f, v = ARGV[i], ARGV[i + 1]
-          known[f] = true
-          local cur = redis.call('HGET', KEYS[2], f)
-          if cur == false then cur = nil end
-          if not (cur and newer(cur, v)) then
-            redis.call('HSET', KEYS[1], f, ARGV[i + 2])
-            redis.call('HSET', KEYS[2], f, v)
-          end
+        for k = 1, n do
+          names[k], versions[k], values[k] = ARGV[i], ARGV[i + 1], ARGV[i + 2]
           i = i + 3
         end
+        local open = n
         while i <= #ARGV do
-          local f, v = ARGV[i], ARGV[i + 1]
-          known[f] = true
-          local cur = redis.call('HGET', KEYS[2], f)
-          if cur == false then cur = nil end
-          if not (cur and newer(cur, v)) then
-            redis.call('HDEL', KEYS[1], f)
-            redis.call('HSET', KEYS[2], f, v)
-          end
+          names[#names + 1], versions[#versions + 1] = ARGV[i], ARGV[i + 1]
           i = i + 2
         end
-        if ARGV[2] == 'replace' then
-          for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-            if not known[f] then redis.call('HDEL', KEYS[1], f) end
+        local function bulk(cmd, key, list)
+          for s = 1, #list, 1000 do
+            redis.call(cmd, key, unpack(list, s, math.min(s + 999, #list)))
           end
+        end
+        local kept = {}
+        for s = 1, #names, 1000 do
+          local part = redis.call('HMGET', KEYS[2], unpack(names, s, math.min(s + 999, #names)))
+          for k = 1, #part do kept[s + k - 1] = part[k] end
+        end
+        local setDoc, setVer, del, known = {}, {}, {}, {}
+        for k = 1, #names do
+          local f, v, cur = names[k], versions[k], kept[k]
+          known[f] = true
+          if cur == false then cur = nil end
+          if not (cur and newer(cur, v)) then
+            setVer[#setVer + 1] = f
+            setVer[#setVer + 1] = v
+            if k <= open then
+              setDoc[#setDoc + 1] = f
+              setDoc[#setDoc + 1] = values[k]
+            else
+              del[#del + 1] = f
+            end
+          end
+        end
+        bulk('HSET', KEYS[1], setDoc)
+        bulk('HDEL', KEYS[1], del)
+        bulk('HSET', KEYS[2], setVer)
+        if ARGV[2] == 'replace' then
+          local extra = {}
+          for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+            if not known[f] then extra[#extra + 1] = f end
+          end
+          bulk('HDEL', KEYS[1], extra)
         end
         redis.call('EXPIRE', KEYS[1], ARGV[1])
         redis.call('EXPIRE', KEYS[2], ARGV[1])
