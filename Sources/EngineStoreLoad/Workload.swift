@@ -47,10 +47,12 @@ struct Workload {
         return clock
     }
 
-    /// A symbol with no lifecycle of this run that may still be open.
+    /// A symbol with no lifecycle of this run that may still be open: one of the key space when the
+    /// next few are free, else a fresh one. A bounded number of tries: a scan of the whole key space
+    /// once it fills up cost the loader milliseconds per open, which showed as server latency.
     mutating func symbol() -> String {
         let cycle = symbolsPerModel * 1000
-        for _ in 0..<cycle {
+        for _ in 0..<4 {
             serial += 1
             let s = "W\(worker)-\(serial % cycle)"
             if !maybeOpen.contains(s) { return s }
