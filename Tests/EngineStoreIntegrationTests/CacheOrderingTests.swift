@@ -316,4 +316,27 @@ final class Gate: @unchecked Sendable {
         await check.close()
         await s.stop()
     }
+
+    /// Equal leaderboard scores come back in one order, model id ascending, from the cache and from
+    /// Postgres alike (Redis alone would give them reversed).
+    @Test func leaderboardTiesReadTheSameFromCacheAndPostgres() async throws {
+        let s = try await RunningServer.start()
+        let client = s.client()
+        let redis = try s.redis()
+        let entries = ["tie-b", "tie-c", "tie-a", "top"].map {
+            ModelAnalytics(modelID: $0, payloadJSON: $0 == "top" ? #"{"total_pnl_pct": 9}"# : #"{"total_pnl_pct": 1.5}"#,
+                           serverTimeMs: 1_764_201_600_000)
+        }
+        _ = try await client.updateAnalytics(UpdateAnalyticsRequest(entries: entries))
+        #expect(try await eventually { try redis.command(["ZCARD", s.namespace + "leaderboard"]).integer == 4 })
+        let cached = try await client.leaderboard(limit: 3)
+        #expect(cached.source == .cache)
+        _ = try redis.command(["DEL", s.namespace + "leaderboard"])
+        let fromPostgres = try await client.leaderboard(limit: 3)
+        #expect(fromPostgres.source == .postgres)
+        #expect(cached.entries.map(\.modelID) == ["top", "tie-a", "tie-b"])
+        #expect(fromPostgres.entries.map(\.modelID) == cached.entries.map(\.modelID))
+        await client.close()
+        await s.stop()
+    }
 }

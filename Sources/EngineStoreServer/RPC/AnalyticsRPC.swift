@@ -34,7 +34,9 @@ struct AnalyticsRPC: RPCFamily {
             let r = try GetLeaderboardRequest.decodeRequest(payload)
             guard (1...1000).contains(r.limit) else { throw .invalid("limit", "must be 1 to 1000") }
             let key = context.keys.leaderboard
-            CachedRead(context: context).run(reply, family: "leaderboard", command: ["ZREVRANGE", key, "0", String(r.limit - 1), "WITHSCORES"], fromCache: { cached in
+            // The whole set (at most 1000 members): Redis orders equal scores by member descending,
+            // Postgres by model id ascending; sorted here so both paths answer the same order.
+            CachedRead(context: context).run(reply, family: "leaderboard", command: ["ZREVRANGE", key, "0", "-1", "WITHSCORES"], fromCache: { cached in
                 guard let items = cached.array, !items.isEmpty else { return nil }
                 var entries: [LeaderboardEntry] = []
                 var i = 0
@@ -43,10 +45,11 @@ struct AnalyticsRPC: RPCFamily {
                     entries.append(LeaderboardEntry(modelID: model, score: score))
                     i += 2
                 }
-                return GetLeaderboardResponse(entries: entries, source: .cache).encodedPayload()
+                entries.sort { $0.score != $1.score ? $0.score > $1.score : $0.modelID.utf8.lexicographicallyPrecedes($1.modelID.utf8) }
+                return GetLeaderboardResponse(entries: Array(entries.prefix(Int(r.limit))), source: .cache).encodedPayload()
             }, fromPostgres: { [keys = context.keys, ttl = context.configuration.ttl] session in
                 let board = try LeaderboardState(session)
-                let all = board.members.map { LeaderboardEntry(modelID: $0.1, score: $0.0) }
+                let all = board.ranked.map { LeaderboardEntry(modelID: $0.1, score: $0.0) }
                 let response = GetLeaderboardResponse(entries: Array(all.prefix(Int(r.limit))), source: .postgres)
                 return JobOutcome(reply: response.encodedPayload(), cacheMutations: board.mutations(keys, ttl: ttl))
             })
@@ -102,17 +105,21 @@ let leaderboardState = Statement(name: "leaderboard_state", sql: """
     SELECT model_id, CASE WHEN jsonb_typeof(payload->'total_pnl_pct') = 'number' THEN (payload->>'total_pnl_pct')::float8 END AS score,
            (SELECT lpad(COALESCE(sum(cache_version), 0)::text, 20, '0') FROM model_analytics) AS version,
            (\(renderLeaderboardSQL)) AS rendered
-    FROM model_analytics ORDER BY score DESC NULLS LAST, model_id LIMIT 1000
+    FROM model_analytics ORDER BY score DESC NULLS LAST, model_id COLLATE "C" LIMIT 1000
     """)
 
 struct LeaderboardState {
+    /// Models with a numeric score: the sorted set.
     var members: [(Double, String)] = []
+    /// Every model in order, a non-numeric score last as 0 (GetLeaderboard from Postgres).
+    var ranked: [(Double, String)] = []
     var rendered = "[]"
     var version = CacheVersion.of(0)
 
     init(_ session: PostgresSession) throws {
         let r = try session.run(leaderboardState, [])
         members = (0..<r.rowCount).compactMap { i in r.double(i, 1).map { ($0, r.string(i, 0) ?? "") } }
+        ranked = (0..<r.rowCount).map { i in (r.double(i, 1) ?? 0, r.string(i, 0) ?? "") }
         if r.rowCount > 0 {
             version = r.string(0, 2) ?? version
             rendered = r.string(0, 3) ?? rendered
@@ -132,7 +139,7 @@ struct LeaderboardState {
 let renderLeaderboardSQL = """
     SELECT COALESCE(json_agg(x ORDER BY x.rank), '[]')::text FROM (
         SELECT row_number() OVER (ORDER BY CASE WHEN jsonb_typeof(payload->'total_pnl_pct') = 'number'
-                                            THEN (payload->>'total_pnl_pct')::float8 END DESC NULLS LAST, model_id) AS rank,
+                                            THEN (payload->>'total_pnl_pct')::float8 END DESC NULLS LAST, model_id COLLATE "C") AS rank,
                model_id, payload->'total_pnl_pct' AS total_pnl_pct, payload->'total_pnl_usd' AS total_pnl_usd,
                payload->'sharpe_ratio' AS sharpe_ratio, payload->'win_rate' AS win_rate,
                payload->'total_trades' AS total_trades, payload->'max_drawdown_pct' AS max_drawdown_pct, server_time_ms
