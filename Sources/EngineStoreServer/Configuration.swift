@@ -9,7 +9,7 @@ public struct ServerConfiguration: Sendable {
     /// libpq connection string (URI or keyword form). Never logged unredacted.
     public var postgresURL: String
     public var redis: RedisEndpoint
-    /// Prefix of every Redis key (DOMAIN.md: "nof0:").
+    /// Prefix of every Redis key (default "nof0:"; proto-spec §10.12, Keys).
     public var namespace: String = "nof0:"
     public var ttl = CacheTTL()
     /// Postgres connections, each on its own worker thread. One per core (at least 2): more
@@ -102,7 +102,7 @@ public struct ServerConfiguration: Sendable {
     }
 }
 
-/// TTL classes (DOMAIN.md): short 10 s, medium 60 s, long 300 s.
+/// TTL classes (proto-spec §10.12): short 10 s, medium 60 s, long 300 s.
 public struct CacheTTL: Sendable {
     public var short: Int = 10
     public var medium: Int = 60

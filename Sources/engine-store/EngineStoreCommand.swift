@@ -82,7 +82,7 @@ struct Serve: AsyncParsableCommand {
     var marketCacheIntervalMs: Int = 1000
     @Option(help: "Minimum milliseconds between two stored equity snapshots of one trader (0 = no throttle).")
     var snapshotMinIntervalMs: Int64 = 300_000
-    @Option(help: "TTL seconds of the short / medium / long cache classes (DOMAIN.md: 10, 60, 300).")
+    @Option(help: "TTL seconds of the short / medium / long cache classes (defaults 10, 60, 300; proto-spec §10.12).")
     var ttlShort = 10
     @Option(help: "Medium cache TTL in seconds.") var ttlMedium = 60
     @Option(help: "Long cache TTL in seconds.") var ttlLong = 300
