@@ -90,6 +90,11 @@ public struct ServerConfiguration: Sendable {
         self.instanceID = instanceID ?? ServerConfiguration.makeInstanceID()
     }
 
+    /// An instance with every default and placeholder endpoints: the one source of the defaults that
+    /// the `engine-store serve` options show and fall back to (read its tunables, not its endpoints).
+    public static let defaults = ServerConfiguration(
+        socketPath: "", postgresURL: "", redis: RedisEndpoint(address: .unix(path: "")), instanceID: "defaults")
+
     /// The Postgres and Redis passwords (as written and as decoded), for masking in every log line.
     public var secretRedactor: SecretRedactor {
         SecretRedactor(connectionString: postgresURL).adding(SecretRedactor(secrets: redis.password.map { [$0] } ?? []))
