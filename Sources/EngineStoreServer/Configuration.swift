@@ -9,7 +9,7 @@ public struct ServerConfiguration: Sendable {
     /// libpq connection string (URI or keyword form). Never logged unredacted.
     public var postgresURL: String
     public var redis: RedisEndpoint
-    /// Prefix of every Redis key (DOMAIN.md: "nof0:").
+    /// Prefix of every Redis key (default "nof0:"; proto-spec §10.12, Keys).
     public var namespace: String = "nof0:"
     public var ttl = CacheTTL()
     /// Postgres connections, each on its own worker thread. One per core (at least 2): more
@@ -90,6 +90,11 @@ public struct ServerConfiguration: Sendable {
         self.instanceID = instanceID ?? ServerConfiguration.makeInstanceID()
     }
 
+    /// An instance with every default and placeholder endpoints: the one source of the defaults that
+    /// the `engine-store serve` options show and fall back to (read its tunables, not its endpoints).
+    public static let defaults = ServerConfiguration(
+        socketPath: "", postgresURL: "", redis: RedisEndpoint(address: .unix(path: "")), instanceID: "defaults")
+
     /// The Postgres and Redis passwords (as written and as decoded), for masking in every log line.
     public var secretRedactor: SecretRedactor {
         SecretRedactor(connectionString: postgresURL).adding(SecretRedactor(secrets: redis.password.map { [$0] } ?? []))
@@ -102,7 +107,7 @@ public struct ServerConfiguration: Sendable {
     }
 }
 
-/// TTL classes (DOMAIN.md): short 10 s, medium 60 s, long 300 s.
+/// TTL classes (proto-spec §10.12): short 10 s, medium 60 s, long 300 s.
 public struct CacheTTL: Sendable {
     public var short: Int = 10
     public var medium: Int = 60

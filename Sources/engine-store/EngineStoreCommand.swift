@@ -53,6 +53,8 @@ struct LogOptions: ParsableArguments {
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the service on a Unix socket.")
+    // Defaults come from `ServerConfiguration.defaults`, so `--help` and an unset option both show
+    // the server's own defaults, never a copy that can drift.
 
     @Option(help: "Unix socket path (env ENGINE_STORE_SOCKET).")
     var socket: String?
@@ -61,36 +63,36 @@ struct Serve: AsyncParsableCommand {
             help: "redis://[:password@]host:port/db or unix:///path/to.sock (env ENGINE_STORE_REDIS_URL).")
     var redisURL: String?
     @Option(help: "Prefix of every Redis key.")
-    var namespace: String = "nof0:"
+    var namespace: String = ServerConfiguration.defaults.namespace
     @Option(help: "Postgres connections, one worker thread each (default: one per core, at least 2).")
     var postgresConnections: Int?
     @Option(help: "Maximum frame size in bytes, advertised to clients.")
-    var maxFrameBytes: UInt32 = 4 * 1024 * 1024
+    var maxFrameBytes: UInt32 = ServerConfiguration.defaults.maxFrameBytes
     @Option(help: "Maximum open client connections.")
-    var maxConnections: Int = 4096
+    var maxConnections: Int = ServerConfiguration.defaults.maxConnections
     @Option(help: "Maximum in-flight requests per connection (back-pressure beyond).")
-    var maxInFlight: Int = 1024
+    var maxInFlight: Int = ServerConfiguration.defaults.maxInFlightPerConnection
     @Option(help: "Approximate maximum length of the trade stream (XADD MAXLEN ~).")
-    var streamMaxlen: Int = 100_000
+    var streamMaxlen: Int = ServerConfiguration.defaults.streamMaxLength
     @Option(help: "Hours an idempotency key is remembered.")
-    var idempotencyRetentionHours: Int = 24
+    var idempotencyRetentionHours: Int = ServerConfiguration.defaults.idempotencyRetentionHours
     @Option(help: "Milliseconds a Postgres worker waits for one batch before it drops the connection and answers unavailable (0 = no limit).")
-    var postgresTimeoutMs: UInt64 = 2000
+    var postgresTimeoutMs: UInt64 = ServerConfiguration.defaults.postgresTimeoutMs
     @Option(help: "Milliseconds an event time may be ahead of the server clock; later times are refused.")
-    var maxClockSkewMs: Int64 = 300_000
+    var maxClockSkewMs: Int64 = ServerConfiguration.defaults.maxClockSkewMs
     @Option(help: "Minimum milliseconds between two writes of one market-data cache key (0 = no limit).")
-    var marketCacheIntervalMs: Int = 1000
+    var marketCacheIntervalMs: Int = ServerConfiguration.defaults.marketCacheIntervalMs
     @Option(help: "Minimum milliseconds between two stored equity snapshots of one trader (0 = no throttle).")
-    var snapshotMinIntervalMs: Int64 = 300_000
-    @Option(help: "TTL seconds of the short / medium / long cache classes (DOMAIN.md: 10, 60, 300).")
-    var ttlShort = 10
-    @Option(help: "Medium cache TTL in seconds.") var ttlMedium = 60
-    @Option(help: "Long cache TTL in seconds.") var ttlLong = 300
-    @Option(help: "Deadline in milliseconds for requests that carry none.") var defaultDeadlineMs: UInt32 = 30_000
-    @Option(help: "Milliseconds a graceful shutdown waits for in-flight requests.") var shutdownGraceMs: UInt64 = 10_000
-    @Option(help: "Most ticks accepted in one IngestPriceTicks batch.") var maxTicksPerBatch = 50_000
+    var snapshotMinIntervalMs: Int64 = ServerConfiguration.defaults.snapshotMinIntervalMs
+    @Option(help: "TTL seconds of the short / medium / long cache classes (proto-spec §10.12).")
+    var ttlShort: Int = ServerConfiguration.defaults.ttl.short
+    @Option(help: "Medium cache TTL in seconds.") var ttlMedium: Int = ServerConfiguration.defaults.ttl.medium
+    @Option(help: "Long cache TTL in seconds.") var ttlLong: Int = ServerConfiguration.defaults.ttl.long
+    @Option(help: "Deadline in milliseconds for requests that carry none.") var defaultDeadlineMs: UInt32 = ServerConfiguration.defaults.defaultDeadlineMs
+    @Option(help: "Milliseconds a graceful shutdown waits for in-flight requests.") var shutdownGraceMs: UInt64 = ServerConfiguration.defaults.shutdownGraceMs
+    @Option(help: "Most ticks accepted in one IngestPriceTicks batch.") var maxTicksPerBatch: Int = ServerConfiguration.defaults.maxTicksPerBatch
     @Option(help: "Socket file permissions (octal).")
-    var socketMode: String = "0660"
+    var socketMode: String = "0" + String(ServerConfiguration.defaults.socketMode, radix: 8)
     @Flag(help: "Allow a socket directory anyone may write to (without the sticky bit).")
     var allowWorldWritableDir = false
     @Option(name: .customLong("allow-uid"), help: "Only peers with this uid (repeatable; checked with SO_PEERCRED).")
@@ -98,21 +100,21 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("allow-gid"), help: "Only peers with this gid (repeatable).")
     var allowGIDs: [UInt32] = []
     @Option(help: "Milliseconds a new connection has to finish Hello.")
-    var handshakeTimeoutMs: UInt64 = 10_000
+    var handshakeTimeoutMs: UInt64 = ServerConfiguration.defaults.handshakeTimeoutMs
     @Option(help: "Milliseconds a started frame has to arrive completely.")
-    var frameTimeoutMs: UInt64 = 10_000
+    var frameTimeoutMs: UInt64 = ServerConfiguration.defaults.frameTimeoutMs
     @Option(help: "Milliseconds an idle connection (nothing in flight, no unsent replies) is kept.")
-    var idleTimeoutMs: UInt64 = 600_000
+    var idleTimeoutMs: UInt64 = ServerConfiguration.defaults.idleTimeoutMs
     @Option(help: "Unsent reply bytes per connection above which the server stops reading it (back-pressure).")
-    var maxOutputBytes: Int = 1 << 20
+    var maxOutputBytes: Int = ServerConfiguration.defaults.maxOutputBytes
     @Option(help: "Milliseconds a connection with unsent replies may go without the peer taking a byte before it is closed.")
-    var writeTimeoutMs: UInt64 = 30_000
+    var writeTimeoutMs: UInt64 = ServerConfiguration.defaults.writeTimeoutMs
     @Option(help: "Serve Prometheus metrics over HTTP on this loopback address, e.g. 127.0.0.1:9464 (off by default).")
     var metricsListen: String?
     @Flag(help: "Do not rebuild Redis from Postgres at start.")
     var noHydrate = false
     @Option(help: "Seconds between periodic consistency checks (report only; 0 = off).")
-    var consistencyCheckInterval: Int = 300
+    var consistencyCheckInterval: Int = ServerConfiguration.defaults.consistencyCheckIntervalSeconds
     @Flag(help: "Do not apply pending migrations at start.")
     var noMigrate = false
     @OptionGroup var log: LogOptions

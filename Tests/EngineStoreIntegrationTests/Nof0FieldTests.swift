@@ -3,7 +3,7 @@ import EngineStoreWire
 import Foundation
 import Testing
 
-/// Cached fields mean what nof0 means by them (DOMAIN.md, proto-spec §10.12).
+/// Cached fields mean what nof0 means by them (proto-spec §10.12).
 @Suite struct Nof0FieldTests {
     func object(_ text: String?) throws -> [String: Any] {
         let parsed = try JSONSerialization.jsonObject(with: Data((text ?? "").utf8)) as? [String: Any]

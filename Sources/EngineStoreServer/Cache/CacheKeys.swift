@@ -1,4 +1,4 @@
-/// Redis key names (DOMAIN.md), all under one namespace. Model ids go in verbatim; symbols upper-case.
+/// Redis key names (proto-spec §10.12, Keys), all under one namespace. Model ids go in verbatim; symbols upper-case.
 /// Keys of one model share no hash tag yet; a Redis Cluster move keeps these names (see README).
 struct CacheKeys: Sendable {
     let namespace: String

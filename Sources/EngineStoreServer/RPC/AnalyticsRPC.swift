@@ -77,7 +77,7 @@ struct AnalyticsRPC: RPCFamily {
             sharpeRatio = o.double("sharpe_ratio")
         }
 
-        /// DOMAIN.md `since_inception:<m>`: total_pnl_usd, total_pnl_pct, sharpe_ratio.
+        /// The since-inception document of `since_inception:<m>` (proto-spec §10.12): total_pnl_usd, total_pnl_pct, sharpe_ratio.
         var sinceInceptionJSON: String {
             var since = JSONObjectWriter()
             since.number("total_pnl_usd", totalPnlUSD)

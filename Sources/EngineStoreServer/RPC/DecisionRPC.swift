@@ -78,7 +78,7 @@ struct DecisionRPC: RPCFamily {
     /// math.Round); the cache document and both read paths use the same value.
     static func nof0Confidence(_ c: Double?) -> Double? { c.map { $0.rounded(.toNearestOrAwayFromZero) } }
 
-    /// DOMAIN.md: model_id, success, timestamp_ms, symbol, action, confidence (an integer), error.
+    /// The decision document (proto-spec §10.12): model_id, success, timestamp_ms, symbol, action, confidence (an integer), error.
     static func json(_ d: LastDecision) -> String {
         var j = JSONObjectWriter()
         j.string("model_id", d.modelID)

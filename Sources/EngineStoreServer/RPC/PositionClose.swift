@@ -34,7 +34,7 @@ private let insertTrade = Statement(name: "trade_insert", sql: """
             $21, $22, $23, $24::jsonb, $25, $26, $27::jsonb, $28, $29, $30)
     """)
 
-/// Trade JSON columns (DOMAIN.md trade JSON) of a model's newest closed trades: newest exit first,
+/// Trade JSON columns (the trade document, proto-spec §10.12) of a model's newest closed trades: newest exit first,
 /// ties by id in byte order (the order the cache's merge script keeps; see CacheScripts.tradesMerge).
 let recentTradesOfModel = Statement(name: "trades_recent_of_model", sql: """
     SELECT model_id, symbol, side, quantity, entry_price, exit_price, realized_net_pnl, confidence,

@@ -135,7 +135,7 @@ struct PositionRow {
                             version: CacheVersion.of(version), ttlSeconds: ttl)
     }
 
-    /// The DOMAIN.md position JSON: symbol, side, quantity, entry_price, leverage, confidence,
+    /// The position document (proto-spec §10.12): symbol, side, quantity, entry_price, leverage, confidence,
     /// risk_usd, updated_at_ms, exchange.
     var json: String {
         var j = JSONObjectWriter()

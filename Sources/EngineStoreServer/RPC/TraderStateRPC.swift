@@ -104,7 +104,7 @@ func traderStateRow(_ r: PGResult) -> TraderState {
                 lastDecisionAtMs: r.int(0, 6), pauseUntilMs: r.int(0, 7), updatedAtMs: r.int(0, 8))
 }
 
-/// DOMAIN.md `trader:<id>:state`: {"state": {…}, "last_decision_at": RFC 3339, "pause_until": RFC 3339}.
+/// The trader state document of `trader:<id>:state` (proto-spec §10.12): {"state": {…}, "last_decision_at": RFC 3339, "pause_until": RFC 3339}.
 /// The inner object also carries the times in ms so a read needs no date parsing.
 func traderStateJSON(_ t: TraderState) -> String {
     var state = JSONObjectWriter()

@@ -1,5 +1,5 @@
 /// Builds compact JSON objects for cache values without Foundation's encoder
-/// (the hot path writes one per request; key order is fixed and documented in DOMAIN.md).
+/// (the hot path writes one per request; key order is fixed and documented in proto-spec §10.12).
 struct JSONObjectWriter {
     private(set) var text = "{"
     private var first = true

@@ -102,7 +102,7 @@ public struct GetLastDecisionRequest: WireMessage {
     public func encode(into w: inout FieldWriter) { w.string(1, modelID) }
 }
 
-/// The DOMAIN.md `decision:last` JSON: taken from the cycle's first decision.
+/// The decision document of `decision:last` (proto-spec §10.12): taken from the cycle's first decision.
 public struct LastDecision: WireMessage {
     public var modelID: String
     public var success: Bool

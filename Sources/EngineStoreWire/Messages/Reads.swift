@@ -22,7 +22,7 @@ public struct GetOpenPositionsRequest: WireMessage {
     public func encode(into w: inout FieldWriter) { w.string(1, modelID) }
 }
 
-/// An open position as the cache holds it (DOMAIN.md position JSON fields).
+/// An open position as the cache holds it (the position document's fields, proto-spec §10.12).
 public struct PositionSnapshot: WireMessage {
     public var symbol: String
     public var side: PositionSide
@@ -142,7 +142,7 @@ public struct GetRecentTradesRequest: WireMessage {
     }
 }
 
-/// A closed trade as the cache holds it (DOMAIN.md trade JSON fields).
+/// A closed trade as the cache holds it (the trade document's fields, proto-spec §10.12).
 public struct TradeSnapshot: WireMessage {
     public var modelID: String
     public var symbol: String
