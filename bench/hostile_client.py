@@ -12,29 +12,24 @@
 Each prints one line of key=value figures on stdout when done.
 """
 import argparse
+import os
 import select
 import socket
 import struct
 import sys
 import time
 
-
-def varint(v):
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
+# The frame and payload codec of the repository's Python client (clients/python), not a second copy.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "clients", "python"))
+from engine_store_client import Frame, encode_message  # noqa: E402
 
 
-def frame(kind, method, req_id, payload, flags=0, deadline_ms=0, version=1):
-    body = struct.pack(">BBHIHI", version, kind, method, req_id, flags, deadline_ms) + payload
-    return struct.pack(">I", len(body)) + body
+def frame(kind, method, req_id, payload):
+    return Frame(kind, method, req_id, payload).encode()
 
 
-HELLO = frame(1, 1, 1, varint(1 << 3) + varint(1) + varint(2 << 3) + varint(1) + varint(3 << 3 | 2) + varint(7) + b"hostile")
-PING_PAYLOAD = varint(1 << 3 | 2) + varint(1024) + b"\x5a" * 1024
+HELLO = frame(1, 1, 1, encode_message("HelloRequest", {"min_version": 1, "max_version": 1, "client_name": "hostile"}))
+PING_PAYLOAD = encode_message("PingMessage", {"payload": b"\x5a" * 1024})
 PING = frame(1, 6, 2, PING_PAYLOAD)   # Pings take no in-flight slot: one request id serves them all
 PINGS = PING * 64
 # Stats requests are answered by a worker and take an in-flight slot: ids unique across 4096.

@@ -47,7 +47,9 @@ struct JSONObjectWriter {
         return text
     }
 
-    static func appendQuoted(_ s: String, to out: inout String) {
+    /// A JSON string literal; `escape` picks the characters written as `\\uXXXX` besides the C0
+    /// controls JSON requires (the log handlers escape more).
+    static func appendQuoted(_ s: String, to out: inout String, escape: (Unicode.Scalar) -> Bool = { $0.value < 0x20 }) {
         out += "\""
         for scalar in s.unicodeScalars {
             switch scalar {
@@ -56,7 +58,7 @@ struct JSONObjectWriter {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case let c where c.value < 0x20:
+            case let c where escape(c):
                 let hex = String(c.value, radix: 16)
                 out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
             default:

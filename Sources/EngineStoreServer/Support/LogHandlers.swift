@@ -73,22 +73,9 @@ public struct LineLogHandler: LogHandler {
     /// including NEL U+0085), U+2028, U+2029 and the bidirectional overrides, as `\\uXXXX`. A reader that
     /// splits on any line break therefore sees one line per event, whatever a value held.
     static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where mustEscape(c):
-                let hex = String(c.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default:
-                out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
+        var out = ""
+        JSONObjectWriter.appendQuoted(s, to: &out, escape: mustEscape)
+        return out
     }
 
     /// Characters a log value never carries raw: C0 controls, DEL, C1 controls, the line and
