@@ -116,20 +116,34 @@ struct CacheRebuilder {
     // MARK: mutations
 
     /// What a batch of outbox intents means for Redis now; each key is rebuilt once.
+    /// A model's positions are synced once, and the leaderboard (which spans every model) is built
+    /// once, after the rest, however many intents ask for them.
     func mutations(for intents: [OutboxIntent], _ s: PostgresSession) throws -> [CacheMutation] {
         var out: [CacheMutation] = []
         var synced = Set<String>()
+        var leaderboardOwed = false
         for intent in intents {
-            if case .position(let model, _) = intent {
+            switch intent {
+            case .position(let model, _):
                 guard synced.insert(model).inserted else { continue }
+            case .analytics, .leaderboard:
+                leaderboardOwed = true
+            default:
+                break
             }
-            out.append(contentsOf: try mutations(for: intent, s))
+            out.append(contentsOf: try documents(for: intent, s))
         }
+        if leaderboardOwed { out.append(contentsOf: try leaderboard(s).mutations(keys, ttl: ttl)) }
         return out
     }
 
     /// What one outbox intent means for Redis now.
     func mutations(for intent: OutboxIntent, _ s: PostgresSession) throws -> [CacheMutation] {
+        try mutations(for: [intent], s)
+    }
+
+    /// The documents of one intent, except the leaderboard (see `mutations(for:)`).
+    private func documents(for intent: OutboxIntent, _ s: PostgresSession) throws -> [CacheMutation] {
         switch intent {
         case .position(let model, _):
             return [try positionsSync(s, model: model, mode: .merge)]
@@ -151,9 +165,9 @@ struct CacheRebuilder {
         case .decision(let model):
             return try lastDecision(s, model: model).map { [$0] } ?? []
         case .analytics(let model):
-            return try analytics(s, model: model) + (try leaderboard(s).mutations(keys, ttl: ttl))
+            return try analytics(s, model: model)
         case .leaderboard:
-            return try leaderboard(s).mutations(keys, ttl: ttl)
+            return []
         case .traderState(let trader):
             let row = try s.run(selectState, [trader])
             guard row.rowCount == 1 else { return [] }

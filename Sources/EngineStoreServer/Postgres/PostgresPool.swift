@@ -72,6 +72,7 @@ enum LockOrder {
 
     /// Groups jobs into transactions, in order, such that inside each the lock keys only ascend.
     static func rounds(_ jobs: [any PostgresJob]) -> [[any PostgresJob]] {
+        if jobs.count < 2 { return jobs.isEmpty ? [] : [jobs] }  // one job keeps its own order
         // Keys computed once per job (a snapshot's keys take a sort to build).
         var rest = jobs.map { (keys: $0.lockKeys, job: $0) }.sorted { ($0.keys.first ?? "") < ($1.keys.first ?? "") }
         var rounds: [[any PostgresJob]] = []

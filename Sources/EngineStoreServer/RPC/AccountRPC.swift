@@ -80,19 +80,25 @@ struct SaveSnapshotBody: WriteBody {
     let ttl: CacheTTL
     let minIntervalMs: Int64
     let hooks: TestHooks
+    /// Traders in `LockOrder`, each with its marks by symbol: the throttle lock, then the position
+    /// rows. Sorted once here; the lock keys and the execution both follow it.
+    let ordered: [AccountSnapshot]
+    let lockKeys: [String]
 
-    /// Traders in `LockOrder`, each with its marks by symbol: the throttle lock, then the position rows.
-    var ordered: [AccountSnapshot] {
-        request.snapshots.map { s in
+    init(request: SaveSnapshotRequest, keys: CacheKeys, ttl: CacheTTL, minIntervalMs: Int64, hooks: TestHooks) {
+        self.request = request
+        self.keys = keys
+        self.ttl = ttl
+        self.minIntervalMs = minIntervalMs
+        self.hooks = hooks
+        ordered = request.snapshots.map { s in
             var s = s
             s.marks.sort { $0.symbol < $1.symbol }
             return s
         }.sorted { LockOrder.snapshot($0.modelID) < LockOrder.snapshot($1.modelID) }
+        lockKeys = ordered.flatMap { s in [LockOrder.snapshot(s.modelID)] + s.marks.map { LockOrder.position(s.modelID, $0.symbol) } }
     }
 
-    var lockKeys: [String] {
-        ordered.flatMap { s in [LockOrder.snapshot(s.modelID)] + s.marks.map { LockOrder.position(s.modelID, $0.symbol) } }
-    }
 
     func execute(_ session: PostgresSession) throws -> JobOutcome {
         var results: [String: SnapshotResult] = [:]

@@ -147,17 +147,19 @@ let renderLeaderboardSQL = """
     """
 
 struct UpdateAnalyticsBody: WriteBody {
-    let entries: [ModelAnalytics]
-    let figures: [AnalyticsRPC.Figures]
     let keys: CacheKeys
     let ttl: CacheTTL
+    /// Entries in `LockOrder`, sorted once (the reply only counts them).
+    let ordered: [(ModelAnalytics, AnalyticsRPC.Figures)]
+    let lockKeys: [String]
 
-    /// Entries in `LockOrder` (the reply only counts them).
-    var ordered: [(ModelAnalytics, AnalyticsRPC.Figures)] {
-        zip(entries, figures).sorted { LockOrder.analytics($0.0.modelID) < LockOrder.analytics($1.0.modelID) }
+    init(entries: [ModelAnalytics], figures: [AnalyticsRPC.Figures], keys: CacheKeys, ttl: CacheTTL) {
+        self.keys = keys
+        self.ttl = ttl
+        ordered = zip(entries, figures).sorted { LockOrder.analytics($0.0.modelID) < LockOrder.analytics($1.0.modelID) }
+        lockKeys = ordered.map { LockOrder.analytics($0.0.modelID) }
     }
 
-    var lockKeys: [String] { ordered.map { LockOrder.analytics($0.0.modelID) } }
 
     func execute(_ session: PostgresSession) throws -> JobOutcome {
         var mutations: [CacheMutation] = []

@@ -226,6 +226,7 @@ struct ClosePositionBody: WriteBody {
             realizedGrossPnl: math.gross, realizedNetPnl: math.net, totalCommission: math.totalCommission)
         let outbox = try Outbox.record(session, [.position(model: r.modelID, symbol: r.symbol), .recentTrades(model: r.modelID),
                                                  .closeEvent(tradeRowID: tradeRowID)])
+        // Ids in the order of the intents: the two keys go with `mutations`, the event on its own.
         var outcome = JobOutcome(reply: response.encodedPayload(), cacheMutations: mutations, outboxIDs: Array(outbox.prefix(2)))
         outcome.independentCacheWork = [(
             [.streamAdd(key: keys.tradeStream, maxLength: streamMaxLength, fields: Self.streamFields(tradeRowID, trade))],
