@@ -107,6 +107,9 @@ func TestIntegrationHandshake(t *testing.T) {
 		have[m] = true
 	}
 	for m := range requestTypes {
+		if m == MethodRecordConversation && os.Getenv("ENGINE_STORE_EXPECT_CONVERSATIONS") != "1" {
+			continue // not every server has method 39 yet (see TestIntegrationNof0Conversation)
+		}
 		if !have[uint64(m)] {
 			t.Errorf("method %d not advertised (%v)", m, info.Methods)
 		}
