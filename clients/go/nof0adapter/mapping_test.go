@@ -165,7 +165,7 @@ func TestDecisionMapping(t *testing.T) {
 	a := fixed()
 	cycle := &CycleRecord{Timestamp: t0, TraderID: "trader-1", CycleNumber: 7, PromptDigest: "abc", CoTTrace: "think",
 		DecisionsJSON: `[{"Symbol":"btc","Action":"open_long","Leverage":5,"PositionSizeUSD":1000,"EntryPrice":0,"StopLoss":0,"TakeProfit":0,"Confidence":80,"RiskUSD":0,"Reasoning":"<up> & away","InvalidationCondition":""}]`,
-		Actions: []map[string]any{{"symbol": "BTC", "action": "open_long", "result": "ok"}}, Success: true}
+		Actions:       []map[string]any{{"symbol": "BTC", "action": "open_long", "result": "ok"}}, Success: true}
 	req, err := a.DecisionRequest(DecisionCycleRecord{Cycle: cycle})
 	mustBytes(t, req, err)
 	want := `[{"action":"open_long","confidence":80,"entry_price":0,"invalidation_condition":"","leverage":5,"position_size_usd":1000,"reasoning":"<up> & away","risk_usd":0,"stop_loss":0,"symbol":"btc","take_profit":0}]`
