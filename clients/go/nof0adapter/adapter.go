@@ -29,6 +29,12 @@ type Options struct {
 	// HydrateWait bounds how long HydrateCaches keeps retrying while another Hydrate holds EngineStore's hydrate
 	// lock (e.g. the service's own start-up Hydrate). Default 10 s; the context bounds it too.
 	HydrateWait time.Duration
+	// CloseFillSize sends a close event's fill size as exit_size: smaller than the open size is a partial close,
+	// larger is refused (invalid_argument, exit_size). Off: a close event closes the whole open size, as nof0's
+	// close action does on the exchange and nof0's own persistence does in Postgres (status closed, whatever the
+	// fill size), so a fill that differs from the stored size by the exchange's size rounding leaves no dust open.
+	// Either way one event gives one request: no fallback that a replay could take differently.
+	CloseFillSize bool
 	// OnClose, when set, receives every stored close with its realized PnL and fees (also when replayed).
 	OnClose func(PositionEvent, *enginestore.ClosePositionResponse)
 	// Logf reports what is not an error (a Hydrate that did not run). Default log.Printf.
@@ -126,20 +132,15 @@ func (a *Adapter) OpenPosition(ctx context.Context, ev PositionEvent) (*enginest
 	return r, wrap("open", req.ModelID, req.Symbol, err)
 }
 
-// ClosePosition records a close event (ClosePosition) and returns the realized PnL and fees. When the fill size
-// exceeds the open size (EngineStore answers invalid_argument on exit_size), the whole position is closed instead:
-// nof0's close action closes the whole position on the exchange. Nothing open → a not_found *enginestore.Error.
+// ClosePosition records a close event (ClosePosition) and returns the realized PnL and fees. Nothing open → a
+// not_found *enginestore.Error; with Options.CloseFillSize, a fill size above the open size → invalid_argument
+// (exit_size).
 func (a *Adapter) ClosePosition(ctx context.Context, ev PositionEvent) (*enginestore.ClosePositionResponse, error) {
-	ev.OccurredAt = a.when(ev.OccurredAt) // one time for both requests below
 	req, err := a.CloseRequest(ev)
 	if req == nil || err != nil {
 		return nil, wrap("close", eventTrader(&ev), ev.Decision.Symbol, err)
 	}
 	r, err := a.c.ClosePosition(ctx, req)
-	var es *enginestore.Error
-	if req.ExitSize != nil && errors.As(err, &es) && es.Code == enginestore.CodeInvalidArgument && es.Field == "exit_size" {
-		r, err = a.c.ClosePosition(ctx, wholeClose(req, ev.OccurredAt))
-	}
 	if err != nil {
 		return nil, wrap("close", req.ModelID, req.Symbol, err)
 	}

@@ -92,6 +92,8 @@ func wantRows(t *testing.T, what, query, model string, want int) {
 	t.Helper()
 	if n, ok := pgCount(t, query, model); ok && n != want {
 		t.Errorf("%s: %d rows in Postgres, want %d", what, n, want)
+	} else if ok {
+		t.Logf("%s: %d rows in Postgres", what, n)
 	}
 }
 
@@ -134,28 +136,35 @@ func TestIntegrationNof0OpenClose(t *testing.T) {
 		return nil
 	})
 
-	// Partial close: 0.5 at 110 → gross = net = 5 (no commissions), 1.5 stays open.
+	// Partial close (CloseFillSize): 0.5 at 110 → gross = net = 5 (no commissions), 1.5 stays open.
+	sized := New(c, &Options{CloseFillSize: true, OnClose: opts.OnClose})
 	part := open
 	part.Event, part.Decision.Action, part.OccurredAt, part.FillPrice, part.FillSize = PositionEventClose, "close_long",
 		at.Add(10*time.Second), 110, 0.5
 	part.ExchangeResponse = nil
-	p1, err := a.ClosePosition(ctx, part)
+	p1, err := sized.ClosePosition(ctx, part)
 	if err != nil || p1.FullyClosed || p1.ClosedSize != 0.5 || p1.RemainingSize != 1.5 || p1.RealizedGrossPnl != 5 ||
 		p1.RealizedNetPnl != 5 || p1.TotalCommission != 0 || p1.Replayed {
 		t.Fatalf("partial close: %+v %v", p1, err)
 	}
-	if err := a.RecordPositionEvent(ctx, part); err != nil { // the replay, through the nof0 interface
-		t.Fatal(err)
+	if err := New(c, &Options{CloseFillSize: true, OnClose: opts.OnClose}).RecordPositionEvent(ctx, part); err != nil {
+		t.Fatal(err) // the replay, through the nof0 interface
 	}
-	// Full close whose fill size (5) exceeds what is open (1.5): the adapter closes the whole position.
+	// A fill size above the open size is refused, permanently.
+	over := part
+	over.OccurredAt, over.FillSize = at.Add(15*time.Second), 5
+	if _, err := sized.ClosePosition(ctx, over); enginestore.CodeOf(err) != enginestore.CodeInvalidArgument || IsRetryable(err) {
+		t.Fatalf("oversized close: %v", err)
+	}
+	// Default: the close event closes the whole open size (1.5 at 120 → 30), whatever its fill size.
 	full := part
-	full.OccurredAt, full.FillPrice, full.FillSize = at.Add(20*time.Second), 120, 5
+	full.OccurredAt, full.FillPrice, full.FillSize = at.Add(20*time.Second), 120, 1.4999
 	f1, err := a.ClosePosition(ctx, full)
 	if err != nil || !f1.FullyClosed || f1.ClosedSize != 1.5 || f1.RealizedGrossPnl != 30 || f1.Replayed {
 		t.Fatalf("full close: %+v %v", f1, err)
 	}
 	f2, err := a.ClosePosition(ctx, full)
-	if err != nil || !f2.Replayed || f2.TradeRowID != f1.TradeRowID {
+	if err != nil || !f2.Replayed || f2.TradeRowID != f1.TradeRowID || f2.ClosedSize != 1.5 {
 		t.Fatalf("replayed full close: %+v %v", f2, err)
 	}
 	mu.Lock()

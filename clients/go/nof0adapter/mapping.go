@@ -166,8 +166,9 @@ func (a *Adapter) OpenRequest(ev PositionEvent) (*enginestore.SavePositionReques
 	return req, nil
 }
 
-// CloseRequest maps a close event to ClosePosition: exit_price is the fill price, exit_size the fill size (the
-// event's, else the exchange's; neither → the whole open size).
+// CloseRequest maps a close event to ClosePosition at the fill price. exit_size is sent only with
+// Options.CloseFillSize (the event's fill size, else the exchange's); otherwise the whole open size is closed, as
+// nof0's close action does on the exchange and nof0's own persistence does in Postgres.
 func (a *Adapter) CloseRequest(ev PositionEvent) (*enginestore.ClosePositionRequest, error) {
 	model, symbol := eventTrader(&ev), strings.ToUpper(strings.TrimSpace(ev.Decision.Symbol))
 	if model == "" || symbol == "" {
@@ -182,6 +183,7 @@ func (a *Adapter) CloseRequest(ev PositionEvent) (*enginestore.ClosePositionRequ
 	req := &enginestore.ClosePositionRequest{ModelID: model, Symbol: symbol, ExitPrice: px,
 		ExitTimeMs: at.UnixMilli(), ExitOid: optOid(oid)}
 	switch {
+	case !a.opts.CloseFillSize:
 	case positive(ev.FillSize):
 		req.ExitSize = enginestore.Ptr(ev.FillSize)
 	case positive(exSz):
@@ -189,14 +191,6 @@ func (a *Adapter) CloseRequest(ev PositionEvent) (*enginestore.ClosePositionRequ
 	}
 	req.IdempotencyKey = keyFor("close", at, req)
 	return req, nil
-}
-
-// wholeClose is req without exit_size, under its own key: the fallback when the fill size exceeds what is open.
-func wholeClose(req *enginestore.ClosePositionRequest, at time.Time) *enginestore.ClosePositionRequest {
-	r := *req
-	r.ExitSize, r.IdempotencyKey = nil, ""
-	r.IdempotencyKey = keyFor("close", at, &r)
-	return &r
 }
 
 // DecisionRequest maps a decision cycle to RecordDecisionCycle.

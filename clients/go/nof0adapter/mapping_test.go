@@ -77,35 +77,29 @@ func TestOpenMapping(t *testing.T) {
 }
 
 func TestCloseMapping(t *testing.T) {
-	a := fixed()
+	whole, sized := fixed(), New(nil, &Options{CloseFillSize: true})
 	ev := openEvent()
 	ev.Event, ev.Decision.Action, ev.FillPrice, ev.FillSize = PositionEventClose, "close_long", 110, 4
-	req, err := a.CloseRequest(ev)
+	req, err := whole.CloseRequest(ev)
 	mustBytes(t, req, err)
-	if req.ExitPrice != 110 || *req.ExitSize != 4 || req.ExitTimeMs != t0.UnixMilli() || *req.ExitOid != 4242 ||
-		req.Symbol != "BTC" {
+	if req.ExitPrice != 110 || req.ExitSize != nil || req.ExitTimeMs != t0.UnixMilli() || *req.ExitOid != 4242 ||
+		req.Symbol != "BTC" || req.TradeType != nil || req.ExitCommission != nil {
 		t.Fatalf("close %+v", req)
 	}
+	req, _ = sized.CloseRequest(ev)
+	if *req.ExitSize != 4 {
+		t.Errorf("fill size: %+v", req)
+	}
 	ev.FillSize = 0
-	if req, _ = a.CloseRequest(ev); *req.ExitSize != 10 {
+	if req, _ = sized.CloseRequest(ev); *req.ExitSize != 10 {
 		t.Errorf("size from the exchange fill: %+v", req)
 	}
 	ev.ExchangeResponse = nil
-	if req, _ = a.CloseRequest(ev); req.ExitSize != nil {
+	if req, _ = sized.CloseRequest(ev); req.ExitSize != nil {
 		t.Errorf("no size → whole position: %+v", req)
 	}
-	ev.FillSize = 4
-	req, _ = a.CloseRequest(ev)
-	whole := wholeClose(req, ev.OccurredAt)
-	if whole.ExitSize != nil || whole.IdempotencyKey == req.IdempotencyKey || req.ExitSize == nil {
-		t.Errorf("whole-close fallback %+v from %+v", whole, req)
-	}
-	again := wholeClose(req, ev.OccurredAt)
-	if !bytes.Equal(enginestore.Marshal(whole), enginestore.Marshal(again)) {
-		t.Error("whole-close fallback is not deterministic")
-	}
 	ev.FillPrice, ev.Decision.EntryPrice = 0, 0
-	if _, err := a.CloseRequest(ev); !errors.Is(err, ErrInvalidEvent) {
+	if _, err := whole.CloseRequest(ev); !errors.Is(err, ErrInvalidEvent) {
 		t.Errorf("close without price: %v", err)
 	}
 }
