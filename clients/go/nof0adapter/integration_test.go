@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"enginestore"
+	"enginestore/internal/livetest"
 )
 
 // Integration tests through the adapter against the live service of clients/go/run-tests (ENGINE_STORE_SOCKET;
@@ -22,32 +23,16 @@ import (
 
 func liveClient(t *testing.T) *enginestore.Client {
 	t.Helper()
-	sock := os.Getenv("ENGINE_STORE_SOCKET")
-	if sock == "" {
-		if ci := os.Getenv("CI"); ci != "" && ci != "false" && ci != "0" {
-			t.Fatal("ENGINE_STORE_SOCKET is not set under CI: run clients/go/run-tests")
-		}
-		t.Skip("ENGINE_STORE_SOCKET not set (clients/go/run-tests sets it)")
-	}
+	sock := livetest.Socket(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for {
-		c, err := enginestore.Dial(ctx, sock, &enginestore.Options{ClientName: "nof0adapter-tests"})
-		if err == nil {
-			t.Cleanup(func() { c.Close() })
-			return c
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("dial %s: %v", sock, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func liveCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
+	var c *enginestore.Client
+	livetest.Poll(t, "dial "+sock, 30*time.Second, func() (err error) {
+		c, err = enginestore.Dial(ctx, sock, &enginestore.Options{ClientName: "nof0adapter-tests"})
+		return err
+	})
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 func traderID(prefix string) string { return fmt.Sprintf("%s-%08x", prefix, rand.Uint32()) }
@@ -55,17 +40,7 @@ func traderID(prefix string) string { return fmt.Sprintf("%s-%08x", prefix, rand
 // eventually retries check for up to 5 s: cached reads may lag a commit.
 func eventually(t *testing.T, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	livetest.Poll(t, what, 5*time.Second, check)
 }
 
 // pgCount runs a count query with psql, the trader id bound as :'model'; ok is false without psql.
@@ -98,7 +73,7 @@ func wantRows(t *testing.T, what, query, model string, want int) {
 }
 
 func TestIntegrationNof0OpenClose(t *testing.T) {
-	c, ctx := liveClient(t), liveCtx(t)
+	c, ctx := liveClient(t), livetest.Ctx(t)
 	var mu sync.Mutex
 	var closes []*enginestore.ClosePositionResponse
 	opts := &Options{OnClose: func(_ PositionEvent, r *enginestore.ClosePositionResponse) {
@@ -205,7 +180,7 @@ func TestIntegrationNof0OpenClose(t *testing.T) {
 }
 
 func TestIntegrationNof0DecisionSnapshotAnalytics(t *testing.T) {
-	c, ctx := liveClient(t), liveCtx(t)
+	c, ctx := liveClient(t), livetest.Ctx(t)
 	a := New(c, nil)
 	trader := traderID("nof0-dsa")
 	at := time.Now().Add(-time.Minute)
@@ -274,7 +249,7 @@ func TestIntegrationNof0DecisionSnapshotAnalytics(t *testing.T) {
 }
 
 func TestIntegrationNof0Hydrate(t *testing.T) {
-	c, ctx := liveClient(t), liveCtx(t)
+	c, ctx := liveClient(t), livetest.Ctx(t)
 	a := New(c, &Options{HydrateWait: 30 * time.Second})
 	trader := traderID("nof0-hy")
 	open := PositionEvent{TraderID: trader, Decision: Decision{Symbol: "SOL", Action: "open_long"},
@@ -307,7 +282,7 @@ func TestIntegrationNof0Hydrate(t *testing.T) {
 // Method 39 is implemented by the server side of issue 16. Against a server that does not advertise it, the test
 // is not run, unless ENGINE_STORE_EXPECT_CONVERSATIONS=1 (then it fails).
 func TestIntegrationNof0Conversation(t *testing.T) {
-	c, ctx := liveClient(t), liveCtx(t)
+	c, ctx := liveClient(t), livetest.Ctx(t)
 	if !c.Supports(enginestore.MethodRecordConversation) {
 		if os.Getenv("ENGINE_STORE_EXPECT_CONVERSATIONS") == "1" {
 			t.Fatalf("ENGINE_STORE_EXPECT_CONVERSATIONS=1 but the server does not advertise RecordConversation "+

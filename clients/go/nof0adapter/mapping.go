@@ -92,6 +92,18 @@ func price(ev *PositionEvent) float64 {
 	return 0
 }
 
+// position gives what opens and closes share: trader, symbol, time and price. model == "" → an event nof0 ignores.
+func (a *Adapter) position(op string, ev *PositionEvent) (model, symbol string, at time.Time, px float64, err error) {
+	model, symbol = eventTrader(ev), strings.ToUpper(strings.TrimSpace(ev.Decision.Symbol))
+	if model == "" || symbol == "" {
+		return "", "", at, 0, nil
+	}
+	if px = price(ev); px <= 0 {
+		return "", "", at, 0, invalid("%s %s/%s: no fill price", op, model, symbol)
+	}
+	return model, symbol, a.when(ev.OccurredAt), px, nil
+}
+
 func optOid(oid int64) *int64 {
 	if oid > 0 {
 		return &oid
@@ -107,14 +119,9 @@ type exitPlan struct {
 
 // OpenRequest maps an open event to SavePosition.
 func (a *Adapter) OpenRequest(ev PositionEvent) (*enginestore.SavePositionRequest, error) {
-	model, symbol := eventTrader(&ev), strings.ToUpper(strings.TrimSpace(ev.Decision.Symbol))
-	if model == "" || symbol == "" {
-		return nil, nil
-	}
-	at := a.when(ev.OccurredAt)
-	px := price(&ev)
-	if px <= 0 {
-		return nil, invalid("open %s/%s: no fill price", model, symbol)
+	model, symbol, at, px, err := a.position("open", &ev)
+	if model == "" || err != nil {
+		return nil, err
 	}
 	_, exSz, oid := fill(ev.ExchangeResponse)
 	qty := ev.FillSize
@@ -170,14 +177,9 @@ func (a *Adapter) OpenRequest(ev PositionEvent) (*enginestore.SavePositionReques
 // Options.CloseFillSize (the event's fill size, else the exchange's); otherwise the whole open size is closed, as
 // nof0's close action does on the exchange and nof0's own persistence does in Postgres.
 func (a *Adapter) CloseRequest(ev PositionEvent) (*enginestore.ClosePositionRequest, error) {
-	model, symbol := eventTrader(&ev), strings.ToUpper(strings.TrimSpace(ev.Decision.Symbol))
-	if model == "" || symbol == "" {
-		return nil, nil
-	}
-	at := a.when(ev.OccurredAt)
-	px := price(&ev)
-	if px <= 0 {
-		return nil, invalid("close %s/%s: no fill price", model, symbol)
+	model, symbol, at, px, err := a.position("close", &ev)
+	if model == "" || err != nil {
+		return nil, err
 	}
 	_, exSz, oid := fill(ev.ExchangeResponse)
 	req := &enginestore.ClosePositionRequest{ModelID: model, Symbol: symbol, ExitPrice: px,
