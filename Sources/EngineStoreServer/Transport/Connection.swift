@@ -10,6 +10,8 @@ final class Connection {
     var interest: UInt32 = 0
     /// On the loop's list of connections to flush at the end of this turn.
     var dirty = false
+    /// The output queue's chunk size (what one lagging reader may hold beyond its cap).
+    static var chunkBytes: Int { OutputQueue.chunkBytes }
 
     init(id: UInt64, fd: Int32, settings: ConnectionStateMachine.Settings, now: UInt64) {
         self.id = id
