@@ -191,7 +191,7 @@ struct ConnectionStateMachine {
         close(.peerClosed)
     }
 
-    // MARK: helpers
+    // MARK: helpers (for the +Frames extension: the loop only sends events and reads state)
 
     mutating func close(_ reason: CloseReason) -> [Action] {
         guard !closed else { return [] }
