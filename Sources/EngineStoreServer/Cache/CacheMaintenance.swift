@@ -28,6 +28,8 @@ final class CacheMaintenance: Sendable {
         var checkIntervalSeconds: Int = 300
         var idempotencyRetentionHours: Int = 24
         var purgeIntervalMs: UInt64 = 600_000
+        /// nof0's materialized views (ViewRefresher, a thread of its own); 0 = never.
+        var refreshViewsIntervalSeconds: Int = 60
         var hooks = TestHooks()
     }
 
@@ -38,6 +40,7 @@ final class CacheMaintenance: Sendable {
     let metrics: ServerMetrics?
     private let logger: Logger
     private let thread = WorkerThread(name: "engine-store-cache-maintenance")
+    private let views: ViewRefresher
 
     init(settings: Settings, cleaner: OutboxCleaner, stats: ServerStats, metrics: ServerMetrics? = nil, logger: Logger) {
         self.metrics = metrics
@@ -45,10 +48,13 @@ final class CacheMaintenance: Sendable {
         self.cleaner = cleaner
         self.stats = stats
         self.logger = logger
+        views = ViewRefresher(intervalSeconds: settings.refreshViewsIntervalSeconds, conninfo: settings.conninfo,
+                              redis: settings.redis, logger: logger)
     }
 
     func start() {
         thread.start { [self] in Worker(owner: self).run() }
+        views.start()
     }
 
     func submit(_ task: Task) { tasks.push(task) }
@@ -56,6 +62,7 @@ final class CacheMaintenance: Sendable {
     func shutdown() {
         tasks.close()
         thread.join()
+        views.shutdown()
     }
 
     /// The thread's state: its connections, its jobs and their timetable.
