@@ -48,4 +48,21 @@ import Testing
         #expect(Frame(header: frame.header, payload: sent.encodedPayload()).encoded() == expected.encoded())
         await s.stop()
     }
+
+    /// record_conversation.request.hex on a new database: record_conversation.response.hex byte for byte
+    /// (the first conversation's id is 1; the time is the request's).
+    @Test func recordConversationResponseIsWhatTheServerSends() async throws {
+        let request = try Self.golden("record_conversation.request.hex")
+        let expected = try Self.golden("record_conversation.response.hex")
+        let s = try await RunningServer.start()
+        let path = s.socketPath
+        let reply: Frame? = try await offPool {
+            let raw = try RawConnection(path: path)
+            try raw.hello()
+            raw.send(request.encoded())
+            return try raw.readFrame()
+        }
+        #expect(try #require(reply).encoded() == expected.encoded())
+        await s.stop()
+    }
 }
