@@ -75,8 +75,7 @@ public enum Migrations {
         public var description: String { "migration \(version) (\(name)) failed: \(underlying)" }
     }
 
-    /// Index names are nof0's, so that on a nof0 database IF NOT EXISTS finds them (databases
-    /// migrated before the rename keep the same indexes under our older names).
+    /// Index names are nof0's, so IF NOT EXISTS finds nof0's (older databases keep our old names).
     static let nof0Tables = """
         CREATE TABLE IF NOT EXISTS models (
             id TEXT PRIMARY KEY,
