@@ -67,6 +67,34 @@ import Testing
         await s.stop()
     }
 
+    /// Concurrent writes reach Redis in any order (two workers, the relay): the list still ends as the
+    /// newest 40 messages Postgres has, in order.
+    @Test func concurrentWritesEndAsTheNewestMessages() async throws {
+        let s = try await RunningServer.start()
+        let client = s.client()
+        _ = try await client.recordConversation(request("cc", 0))
+        let key = s.namespace + "conversations:cc"
+        let redis = try s.redis()
+        #expect(try await eventually { try redis.command(["LLEN", key]).integer == 2 })
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for n in 1...60 { group.addTask { _ = try await client.recordConversation(self.request("cc", n)) } }
+            try await group.waitForAll()
+        }
+        let pg = try s.postgres()
+        let newest = try pg.exec("""
+            SELECT m.id FROM conversation_messages m JOIN conversations c ON c.id = m.conversation_id
+            WHERE c.model_id = 'cc' ORDER BY m.conversation_id DESC, m.id DESC LIMIT 40
+            """)
+        let expected = (0..<newest.rowCount).compactMap { newest.int($0, 0) }
+        #expect(try await eventually {
+            let list = try redis.command(["LRANGE", key, "0", "-1"]).array?.compactMap(\.text) ?? []
+            return try list.map { try (self.object($0)["id"] as? NSNumber)?.int64Value ?? 0 } == expected
+        })
+        #expect(try await client.checkConsistency(CheckConsistencyRequest(models: ["cc"])).differences.isEmpty)
+        await client.close()
+        await s.stop()
+    }
+
     @Test func aRetryIsAnsweredFromTheRecordAndWritesNothing() async throws {
         let s = try await RunningServer.start()
         let client = s.client()
