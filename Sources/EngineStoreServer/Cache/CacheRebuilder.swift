@@ -45,6 +45,7 @@ struct CacheRebuilder {
         UNION SELECT DISTINCT model_id FROM positions WHERE status = 'open'
         UNION SELECT DISTINCT model_id FROM trades
         UNION SELECT DISTINCT model_id FROM decision_cycles
+        UNION SELECT DISTINCT model_id FROM conversations
         ORDER BY 1
         """)
     static let allTraders = Statement(name: "rebuild_traders", sql: "SELECT trader_id FROM trader_state ORDER BY 1")
@@ -173,13 +174,16 @@ struct CacheRebuilder {
             guard row.rowCount == 1 else { return [] }
             let key = keys.traderState(trader: trader)
             return [traderStateMutation(row, key: key, versionKey: keys.version(of: key), ttl: ttl.medium)]
+        case .conversations(let model):
+            return [try conversationsMerge(s, model: model)]
         }
     }
 
     /// Every key of a model, rebuilt whole (Hydrate).
-    func hydrate(_ s: PostgresSession, model: String, dropTrades: [String] = []) throws -> [CacheMutation] {
+    func hydrate(_ s: PostgresSession, model: String, dropTrades: [String] = [], dropMessages: [String] = []) throws -> [CacheMutation] {
         var out: [CacheMutation] = [try positionsSync(s, model: model, mode: .replace),
-                                    try recentTradesMerge(s, model: model, drop: dropTrades)]
+                                    try recentTradesMerge(s, model: model, drop: dropTrades),
+                                    try conversationsMerge(s, model: model, drop: dropMessages)]
         if let decision = try lastDecision(s, model: model) { out.append(decision) }
         out.append(contentsOf: try analytics(s, model: model))
         return out

@@ -21,6 +21,7 @@ public enum Migrations {
         Migration(version: 4, name: "varint encoder for recording replies in SQL", sql: varintFunction),
         Migration(version: 5, name: "cache outbox", sql: outbox),
         Migration(version: 6, name: "cache versions", sql: cacheVersions),
+        Migration(version: 7, name: "the rest of nof0's schema: conversations, views", sql: Nof0Schema.rest),
     ]
 
     /// Applies pending migrations; returns the versions applied by this call.
@@ -74,6 +75,7 @@ public enum Migrations {
         public var description: String { "migration \(version) (\(name)) failed: \(underlying)" }
     }
 
+    /// Index names are nof0's, so IF NOT EXISTS finds nof0's (older databases keep our old names).
     static let nof0Tables = """
         CREATE TABLE IF NOT EXISTS models (
             id TEXT PRIMARY KEY,
@@ -155,7 +157,7 @@ public enum Migrations {
             created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
             updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
         );
-        CREATE INDEX IF NOT EXISTS idx_trades_model_entry_ts ON trades (model_id, entry_ts_ms DESC);
+        CREATE INDEX IF NOT EXISTS idx_trades_model_entry_ts_desc ON trades (model_id, entry_ts_ms DESC);
         CREATE INDEX IF NOT EXISTS idx_trades_exit_oid ON trades (exit_oid);
 
         CREATE TABLE IF NOT EXISTS account_equity_snapshots (
@@ -173,7 +175,7 @@ public enum Migrations {
             created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
             UNIQUE (model_id, ts_ms)
         );
-        CREATE INDEX IF NOT EXISTS idx_equity_model_ts ON account_equity_snapshots (model_id, ts_ms DESC);
+        CREATE INDEX IF NOT EXISTS idx_equity_snapshots_model_ts_desc ON account_equity_snapshots (model_id, ts_ms DESC);
 
         CREATE TABLE IF NOT EXISTS decision_cycles (
             id BIGSERIAL PRIMARY KEY,
@@ -186,7 +188,7 @@ public enum Migrations {
             error_message TEXT,
             executed_at TIMESTAMPTZ NOT NULL DEFAULT now()
         );
-        CREATE INDEX IF NOT EXISTS idx_decision_cycles_model_time ON decision_cycles (model_id, executed_at DESC);
+        CREATE INDEX IF NOT EXISTS idx_decision_cycles_model_executed_at_desc ON decision_cycles (model_id, executed_at DESC);
 
         CREATE TABLE IF NOT EXISTS model_analytics (
             model_id TEXT PRIMARY KEY,
@@ -219,8 +221,8 @@ public enum Migrations {
             raw JSONB,
             created_at TIMESTAMPTZ NOT NULL DEFAULT now()
         );
-        CREATE INDEX IF NOT EXISTS idx_price_ticks_symbol_ts ON price_ticks (symbol, ts_ms DESC);
-        CREATE INDEX IF NOT EXISTS idx_price_ticks_provider_symbol_ts ON price_ticks (provider, symbol, ts_ms DESC);
+        CREATE INDEX IF NOT EXISTS idx_price_ticks_symbol_ts_desc ON price_ticks (symbol, ts_ms DESC);
+        CREATE INDEX IF NOT EXISTS idx_price_ticks_provider_symbol_ts_desc ON price_ticks (provider, symbol, ts_ms DESC);
 
         CREATE TABLE IF NOT EXISTS price_latest (
             id BIGSERIAL PRIMARY KEY,

@@ -49,7 +49,9 @@ struct Hydrator {
         var written = 0
         for model in models {
             let list = (try r.command(["LRANGE", keys.recentTrades(model: model), "0", "-1"]).array ?? []).compactMap(\.text)
-            written += try connections.apply(try rebuilder.hydrate(s, model: model, dropTrades: try connections.unknownTrades(list, s)), r)
+            let messages = (try r.command(["LRANGE", keys.conversations(model: model), "0", "-1"]).array ?? []).compactMap(\.text)
+            written += try connections.apply(try rebuilder.hydrate(s, model: model, dropTrades: try connections.unknownTrades(list, s),
+                                                                   dropMessages: try CacheRebuilder.unknownMessages(messages, s)), r)
         }
         let tradersResult = everything ? try s.run(CacheRebuilder.allTraders, []) : nil
         let traders = tradersResult.map { t in (0..<t.rowCount).compactMap { t.string($0, 0) } } ?? request.traders

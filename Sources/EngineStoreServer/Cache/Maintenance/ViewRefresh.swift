@@ -1,0 +1,81 @@
+import Hiredis
+import LibPQ
+import Logging
+
+/// Keeps nof0's materialized views current (nof0's `cmd/cron` calls `refresh_views_nof0()` for
+/// this): every interval it refreshes what that function refreshes, in the same order, CONCURRENTLY
+/// where the view has a unique index (readers are never blocked; nof0's v_since_inception has none, so
+/// it is refreshed plainly). On a thread of its own, so a long refresh never delays the outbox relay,
+/// and under a Postgres advisory lock, so one instance refreshes at a time (the others skip a round).
+final class ViewRefresher: Sendable {
+    /// nof0's views, in refresh_views_nof0()'s order.
+    static let views = ["v_crypto_prices_latest", "v_leaderboard", "v_since_inception"]
+    /// Arbitrary constant: "ES" "VR" in ASCII.
+    static let advisoryLockKey = 0x4553_5652
+
+    private let intervalSeconds: Int
+    private let conninfo: String
+    private let redis: RedisEndpoint
+    private let logger: Logger
+    private let stop = BlockingQueue<Bool>()
+    private let thread = WorkerThread(name: "engine-store-view-refresh")
+
+    init(intervalSeconds: Int, conninfo: String, redis: RedisEndpoint, logger: Logger) {
+        self.intervalSeconds = intervalSeconds
+        self.conninfo = conninfo
+        self.redis = redis
+        self.logger = logger
+    }
+
+    /// Starts the thread; nothing when the interval is 0.
+    func start() {
+        guard intervalSeconds > 0 else { return }
+        thread.start { [self] in
+            let connections = MaintenanceConnections(conninfo: conninfo, redis: redis, logger: logger)
+            // The stop queue is the clock: it wakes at the interval, or at once when closed.
+            while true {
+                _ = stop.popBatch(max: 1, timeoutSeconds: Double(intervalSeconds))
+                if stop.isClosedAndEmpty { break }
+                if let s = connections.postgres() {
+                    do { try Self.refresh(s, logger: logger) } catch { connections.failed(error, "view refresh") }
+                }
+            }
+        }
+    }
+
+    func shutdown() {
+        stop.close()
+        if intervalSeconds > 0 { thread.join() }
+    }
+
+    /// One round: false when another instance holds the lock (nothing refreshed).
+    @discardableResult
+    static func refresh(_ s: PostgresSession, logger: Logger) throws -> Bool {
+        guard try s.run(tryLock, [String(advisoryLockKey)]).bool(0, 0) == true else { return false }
+        defer { _ = try? s.run(unlock, [String(advisoryLockKey)]) }
+        let started = monotonicNanos()
+        let plan = try s.run(refreshPlan, [pgArray(views)])
+        for i in 0..<plan.rowCount {
+            // The name is one of `views` (the plan only returns those), so it is safe in the text.
+            guard let name = plan.string(i, 0), views.contains(name) else { continue }
+            try s.exec("REFRESH MATERIALIZED VIEW \(plan.bool(i, 1) == true ? "CONCURRENTLY " : "")\(name)")
+        }
+        logger.debug("nof0 views refreshed", metadata: ["views": "\(plan.rowCount)", "ms": "\((monotonicNanos() - started) / 1_000_000)"])
+        return true
+    }
+
+    static let tryLock = Statement(name: "views_try_lock", sql: "SELECT pg_try_advisory_lock($1)")
+    static let unlock = Statement(name: "views_unlock", sql: "SELECT pg_advisory_unlock($1)")
+
+    /// The views that exist, in the given order, and whether CONCURRENTLY works for each: it needs a
+    /// populated view and a valid unique index over plain columns without a WHERE clause.
+    static let refreshPlan = Statement(name: "views_plan", sql: """
+        SELECT v.matviewname, v.ispopulated AND EXISTS (
+            SELECT 1 FROM pg_index i
+            WHERE i.indrelid = format('%I.%I', v.schemaname, v.matviewname)::regclass
+              AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL)
+        FROM pg_matviews v
+        WHERE v.schemaname = current_schema() AND v.matviewname = ANY($1::text[])
+        ORDER BY array_position($1::text[], v.matviewname::text)
+        """)
+}
