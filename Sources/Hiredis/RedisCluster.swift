@@ -17,6 +17,9 @@ final class RedisCluster {
     /// When a node that refused a connection may be tried again (a dead host costs a connect timeout).
     private var retryAt: [RedisEndpoint.Seed: UInt64] = [:]
     private var refreshDue = false
+    private var lastRefresh: UInt64 = 0
+    /// At most one CLUSTER SLOTS per interval while a node is down (each failing call asks for one).
+    static let refreshIntervalNanos: UInt64 = 100_000_000
     private(set) var isBroken = false
     static let reconnectWaitNanos: UInt64 = 200_000_000
     static let maxRedirects = 5
@@ -50,6 +53,7 @@ final class RedisCluster {
     /// Re-reads the slot map from the known masters, then the seeds. Keeps the old map if none answers.
     private func refresh() {
         refreshDue = false
+        lastRefresh = monotonicNanos()
         let candidates = map.masters + seeds.filter { !map.masters.contains($0) }
         if let fresh = try? Self.loadMap(from: candidates, endpoint: endpoint, timeoutMs: timeoutMs, connect: { seed throws(RedisError) -> RedisNode in
             try self.node(seed)
@@ -83,7 +87,7 @@ final class RedisCluster {
     }
 
     func pipeline(_ commands: [[String]]) throws(RedisError) -> [RedisReply] {
-        if refreshDue { refresh() }
+        if refreshDue && monotonicNanos() &- lastRefresh >= Self.refreshIntervalNanos { refresh() }
         var parts = [[RedisReply]](repeating: [], count: commands.count)
         var final = [RedisReply?](repeating: nil, count: commands.count)
         var unreachableParts = [Int](repeating: 0, count: commands.count)
@@ -126,7 +130,6 @@ final class RedisCluster {
                 if case .error(let e) = reply, e.hasPrefix(Self.unreachableMark) { unreachableParts[item.origin] += 1 }
                 if parts[item.origin].isEmpty { final[item.origin] = reply } else { parts[item.origin][item.part] = reply }
             }
-            if refreshDue && !again.isEmpty { refresh() }
             work = again
         }
         for i in commands.indices where final[i] == nil {
