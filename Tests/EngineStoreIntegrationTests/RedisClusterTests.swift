@@ -178,7 +178,14 @@ import Testing
             hit = try await failures() > before
             if !hit { try await Task.sleep(for: .milliseconds(20)) }
         }
+        // PING goes to every master: Health sees the dead one.
+        var degraded = false
+        for _ in 0..<100 where !degraded {
+            degraded = try await client.health().status == .degraded
+            if !degraded { try await Task.sleep(for: .milliseconds(20)) }
+        }
         try await offPool { try cluster.startNode(1); try cluster.waitUntilHealthy() }
+        #expect(degraded)
         let report = try await load
         #expect(hit)
         #expect(report.totalErrors == 0)
