@@ -35,6 +35,11 @@ import Testing
         }
     }
 
+    static func cacheHits(_ client: EngineStoreClient) async throws -> Double {
+        try await client.stats().split(separator: "\n").filter { $0.hasPrefix("cache_requests_total") && $0.contains("result=\"hit\"") }
+            .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+    }
+
     static func outboxEmpty(_ s: RunningServer) throws -> Bool {
         try s.postgres().exec("SELECT count(*) FROM engine_store_outbox").int(0, 0) == 0
     }
@@ -108,6 +113,19 @@ import Testing
         #expect(result.ran && result.models > 0)
         #expect(try r.pipeline(documents.map { ["EXISTS", $0] }).allSatisfy { $0 == .integer(1) })
         #expect(try r.command(["EXISTS", ns + "lock:hydrate"]).integer == 0)
+
+        // Reads: every positions hash answers from the cache, whichever master holds it; a deleted one is
+        // read from Postgres and refilled.
+        let models = documents.filter { $0.hasPrefix(ns + "positions:") }.map { String($0.dropFirst((ns + "positions:").count)) }
+        #expect(!models.isEmpty)
+        let hitsBefore = try await Self.cacheHits(client)
+        for model in models { #expect(try await !client.openPositions(model: model).positions.isEmpty) }
+        #expect(try await Self.cacheHits(client) >= hitsBefore + Double(models.count))
+        _ = try r.command(["DEL", ns + "positions:" + models[0]])
+        #expect(try await !client.openPositions(model: models[0]).positions.isEmpty)
+        #expect(try await eventually { try r.command(["EXISTS", ns + "positions:" + models[0]]).integer == 1 })
+        // Market data went through the rate limiter to the cluster too.
+        #expect(try await Self.keysPerNode(cluster, ns + "price:latest:").reduce(0, +) > 0)
         #expect(try await client.checkConsistency(CheckConsistencyRequest()).differences.isEmpty)
         await client.close()
         await s.stop()
