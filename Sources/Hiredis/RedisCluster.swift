@@ -28,9 +28,14 @@ final class RedisCluster {
         self.endpoint = endpoint
         self.seeds = seeds
         self.timeoutMs = timeoutMs
+        // The seed that gave the map stays open as that node's connection.
+        var opened: [RedisEndpoint.Seed: RedisNode] = [:]
         self.map = try Self.loadMap(from: seeds, endpoint: endpoint, timeoutMs: timeoutMs) { seed throws(RedisError) -> RedisNode in
-            try RedisNode(endpoint: endpoint.node(seed), timeoutMs: timeoutMs)
+            let node = try RedisNode(endpoint: endpoint.node(seed), timeoutMs: timeoutMs)
+            opened[seed] = node
+            return node
         }
+        self.nodes = opened
     }
 
     /// Asks the nodes in turn for CLUSTER SLOTS; the first valid answer wins.
@@ -104,7 +109,9 @@ final class RedisCluster {
                 }
                 work.append(Work(origin: i, part: 0, args: args, target: master))
             case .anyNode:
-                work.append(Work(origin: i, part: 0, args: args, target: map.masters[0]))
+                // A master that is not known to be down.
+                let target = map.masters.first { retryAt[$0] == nil } ?? map.masters[0]
+                work.append(Work(origin: i, part: 0, args: args, target: target))
             case .everyMaster:
                 parts[i] = [RedisReply](repeating: .null, count: map.masters.count)
                 for (p, master) in map.masters.enumerated() { work.append(Work(origin: i, part: p, args: args, target: master)) }
