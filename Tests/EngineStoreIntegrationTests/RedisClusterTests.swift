@@ -25,6 +25,20 @@ import Testing
         }
     }
 
+    /// Writes of every kind, checked afterwards against Postgres (`--verify`).
+    static func load(_ s: RunningServer, count: Int, seed: UInt64) throws -> LoadConfiguration {
+        var c = LoadConfiguration(socketPath: s.socketPath)
+        c.connections = 2
+        c.inFlight = 4
+        c.mix = try Mix(parsing: mix)
+        c.duration = nil
+        c.count = count
+        c.ticksPerBatch = 20
+        c.verifyPostgresURL = s.postgresURL
+        c.seed = seed
+        return c
+    }
+
     /// Keys under `namespace` on each master, asked of each node directly.
     static func keysPerNode(_ cluster: TestRedisCluster, _ namespace: String) async throws -> [Int] {
         try await offPool {
@@ -71,16 +85,7 @@ import Testing
     @Test func writesUnderLoadVerifyCheckAndHydrate() async throws {
         let cluster = try await TestRedisCluster.shared()
         let s = try await Self.server(cluster)
-        var c = LoadConfiguration(socketPath: s.socketPath)
-        c.connections = 2
-        c.inFlight = 4
-        c.mix = try Mix(parsing: Self.mix)
-        c.duration = nil
-        c.count = 400
-        c.ticksPerBatch = 20
-        c.verifyPostgresURL = s.postgresURL
-        c.seed = 21
-        let report = try await LoadRunner.run(c)
+        let report = try await LoadRunner.run(Self.load(s, count: 400, seed: 21))
         #expect(report.totalErrors == 0)
         #expect(try #require(report.verification).ok)
         #expect(try await eventually(timeout: .seconds(60)) { try Self.outboxEmpty(s) })
@@ -174,12 +179,7 @@ import Testing
     @Test func aMasterKilledAndRestartedUnderLoadConverges() async throws {
         let cluster = try await Self.cluster.value
         let s = try await RedisClusterTests.server(cluster)
-        var c = LoadConfiguration(socketPath: s.socketPath)
-        c.connections = 2
-        c.inFlight = 4
-        c.mix = try Mix(parsing: RedisClusterTests.mix)
-        c.ticksPerBatch = 20
-        c.verifyPostgresURL = s.postgresURL
+        var c = try RedisClusterTests.load(s, count: 400, seed: 33)
         let client = s.client()
         func failures() async throws -> Double {
             let text = try await client.stats()
@@ -205,9 +205,6 @@ import Testing
         for model in doomed {
             _ = try await client.closePosition(ClosePositionRequest(modelID: model, symbol: "BTC", exitPrice: 99, exitTimeMs: 1_764_201_700_000))
         }
-        c.duration = nil
-        c.count = 400
-        c.seed = 33
         let whileDown = try await LoadRunner.run(c)
         // The outage reached the cache writer, and Health sees it: PING goes to every master.
         #expect(try await failures() > before)
