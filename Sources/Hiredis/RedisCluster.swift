@@ -145,7 +145,8 @@ final class RedisCluster {
         // Broken (the caller reconnects, re-reading the map from the seeds) only when nothing got through.
         isBroken = !commands.isEmpty && commands.indices.allSatisfy { unreachableParts[$0] > 0 && unreachableParts[$0] >= max(1, parts[$0].count) }
         if isBroken {
-            throw RedisError(kind: .connection, message: "no Redis Cluster node reachable (\(endpoint))")
+            let first = final.lazy.compactMap { $0?.errorText }.first ?? ""
+            throw RedisError(kind: .connection, message: "no Redis Cluster node reachable (\(endpoint)): \(first)")
         }
         return final.map { $0 ?? .null }
     }
