@@ -60,7 +60,7 @@ struct Serve: AsyncParsableCommand {
     var socket: String?
     @OptionGroup var postgres: PostgresOptions
     @Option(name: .customLong("redis"),
-            help: "redis://[:password@]host:port/db or unix:///path/to.sock (env ENGINE_STORE_REDIS_URL).")
+            help: "redis://[:password@]host:port/db, unix:///path/to.sock or redis-cluster://[:password@]host:port[,host:port…] (env ENGINE_STORE_REDIS_URL).")
     var redisURL: String?
     @Option(help: "Prefix of every Redis key.")
     var namespace: String = ServerConfiguration.defaults.namespace
@@ -132,7 +132,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("set --redis or ENGINE_STORE_REDIS_URL")
         }
         guard let redis = RedisEndpoint(url: redisString) else {
-            throw ValidationError("cannot parse Redis URL (expected redis://host:port/db or unix:///path)")
+            throw ValidationError("cannot parse Redis URL (expected redis://host:port/db, unix:///path or redis-cluster://host:port,host:port)")
         }
         var config = ServerConfiguration(socketPath: socketPath, postgresURL: try postgres.resolved(), redis: redis)
         config.namespace = namespace

@@ -352,7 +352,7 @@ final class LocalCluster: Sendable {
     /// `process.run()` with no signals blocked on the calling thread while it spawns. A child inherits the
     /// spawning thread's signal mask, and Swift concurrency's (libdispatch) worker threads block nearly every
     /// signal: a Redis started from a test would then ignore SIGTERM. The old mask is restored right after.
-    private static func spawn(_ process: Process) throws {
+    static func spawn(_ process: Process) throws {
         var none = sigset_t()
         var saved = sigset_t()
         sigemptyset(&none)

@@ -1,5 +1,6 @@
 /// Redis key names (proto-spec §10.12, Keys), all under one namespace. Model ids go in verbatim; symbols upper-case.
-/// Keys of one model share no hash tag yet; a Redis Cluster move keeps these names (see README).
+/// No key carries a hash tag: on Redis Cluster every script touches one document and its version
+/// companion, which share a slot (docs/cache-consistency.md §5).
 struct CacheKeys: Sendable {
     let namespace: String
 

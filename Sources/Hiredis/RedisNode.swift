@@ -1,0 +1,140 @@
+import CHiredis
+import Glibc
+
+/// One blocking hiredis connection to one Redis server. Not thread-safe: owned by one thread at a time.
+final class RedisNode {
+    private let context: UnsafeMutablePointer<redisContext>
+    let endpoint: RedisEndpoint
+
+    /// Connects, authenticates and selects the database; every later command is bounded by `timeoutMs`.
+    init(endpoint: RedisEndpoint, timeoutMs: Int = 2000) throws(RedisError) {
+        self.endpoint = endpoint
+        let tv = timeval(tv_sec: timeoutMs / 1000, tv_usec: Int((timeoutMs % 1000) * 1000))
+        let ctx: UnsafeMutablePointer<redisContext>?
+        switch endpoint.address {
+        case .tcp(let host, let port): ctx = redisConnectWithTimeout(host, Int32(port), tv)
+        case .unix(let path): ctx = redisConnectUnixWithTimeout(path, tv)
+        case .cluster: preconditionFailure("a cluster endpoint is opened by RedisCluster")
+        }
+        guard let ctx else { throw RedisError(kind: .connection, message: "hiredis could not allocate a context") }
+        if ctx.pointee.err != 0 {
+            let message = endpoint.redact(Self.errorString(ctx))
+            redisFree(ctx)
+            throw RedisError(kind: .connection, message: "connect to \(endpoint): \(message)")
+        }
+        redisSetTimeout(ctx, tv)
+        context = ctx
+        if let password = endpoint.password {
+            let reply = try command(["AUTH", password])
+            if case .error = reply { throw RedisError(kind: .connection, message: "AUTH refused") }
+        }
+        if endpoint.database != 0 {
+            let reply = try command(["SELECT", String(endpoint.database)])
+            if case .error(let e) = reply { throw RedisError(kind: .connection, message: "SELECT: \(endpoint.redact(e))") }
+        }
+    }
+
+    deinit { redisFree(context) }
+
+    /// True once an I/O error or timeout has put the context in its error state (hiredis then fails
+    /// every later command): drop the connection and open a new one.
+    var isBroken: Bool { context.pointee.err != 0 }
+
+    /// Sends one command and waits for its reply. An error reply is returned, not thrown.
+    func command(_ args: [String]) throws(RedisError) -> RedisReply {
+        try pipeline([args])[0]
+    }
+
+    /// Sends all commands in one write and reads their replies in order (one round trip).
+    func pipeline(_ commands: [[String]]) throws(RedisError) -> [RedisReply] {
+        try send(commands)
+        return try receive(commands.count)
+    }
+
+    /// Writes the commands out without waiting for their replies (so several nodes work at once).
+    func send(_ commands: [[String]]) throws(RedisError) {
+        for args in commands {
+            let rc = withArgv(args) { argc, argv, lens in redisAppendCommandArgv(context, argc, argv, lens) }
+            guard rc == REDIS_OK else { throw connectionError() }
+        }
+        var done: Int32 = 0
+        while done == 0 {
+            guard redisBufferWrite(context, &done) == REDIS_OK else { throw connectionError() }
+        }
+    }
+
+    /// Reads `count` replies of commands sent before.
+    func receive(_ count: Int) throws(RedisError) -> [RedisReply] {
+        var replies: [RedisReply] = []
+        replies.reserveCapacity(count)
+        for _ in 0..<count {
+            var raw: UnsafeMutableRawPointer?
+            guard redisGetReply(context, &raw) == REDIS_OK, let raw else { throw connectionError() }
+            let reply = raw.assumingMemoryBound(to: redisReply.self)
+            var converted = Self.convert(reply)
+            // Error replies end up in logs (redis_reply_error): never with the password in them.
+            if case .error(let e) = converted, endpoint.password != nil { converted = .error(endpoint.redact(e)) }
+            replies.append(converted)
+            freeReplyObject(raw)
+        }
+        return replies
+    }
+
+    private func connectionError() -> RedisError {
+        RedisError(kind: .connection, message: endpoint.redact(Self.errorString(context)))
+    }
+
+    static func errorString(_ ctx: UnsafeMutablePointer<redisContext>) -> String {
+        withUnsafeBytes(of: ctx.pointee.errstr) { raw in
+            let bytes = raw.prefix { $0 != 0 }
+            let s = String(decoding: bytes, as: UTF8.self)
+            return s.isEmpty ? "I/O error (code \(ctx.pointee.err))" : s
+        }
+    }
+
+    static func convert(_ r: UnsafeMutablePointer<redisReply>) -> RedisReply {
+        let reply = r.pointee
+        switch reply.type {
+        case REDIS_REPLY_STRING:
+            return .string(Array(UnsafeRawBufferPointer(start: reply.str, count: Int(reply.len))))
+        case REDIS_REPLY_STATUS:
+            return .status(String(decoding: UnsafeRawBufferPointer(start: reply.str, count: Int(reply.len)), as: UTF8.self))
+        case REDIS_REPLY_ERROR:
+            return .error(String(decoding: UnsafeRawBufferPointer(start: reply.str, count: Int(reply.len)), as: UTF8.self))
+        case REDIS_REPLY_INTEGER:
+            return .integer(reply.integer)
+        case REDIS_REPLY_ARRAY:
+            var items: [RedisReply] = []
+            items.reserveCapacity(Int(reply.elements))
+            for i in 0..<Int(reply.elements) {
+                if let e = reply.element[i] { items.append(convert(e)) } else { items.append(.null) }
+            }
+            return .array(items)
+        default:
+            return .null
+        }
+    }
+}
+
+/// Lays the arguments out in one buffer and calls `body` with argc, argv and argvlen (binary-safe).
+func withArgv<R>(_ args: [String], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
+    var storage: [UInt8] = []
+    var offsets: [Int] = []
+    var lengths: [Int] = []
+    for a in args {
+        offsets.append(storage.count)
+        let before = storage.count
+        storage.append(contentsOf: a.utf8)
+        lengths.append(storage.count - before)
+    }
+    if storage.isEmpty { storage.append(0) }
+    return storage.withUnsafeBufferPointer { buf in
+        let base = UnsafeRawPointer(buf.baseAddress!).assumingMemoryBound(to: CChar.self)
+        var argv: [UnsafePointer<CChar>?] = offsets.map { base + $0 }
+        return argv.withUnsafeMutableBufferPointer { argvBuf in
+            lengths.withUnsafeBufferPointer { lens in
+                body(Int32(args.count), argvBuf.baseAddress!, lens.baseAddress!)
+            }
+        }
+    }
+}
