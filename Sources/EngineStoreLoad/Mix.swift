@@ -3,6 +3,9 @@ public enum Operation: String, CaseIterable, Sendable, Comparable {
     case savePosition = "save-position"
     /// SavePosition that always opens a new position (the benchmark's write).
     case openPosition = "open-position"
+    /// SavePosition over a small key space shared by every worker (`--models` × `--symbols`): after
+    /// the first open of each key, updates of an open row (the update-heavy benchmark's write).
+    case updatePosition = "update-position"
     case closePosition = "close-position"
     case snapshot
     case tradeEvent = "trade-event"

@@ -28,6 +28,8 @@ struct Workload {
     /// fresh lifecycle and must answer `opened = true`.
     var maybeOpen: Set<String> = []
     var serial = 0
+    /// The entry time of every shared-key position (update-position): the same for all workers.
+    let sharedEntryTimeMs: Int64
     /// Strictly increasing per worker: exit times, tick times and snapshot times stay unique.
     var clock: Int64
 
@@ -40,6 +42,7 @@ struct Workload {
         self.duplicateRate = min(1, max(0, configuration.duplicateRate))
         self.rng = SplitMix(seed: seed &+ UInt64(worker) &* 0x9E37_79B9_7F4A_7C15)
         self.clock = Int64(Date().timeIntervalSince1970 * 1000) - 86_400_000 + Int64(worker) * 1_000_000_000 % 3_600_000
+        self.sharedEntryTimeMs = Int64(Date().timeIntervalSince1970 / 86_400) * 86_400_000 - 86_400_000
     }
 
     mutating func next() -> Int64 {
@@ -112,6 +115,8 @@ struct Workload {
             _ = try await store.ping()
         case .openPosition:
             try await openOne(on: store, twin: twin, ack: &ack)
+        case .updatePosition:
+            try await updateShared(on: store, twin: twin, ack: &ack)
         case .savePosition:
             // Mostly opens; a third of the time a mark-to-market update of an open position.
             if !open.isEmpty && Int.random(in: 0..<3, using: &rng) == 0 {
@@ -185,6 +190,19 @@ struct Workload {
             let r = try await send(request.idempotencyKey, store, twin, &ack) { try await $0.ingestPriceTicks(request) }
             ack.ticks += Int(r.stored)
         }
+    }
+
+    /// Saves one position of the shared key space `U0…U<symbols-1>` of a random model: every field an
+    /// open needs, so whichever worker comes first opens it and the rest update it.
+    mutating func updateShared(on store: EngineStoreClient, twin: EngineStoreClient?, ack: inout Acknowledged) async throws {
+        let model = models[Int.random(in: 0..<models.count, using: &rng)]
+        let symbol = "U\(Int.random(in: 0..<symbolsPerModel, using: &rng))"
+        let request = SavePositionRequest(
+            idempotencyKey: key(), modelID: model, symbol: symbol, exchangeProvider: "load", side: .long,
+            quantity: Double(Int.random(in: 1...4, using: &rng)), entryPrice: 100, entryTimeMs: sharedEntryTimeMs, leverage: 5,
+            confidence: 0.5, currentPrice: 100 + Double.random(in: -5...5, using: &rng), commission: 0.05)
+        let r = try await send(request.idempotencyKey, store, twin, &ack) { try await $0.savePosition(request) }
+        if r.opened { ack.openedPositionIDs.insert(r.positionID) }
     }
 
     mutating func openOne(on store: EngineStoreClient, twin: EngineStoreClient?, ack: inout Acknowledged) async throws {

@@ -11,7 +11,7 @@ import Testing
         var c = LoadConfiguration(socketPath: s.socketPath)
         c.connections = 2
         c.inFlight = 4
-        c.mix = try Mix(parsing: "save-position=3,open-position=1,close-position=2,snapshot=1,trade-event=1,ticks=1,health=1,noop=1")
+        c.mix = try Mix(parsing: "save-position=3,open-position=1,update-position=1,close-position=2,snapshot=1,trade-event=1,ticks=1,health=1,noop=1")
         c.duration = nil
         c.count = 400
         c.ticksPerBatch = 20
@@ -30,7 +30,7 @@ import Testing
         #expect(object["requests"] as? Int == 400)
         #expect(object["errors"] as? Int == 0)
         let rpcs = try #require(object["rpcs"] as? [[String: Any]])
-        #expect(rpcs.count == 8)
+        #expect(rpcs.count == Operation.allCases.count)
         for rpc in rpcs {
             let p50 = try #require(rpc["p50_us"] as? Int), p99 = try #require(rpc["p99_us"] as? Int)
             #expect(p50 > 0 && p50 <= p99)
