@@ -30,8 +30,8 @@ import Testing
     }
 
     @Test func typedHandlesMatchTheTable() {
-        #expect(RPC.savePosition.descriptor.requestType == SavePositionRequest.self)
-        #expect(RPC.saveTraderState.descriptor.responseType == TraderStateResponse.self)
+        #expect(ObjectIdentifier(RPC.savePosition.descriptor.requestType) == ObjectIdentifier(SavePositionRequest.self))
+        #expect(ObjectIdentifier(RPC.saveTraderState.descriptor.responseType) == ObjectIdentifier(TraderStateResponse.self))
         #expect(RPC.recordConversation.method.rawValue == 39)
         #expect(RPC.ping.descriptor.kind == .session)
     }
