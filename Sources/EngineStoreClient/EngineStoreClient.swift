@@ -41,108 +41,113 @@ public final class EngineStoreClient: PersistenceService {
     }
 
     public func health(timeout: Duration? = nil) async throws -> HealthResponse {
-        try await call(.health, HealthRequest(), timeout: timeout)
+        try await call(RPC.health, HealthRequest(), timeout: timeout)
     }
 
     public func health() async throws -> HealthResponse { try await health(timeout: nil) }
 
     /// A no-op round trip (the server answers without touching Postgres or Redis).
     public func ping(_ payload: [UInt8] = []) async throws -> [UInt8] {
-        let r: PingMessage = try await call(.ping, PingMessage(payload: payload), timeout: nil)
+        let r: PingMessage = try await call(RPC.ping, PingMessage(payload: payload))
         return r.payload
     }
 
     /// Opens or updates a position. An empty idempotency key gets a fresh one, reused on retries.
     public func savePosition(_ request: SavePositionRequest) async throws -> SavePositionResponse {
-        try await write(.savePosition, request)
+        try await call(RPC.savePosition, request)
     }
 
     /// Closes all or part of the open position. `not_found` when nothing is open.
     public func closePosition(_ request: ClosePositionRequest) async throws -> ClosePositionResponse {
-        try await write(.closePosition, request)
+        try await call(RPC.closePosition, request)
     }
 
     public func publishTradeEvent(_ request: PublishTradeEventRequest) async throws -> PublishTradeEventResponse {
-        try await write(.publishTradeEvent, request)
+        try await call(RPC.publishTradeEvent, request)
     }
 
     public func openPositions(model: String) async throws -> GetOpenPositionsResponse {
-        try await call(.getOpenPositions, GetOpenPositionsRequest(modelID: model), timeout: nil)
+        try await call(RPC.getOpenPositions, GetOpenPositionsRequest(modelID: model))
     }
 
     public func recentTrades(model: String, limit: Int = 20) async throws -> GetRecentTradesResponse {
-        try await call(.getRecentTrades, GetRecentTradesRequest(modelID: model, limit: UInt32(clamping: limit)), timeout: nil)
+        try await call(RPC.getRecentTrades, GetRecentTradesRequest(modelID: model, limit: UInt32(clamping: limit)))
     }
 
     /// Stores equity snapshots (one per trader) and applies their position marks; throttled per trader.
     public func saveSnapshots(_ request: SaveSnapshotRequest) async throws -> SaveSnapshotResponse {
-        try await write(.saveSnapshot, request)
+        try await call(RPC.saveSnapshot, request)
     }
 
     public func recordDecisionCycle(_ request: RecordDecisionCycleRequest) async throws -> RecordDecisionCycleResponse {
-        try await write(.recordDecisionCycle, request)
+        try await call(RPC.recordDecisionCycle, request)
     }
 
     /// Stores one prompt/response pair (nof0's executor ConversationRecord) and its messages.
     public func recordConversation(_ request: RecordConversationRequest) async throws -> RecordConversationResponse {
-        try await write(.recordConversation, request)
+        try await call(RPC.recordConversation, request)
     }
 
     public func updateAnalytics(_ request: UpdateAnalyticsRequest) async throws -> UpdateAnalyticsResponse {
-        try await write(.updateAnalytics, request)
+        try await call(RPC.updateAnalytics, request)
     }
 
     public func saveTraderState(_ request: SaveTraderStateRequest) async throws -> TraderStateResponse {
-        try await write(.saveTraderState, request)
+        try await call(RPC.saveTraderState, request)
     }
 
     public func traderState(trader: String) async throws -> TraderStateResponse {
-        try await call(.getTraderState, GetTraderStateRequest(traderID: trader), timeout: nil)
+        try await call(RPC.getTraderState, GetTraderStateRequest(traderID: trader))
     }
 
     public func lastDecision(model: String) async throws -> LastDecision {
-        try await call(.getLastDecision, GetLastDecisionRequest(modelID: model), timeout: nil)
+        try await call(RPC.getLastDecision, GetLastDecisionRequest(modelID: model))
     }
 
     public func leaderboard(limit: Int) async throws -> GetLeaderboardResponse {
-        try await call(.getLeaderboard, GetLeaderboardRequest(limit: UInt32(clamping: limit)), timeout: nil)
+        try await call(RPC.getLeaderboard, GetLeaderboardRequest(limit: UInt32(clamping: limit)))
     }
 
     /// Stores a batch of ticks (one COPY) and advances latest prices. One idempotency key per batch.
     public func ingestPriceTicks(_ request: IngestPriceTicksRequest) async throws -> IngestPriceTicksResponse {
-        try await write(.ingestPriceTicks, request)
+        try await call(RPC.ingestPriceTicks, request)
     }
 
     public func upsertMarketAssets(_ request: UpsertMarketAssetsRequest) async throws -> UpsertCountResponse {
-        try await write(.upsertMarketAssets, request)
+        try await call(RPC.upsertMarketAssets, request)
     }
 
     public func upsertAssetContexts(_ request: UpsertAssetContextsRequest) async throws -> UpsertCountResponse {
-        try await write(.upsertAssetContexts, request)
+        try await call(RPC.upsertAssetContexts, request)
     }
 
     /// The service's metrics (Prometheus text format).
     public func stats() async throws -> String {
-        let r: StatsResponse = try await call(.stats, StatsRequest(), timeout: nil)
+        let r: StatsResponse = try await call(RPC.stats, StatsRequest())
         return r.prometheusText
     }
 
     /// Rebuilds Redis from Postgres for every model (or the given ones). `ran` is false when another
     /// instance was already hydrating.
     public func hydrate(_ request: HydrateRequest = HydrateRequest(), timeout: Duration = .seconds(120)) async throws -> HydrateResponse {
-        try await call(.hydrate, request, timeout: timeout)
+        try await call(RPC.hydrate, request, timeout: timeout)
     }
 
     /// Compares Postgres with Redis (and with exchange positions you supply); optionally repairs the cache.
     public func checkConsistency(_ request: CheckConsistencyRequest, timeout: Duration = .seconds(120)) async throws -> CheckConsistencyResponse {
-        try await call(.checkConsistency, request, timeout: timeout)
+        try await call(RPC.checkConsistency, request, timeout: timeout)
     }
 
-    /// A write: an empty idempotency key gets a fresh one, which every retry of this call reuses.
-    private func write<Request: IdempotentRequest, Response: WireMessage>(_ method: Method, _ request: Request) async throws -> Response {
-        var r = request
-        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString.lowercased() }
-        return try await call(method, r, timeout: nil)
+    /// Calls one method of the RPC table. A write whose idempotency key is empty gets a fresh one,
+    /// which every retry of this call reuses.
+    public func call<Request, Response>(
+        _ rpc: TypedRPC<Request, Response>, _ request: Request, timeout: Duration? = nil
+    ) async throws -> Response {
+        if var keyed = request as? any IdempotentRequest, keyed.idempotencyKey.isEmpty {
+            keyed.idempotencyKey = UUID().uuidString.lowercased()
+            return try await call(rpc.method, keyed, timeout: timeout)
+        }
+        return try await call(rpc.method, request, timeout: timeout)
     }
 
     /// Sends one request; retries retryable errors (same payload, so the same idempotency key) with
@@ -252,20 +257,3 @@ extension Duration {
         return UInt64(max(0, s)) * 1_000_000_000 + UInt64(max(0, atto)) / 1_000_000_000
     }
 }
-
-/// Write requests: they carry the idempotency key that makes retries exactly-once.
-protocol IdempotentRequest: WireMessage {
-    var idempotencyKey: String { get set }
-}
-
-extension SavePositionRequest: IdempotentRequest {}
-extension ClosePositionRequest: IdempotentRequest {}
-extension PublishTradeEventRequest: IdempotentRequest {}
-extension SaveSnapshotRequest: IdempotentRequest {}
-extension RecordDecisionCycleRequest: IdempotentRequest {}
-extension RecordConversationRequest: IdempotentRequest {}
-extension UpdateAnalyticsRequest: IdempotentRequest {}
-extension SaveTraderStateRequest: IdempotentRequest {}
-extension IngestPriceTicksRequest: IdempotentRequest {}
-extension UpsertMarketAssetsRequest: IdempotentRequest {}
-extension UpsertAssetContextsRequest: IdempotentRequest {}

@@ -45,7 +45,8 @@ public struct ByteWriter: Sendable {
 }
 
 /// Bounds-checked reader over a byte slice. Every read throws `WireError.truncated`
-/// instead of trapping, so a decoder is a total function of its input.
+/// instead of trapping, so a decoder is a total function of its input. `what` names the part
+/// read for the error; it is an autoclosure so the hot path never builds the text.
 public struct ByteReader: Sendable {
     public let bytes: ArraySlice<UInt8>
     public private(set) var index: Int
@@ -60,30 +61,30 @@ public struct ByteReader: Sendable {
     public var remaining: Int { bytes.endIndex - index }
     public var isAtEnd: Bool { index >= bytes.endIndex }
 
-    public mutating func readByte(_ what: String) throws(WireError) -> UInt8 {
-        guard index < bytes.endIndex else { throw .truncated(what) }
+    public mutating func readByte(_ what: @autoclosure () -> String) throws(WireError) -> UInt8 {
+        guard index < bytes.endIndex else { throw .truncated(what()) }
         defer { index += 1 }
         return bytes[index]
     }
 
-    public mutating func readBytes(_ n: Int, _ what: String) throws(WireError) -> ArraySlice<UInt8> {
-        guard n >= 0, n <= remaining else { throw .truncated(what) }
+    public mutating func readBytes(_ n: Int, _ what: @autoclosure () -> String) throws(WireError) -> ArraySlice<UInt8> {
+        guard n >= 0, n <= remaining else { throw .truncated(what()) }
         defer { index += n }
         return bytes[index..<(index + n)]
     }
 
-    public mutating func readBigEndian<T: FixedWidthInteger>(_: T.Type, _ what: String) throws(WireError) -> T {
+    public mutating func readBigEndian<T: FixedWidthInteger>(_: T.Type, _ what: @autoclosure () -> String) throws(WireError) -> T {
         let size = MemoryLayout<T>.size
-        guard size <= remaining else { throw .truncated(what) }
+        guard size <= remaining else { throw .truncated(what()) }
         var v: T = 0
         for i in 0..<size { v = (v << 8) | T(bytes[index + i]) }
         index += size
         return v
     }
 
-    public mutating func readLittleEndian<T: FixedWidthInteger>(_: T.Type, _ what: String) throws(WireError) -> T {
+    public mutating func readLittleEndian<T: FixedWidthInteger>(_: T.Type, _ what: @autoclosure () -> String) throws(WireError) -> T {
         let size = MemoryLayout<T>.size
-        guard size <= remaining else { throw .truncated(what) }
+        guard size <= remaining else { throw .truncated(what()) }
         var v: T = 0
         for i in (0..<size).reversed() { v = (v << 8) | T(bytes[index + i]) }
         index += size
@@ -91,16 +92,16 @@ public struct ByteReader: Sendable {
     }
 
     /// Unsigned LEB128 varint; more than 10 bytes, or a 10th byte above 1, is an overflow.
-    public mutating func readVarint(_ what: String) throws(WireError) -> UInt64 {
+    public mutating func readVarint(_ what: @autoclosure () -> String) throws(WireError) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
         for i in 0..<10 {
-            let b = try readByte(what)
-            if i == 9 && b > 1 { throw .varintOverflow(what) }
+            let b = try readByte(what())
+            if i == 9 && b > 1 { throw .varintOverflow(what()) }
             result |= UInt64(b & 0x7f) << shift
             if b & 0x80 == 0 { return result }
             shift += 7
         }
-        throw .varintOverflow(what)
+        throw .varintOverflow(what())
     }
 }

@@ -197,21 +197,20 @@ public struct FieldReader: Sendable {
         guard number >= 1, number <= WireLimits.maxFieldNumber else { throw .invalidFieldNumber(number) }
         let rawType = UInt8(key & 7)
         guard let type = WireType(rawValue: rawType) else { throw .unknownWireType(rawType) }
-        let what = "field \(number)"
         switch type {
         case .varint:
-            let v = try reader.readVarint(what)
+            let v = try reader.readVarint("field \(number)")
             return Field(number: Int(number), wireType: type, scalar: v, slice: [], depth: depth)
         case .fixed64:
-            let v = try reader.readLittleEndian(UInt64.self, what)
+            let v = try reader.readLittleEndian(UInt64.self, "field \(number)")
             return Field(number: Int(number), wireType: type, scalar: v, slice: [], depth: depth)
         case .fixed32:
-            let v = try reader.readLittleEndian(UInt32.self, what)
+            let v = try reader.readLittleEndian(UInt32.self, "field \(number)")
             return Field(number: Int(number), wireType: type, scalar: UInt64(v), slice: [], depth: depth)
         case .lengthDelimited:
-            let len = try reader.readVarint(what)
-            guard len <= UInt64(reader.remaining) else { throw .truncated(what) }
-            let s = try reader.readBytes(Int(len), what)
+            let len = try reader.readVarint("field \(number)")
+            guard len <= UInt64(reader.remaining) else { throw .truncated("field \(number)") }
+            let s = try reader.readBytes(Int(len), "field \(number)")
             return Field(number: Int(number), wireType: type, scalar: 0, slice: s, depth: depth)
         }
     }

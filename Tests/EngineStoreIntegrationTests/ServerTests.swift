@@ -14,6 +14,8 @@ import Testing
         #expect(hello.version == 1)
         #expect(hello.maxFrameBytes == 4 * 1024 * 1024)
         #expect(hello.methods.contains(16))
+        // Every method of the RPC table is routed (a method without a family fails here).
+        #expect(Set(hello.methods) == Set(RPC.all.map { UInt64($0.method.rawValue) }))
         let health = try await client.health()
         #expect(health.status == .ok)
         #expect(health.postgres.ok)

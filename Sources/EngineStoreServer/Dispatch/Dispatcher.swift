@@ -19,9 +19,10 @@ struct Dispatcher: Sendable {
         self.routes = routes
     }
 
+    /// HelloResponse.methods: every method of the RPC table that is answered here. Session methods
+    /// (Hello, Ping) are answered by the event loop itself; the rest need a family.
     var implementedMethods: [UInt64] {
-        // Hello and Ping are answered by the event loop itself.
-        ([Method.hello.rawValue, Method.ping.rawValue] + routes.keys).sorted().map(UInt64.init)
+        RPC.all.filter { $0.kind == .session || routes[$0.method.rawValue] != nil }.map { UInt64($0.method.rawValue) }
     }
 
     func dispatch(method rawMethod: UInt16, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {

@@ -64,10 +64,11 @@ final class ServerMetrics: Sendable {
             .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
         ]
         factory = f
-        var byMethod = [MethodMetrics?](repeating: nil, count: Int(Method.allCases.map(\.rawValue).max()!) + 1)
-        for m in Method.allCases {
+        var byMethod = [MethodMetrics?](repeating: nil, count: Int(RPC.all.map(\.method.rawValue).max()!) + 1)
+        for rpc in RPC.all {
+            let m = rpc.method
             func timer(_ stage: String) -> Metrics.Timer {
-                Metrics.Timer(label: "persistence_latency_seconds", dimensions: [("rpc", m.metricName), ("stage", stage)], factory: f)
+                Metrics.Timer(label: "persistence_latency_seconds", dimensions: [("rpc", rpc.name), ("stage", stage)], factory: f)
             }
             func writes(_ outcome: String) -> Metrics.Counter? {
                 m.table.isEmpty ? nil : Metrics.Counter(label: "db_writes_total", dimensions: [("table", m.table), ("outcome", outcome)], factory: f)
@@ -157,7 +158,8 @@ final class ServerMetrics: Sendable {
 }
 
 extension Method {
-    /// The table a write RPC commits to, for db_writes_total.
+    /// The table a write RPC commits to, for db_writes_total ("" for methods that write no table).
+    /// Exhaustive on purpose: a method added to the RPC table does not compile until it is listed here.
     var table: String {
         switch self {
         case .savePosition: "positions"
@@ -171,9 +173,8 @@ extension Method {
         case .ingestPriceTicks: "price_ticks"
         case .upsertMarketAssets: "market_assets"
         case .upsertAssetContexts: "market_asset_ctx"
-        default: ""
+        case .hello, .health, .stats, .hydrate, .checkConsistency, .ping, .getOpenPositions, .getRecentTrades,
+             .getTraderState, .getLastDecision, .getLeaderboard: ""
         }
     }
-
-    var metricName: String { description }
 }
