@@ -1,0 +1,67 @@
+import EngineStoreClient
+import Foundation
+import Testing
+
+/// Each cached document has one encoder: what the direct path writes after a commit and what a
+/// rebuild from Postgres (Hydrate, the relay, a repair) writes are the same bytes, not merely the
+/// same JSON.
+@Suite struct CacheDocumentTests {
+    @Test func documentsRebuiltFromPostgresAreByteEqualToTheDirectPath() async throws {
+        let s = try await RunningServer.start()
+        let client = s.client()
+        let redis = try s.redis()
+        let pg = try s.postgres()
+        let ns = s.namespace
+        func outboxEmpty() throws -> Bool { try pg.exec("SELECT count(*) FROM engine_store_outbox").int(0, 0) == 0 }
+
+        // A new model's hash and list are built by the relay; the writes after that go the direct way.
+        _ = try await client.savePosition(openRequest(model: "doc", symbol: "BTC"))
+        _ = try await client.savePosition(openRequest(model: "doc", symbol: "ETH"))
+        _ = try await client.closePosition(ClosePositionRequest(modelID: "doc", symbol: "ETH", exitPrice: 99.5, exitSize: 0.5,
+                                                                exitTimeMs: t0 + 5))
+        #expect(try await eventually { try redis.command(["LLEN", ns + "trades:recent:doc"]).integer == 1 && outboxEmpty() })
+
+        // Awkward numbers and text: float noise, huge and tiny values, escapes, non-ASCII.
+        var update = SavePositionRequest(idempotencyKey: UUID().uuidString, modelID: "doc", symbol: "BTC",
+                                         quantity: 0.1 + 0.2, leverage: 1e16, confidence: 1e-7)
+        update.riskUSD = -0.0
+        _ = try await client.savePosition(update)
+        _ = try await client.savePosition(openRequest(model: "doc", symbol: "SOL", quantity: 123456789.125))
+        _ = try await client.closePosition(ClosePositionRequest(modelID: "doc", symbol: "ETH", exitPrice: 101.75,
+                                                                exitTimeMs: t0 + 6, exitCommission: 0.3))
+        _ = try await client.recordDecisionCycle(RecordDecisionCycleRequest(
+            modelID: "doc", decisionsJSON: #"[{"symbol": "btc", "action": "open_long", "confidence": 74.5}]"#, success: false,
+            errorMessage: "tab\there \u{1} é \"quoted\" \\"))
+        _ = try await client.updateAnalytics(UpdateAnalyticsRequest(entries: [ModelAnalytics(
+            modelID: "doc", payloadJSON: #"{"total_pnl_pct": 12.50, "total_pnl_usd":1e3,"sharpe_ratio": 1.25, "z": [1, 2]}"#,
+            serverTimeMs: t0)]))
+        _ = try await client.saveTraderState(SaveTraderStateRequest(state: TraderState(
+            traderID: "doc", exchangeProvider: "hyperliquid", marketProvider: "hl", allocationPct: 33.3,
+            cooldownJSON: #"{"b": 1, "a": [true, null]}"#, lastDecisionAtMs: t0 + 7)))
+        #expect(try await eventually { try outboxEmpty() && redis.command(["EXISTS", ns + "leaderboard:cache"]).integer == 1 })
+
+        let strings = ["decision:last:doc", "analytics:doc", "since_inception:doc", "trader:doc:state", "leaderboard:cache"]
+        func documents() throws -> [String: String] {
+            var out: [String: String] = [:]
+            for key in strings { out[key] = try redis.command(["GET", ns + key]).text ?? "<missing>" }
+            let fields = try redis.command(["HGETALL", ns + "positions:doc"]).array ?? []
+            for i in stride(from: 0, to: fields.count - 1, by: 2) { out["positions:doc " + (fields[i].text ?? "")] = fields[i + 1].text }
+            let trades = try redis.command(["LRANGE", ns + "trades:recent:doc", "0", "-1"]).array ?? []
+            for (i, t) in trades.enumerated() { out["trades:recent:doc \(i)"] = t.text }
+            return out
+        }
+        let direct = try documents()
+        #expect(direct.keys.filter { $0.hasPrefix("positions:") }.count == 2)  // BTC and SOL; ETH closed
+        #expect(direct.keys.filter { $0.hasPrefix("trades:") }.count == 2)
+        #expect(!direct.values.contains("<missing>"))
+
+        _ = try redis.command(["DEL"] + (strings + ["positions:doc", "trades:recent:doc", "leaderboard"]).map { ns + $0 })
+        #expect(try await client.hydrate().ran)
+        let rebuilt = try documents()
+        for key in Set(direct.keys).union(rebuilt.keys).sorted() {
+            #expect(direct[key] == rebuilt[key], "\(key)")
+        }
+        await client.close()
+        await s.stop()
+    }
+}
