@@ -83,393 +83,95 @@ enum SQLText: String, CaseIterable, Sendable {
     var text: String {
         switch self {
         case .snapshotLockTrader64:
-            return #"""
-SELECT pg_advisory_xact_lock(hashtextextended('engine_store.snapshot:' || $1, 0))
-"""#
+            return "SELECT pg_advisory_xact_lock(hashtextextended('engine_store.snapshot:' || $1, 0))"
         case .snapshotLast:
-            return #"""
-SELECT ts_ms FROM account_equity_snapshots WHERE model_id = $1 ORDER BY ts_ms DESC LIMIT 1
-"""#
+            return "SELECT ts_ms FROM account_equity_snapshots WHERE model_id = $1 ORDER BY ts_ms DESC LIMIT 1"
         case .snapshotUpsert:
-            return #"""
-INSERT INTO account_equity_snapshots (model_id, ts_ms, dollar_equity, realized_pnl, total_unrealized_pnl, cum_pnl_pct,
-    sharpe_ratio, since_inception_hourly_marker, since_inception_minute_marker, metadata)
-VALUES ($1, $2, $3, COALESCE($4::float8, 0), COALESCE($5::float8, 0), $6, $7, $8, $9, COALESCE($10::jsonb, '{}'))
-ON CONFLICT (model_id, ts_ms) DO UPDATE SET
-    dollar_equity = EXCLUDED.dollar_equity, realized_pnl = EXCLUDED.realized_pnl,
-    total_unrealized_pnl = EXCLUDED.total_unrealized_pnl, cum_pnl_pct = EXCLUDED.cum_pnl_pct,
-    sharpe_ratio = EXCLUDED.sharpe_ratio, since_inception_hourly_marker = EXCLUDED.since_inception_hourly_marker,
-    since_inception_minute_marker = EXCLUDED.since_inception_minute_marker, metadata = EXCLUDED.metadata
-"""#
+            return "INSERT INTO account_equity_snapshots (model_id, ts_ms, dollar_equity, realized_pnl, total_unrealized_pnl, cum_pnl_pct,\n    sharpe_ratio, since_inception_hourly_marker, since_inception_minute_marker, metadata)\nVALUES ($1, $2, $3, COALESCE($4::float8, 0), COALESCE($5::float8, 0), $6, $7, $8, $9, COALESCE($10::jsonb, '{}'))\nON CONFLICT (model_id, ts_ms) DO UPDATE SET\n    dollar_equity = EXCLUDED.dollar_equity, realized_pnl = EXCLUDED.realized_pnl,\n    total_unrealized_pnl = EXCLUDED.total_unrealized_pnl, cum_pnl_pct = EXCLUDED.cum_pnl_pct,\n    sharpe_ratio = EXCLUDED.sharpe_ratio, since_inception_hourly_marker = EXCLUDED.since_inception_hourly_marker,\n    since_inception_minute_marker = EXCLUDED.since_inception_minute_marker, metadata = EXCLUDED.metadata"
         case .analyticsUpsert:
-            return #"""
-INSERT INTO model_analytics (model_id, payload, server_time_ms, metadata)
-VALUES ($1, $2::jsonb, $3, COALESCE($4::jsonb, '{}'))
-ON CONFLICT (model_id) DO UPDATE SET payload = EXCLUDED.payload, server_time_ms = EXCLUDED.server_time_ms,
-    metadata = COALESCE($4::jsonb, model_analytics.metadata), updated_at = now(),
-    cache_version = nextval('engine_store_cache_version')
-WHERE model_analytics.server_time_ms <= EXCLUDED.server_time_ms
-RETURNING payload::text AS payload, cache_version
-"""#
+            return "INSERT INTO model_analytics (model_id, payload, server_time_ms, metadata)\nVALUES ($1, $2::jsonb, $3, COALESCE($4::jsonb, '{}'))\nON CONFLICT (model_id) DO UPDATE SET payload = EXCLUDED.payload, server_time_ms = EXCLUDED.server_time_ms,\n    metadata = COALESCE($4::jsonb, model_analytics.metadata), updated_at = now(),\n    cache_version = nextval('engine_store_cache_version')\nWHERE model_analytics.server_time_ms <= EXCLUDED.server_time_ms\nRETURNING payload::text AS payload, cache_version"
         case .analyticsOfModel:
-            return #"""
-SELECT payload::text AS payload, cache_version FROM model_analytics WHERE model_id = $1
-"""#
+            return "SELECT payload::text AS payload, cache_version FROM model_analytics WHERE model_id = $1"
         case .leaderboardState:
-            return #"""
-SELECT model_id, CASE WHEN jsonb_typeof(payload->'total_pnl_pct') = 'number' THEN (payload->>'total_pnl_pct')::float8 END AS score,
-       (SELECT lpad(COALESCE(sum(cache_version), 0)::text, 20, '0') FROM model_analytics) AS version,
-       (SELECT COALESCE(json_agg(x ORDER BY x.rank), '[]')::text FROM (
-    SELECT row_number() OVER (ORDER BY CASE WHEN jsonb_typeof(payload->'total_pnl_pct') = 'number'
-                                        THEN (payload->>'total_pnl_pct')::float8 END DESC NULLS LAST, model_id COLLATE "C") AS rank,
-           model_id, payload->'total_pnl_pct' AS total_pnl_pct, payload->'total_pnl_usd' AS total_pnl_usd,
-           payload->'sharpe_ratio' AS sharpe_ratio, payload->'win_rate' AS win_rate,
-           payload->'total_trades' AS total_trades, payload->'max_drawdown_pct' AS max_drawdown_pct, server_time_ms
-    FROM model_analytics ORDER BY rank LIMIT 100) x) AS rendered
-FROM model_analytics ORDER BY score DESC NULLS LAST, model_id COLLATE "C" LIMIT 1000
-"""#
+            return "SELECT model_id, CASE WHEN jsonb_typeof(payload->'total_pnl_pct') = 'number' THEN (payload->>'total_pnl_pct')::float8 END AS score,\n       (SELECT lpad(COALESCE(sum(cache_version), 0)::text, 20, '0') FROM model_analytics) AS version,\n       (SELECT COALESCE(json_agg(x ORDER BY x.rank), '[]')::text FROM (\n    SELECT row_number() OVER (ORDER BY CASE WHEN jsonb_typeof(payload->'total_pnl_pct') = 'number'\n                                        THEN (payload->>'total_pnl_pct')::float8 END DESC NULLS LAST, model_id COLLATE \"C\") AS rank,\n           model_id, payload->'total_pnl_pct' AS total_pnl_pct, payload->'total_pnl_usd' AS total_pnl_usd,\n           payload->'sharpe_ratio' AS sharpe_ratio, payload->'win_rate' AS win_rate,\n           payload->'total_trades' AS total_trades, payload->'max_drawdown_pct' AS max_drawdown_pct, server_time_ms\n    FROM model_analytics ORDER BY rank LIMIT 100) x) AS rendered\nFROM model_analytics ORDER BY score DESC NULLS LAST, model_id COLLATE \"C\" LIMIT 1000"
         case .decisionInsert:
-            return #"""
-INSERT INTO decision_cycles (model_id, cycle_number, prompt_digest, cot_trace, decisions, success, error_message, executed_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, COALESCE(to_timestamp($8::float8 / 1000), now()))
-RETURNING id, (extract(epoch FROM executed_at) * 1000)::bigint AS executed_ms, lpad(((extract(epoch FROM executed_at) * 1000000)::bigint)::text, 17, '0') || lpad(id::text, 19, '0') AS version
-"""#
+            return "INSERT INTO decision_cycles (model_id, cycle_number, prompt_digest, cot_trace, decisions, success, error_message, executed_at)\nVALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, COALESCE(to_timestamp($8::float8 / 1000), now()))\nRETURNING id, (extract(epoch FROM executed_at) * 1000)::bigint AS executed_ms, lpad(((extract(epoch FROM executed_at) * 1000000)::bigint)::text, 17, '0') || lpad(id::text, 19, '0') AS version"
         case .decisionLast:
-            return #"""
-SELECT success, (extract(epoch FROM executed_at) * 1000)::bigint AS executed_ms,
-       upper(decisions->0->>'symbol') AS symbol, decisions->0->>'action' AS action,
-       CASE WHEN jsonb_typeof(decisions->0->'confidence') = 'number' THEN (decisions->0->>'confidence')::float8 END
-           AS confidence,
-       error_message, lpad(((extract(epoch FROM executed_at) * 1000000)::bigint)::text, 17, '0') || lpad(id::text, 19, '0') AS version
-FROM decision_cycles WHERE model_id = $1 ORDER BY executed_at DESC, id DESC LIMIT 1
-"""#
+            return "SELECT success, (extract(epoch FROM executed_at) * 1000)::bigint AS executed_ms,\n       upper(decisions->0->>'symbol') AS symbol, decisions->0->>'action' AS action,\n       CASE WHEN jsonb_typeof(decisions->0->'confidence') = 'number' THEN (decisions->0->>'confidence')::float8 END\n           AS confidence,\n       error_message, lpad(((extract(epoch FROM executed_at) * 1000000)::bigint)::text, 17, '0') || lpad(id::text, 19, '0') AS version\nFROM decision_cycles WHERE model_id = $1 ORDER BY executed_at DESC, id DESC LIMIT 1"
         case .priceTicksCopy:
-            return #"""
-COPY price_ticks (provider, symbol, price, ts_ms, volume, raw) FROM STDIN
-"""#
+            return "COPY price_ticks (provider, symbol, price, ts_ms, volume, raw) FROM STDIN"
         case .priceLatestUpsert:
-            return #"""
-INSERT INTO price_latest AS l (provider, symbol, price, ts_ms, raw)
-SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::int8[], $5::jsonb[])
-ON CONFLICT (provider, symbol) DO UPDATE SET price = EXCLUDED.price, ts_ms = EXCLUDED.ts_ms, raw = EXCLUDED.raw,
-    updated_at = now()
-WHERE l.ts_ms < EXCLUDED.ts_ms
-RETURNING provider, symbol, price, ts_ms
-"""#
+            return "INSERT INTO price_latest AS l (provider, symbol, price, ts_ms, raw)\nSELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::int8[], $5::jsonb[])\nON CONFLICT (provider, symbol) DO UPDATE SET price = EXCLUDED.price, ts_ms = EXCLUDED.ts_ms, raw = EXCLUDED.raw,\n    updated_at = now()\nWHERE l.ts_ms < EXCLUDED.ts_ms\nRETURNING provider, symbol, price, ts_ms"
         case .marketAssetUpsert:
-            return #"""
-INSERT INTO market_assets AS a (provider, symbol, name, sz_decimals, max_leverage, only_isolated, margin_table_id, is_delisted)
-VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8::bool, false))
-ON CONFLICT (provider, symbol) DO UPDATE SET
-    name = COALESCE(EXCLUDED.name, a.name), sz_decimals = COALESCE(EXCLUDED.sz_decimals, a.sz_decimals),
-    max_leverage = COALESCE(EXCLUDED.max_leverage, a.max_leverage),
-    only_isolated = COALESCE(EXCLUDED.only_isolated, a.only_isolated),
-    margin_table_id = COALESCE(EXCLUDED.margin_table_id, a.margin_table_id),
-    is_delisted = COALESCE($8::bool, a.is_delisted), updated_at = now()
-RETURNING provider, symbol, name, sz_decimals, max_leverage, only_isolated, margin_table_id, is_delisted,
-          (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms
-"""#
+            return "INSERT INTO market_assets AS a (provider, symbol, name, sz_decimals, max_leverage, only_isolated, margin_table_id, is_delisted)\nVALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8::bool, false))\nON CONFLICT (provider, symbol) DO UPDATE SET\n    name = COALESCE(EXCLUDED.name, a.name), sz_decimals = COALESCE(EXCLUDED.sz_decimals, a.sz_decimals),\n    max_leverage = COALESCE(EXCLUDED.max_leverage, a.max_leverage),\n    only_isolated = COALESCE(EXCLUDED.only_isolated, a.only_isolated),\n    margin_table_id = COALESCE(EXCLUDED.margin_table_id, a.margin_table_id),\n    is_delisted = COALESCE($8::bool, a.is_delisted), updated_at = now()\nRETURNING provider, symbol, name, sz_decimals, max_leverage, only_isolated, margin_table_id, is_delisted,\n          (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms"
         case .marketCtxUpsert:
-            return #"""
-INSERT INTO market_asset_ctx AS c (provider, symbol, funding, open_interest, oracle_px, mark_px, mid_px, impact_pxs,
-                                   prev_day_px, day_ntl_vlm, day_base_vlm)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11)
-ON CONFLICT (provider, symbol) DO UPDATE SET
-    funding = COALESCE(EXCLUDED.funding, c.funding), open_interest = COALESCE(EXCLUDED.open_interest, c.open_interest),
-    oracle_px = COALESCE(EXCLUDED.oracle_px, c.oracle_px), mark_px = COALESCE(EXCLUDED.mark_px, c.mark_px),
-    mid_px = COALESCE(EXCLUDED.mid_px, c.mid_px), impact_pxs = COALESCE(EXCLUDED.impact_pxs, c.impact_pxs),
-    prev_day_px = COALESCE(EXCLUDED.prev_day_px, c.prev_day_px), day_ntl_vlm = COALESCE(EXCLUDED.day_ntl_vlm, c.day_ntl_vlm),
-    day_base_vlm = COALESCE(EXCLUDED.day_base_vlm, c.day_base_vlm), updated_at = now()
-RETURNING provider, symbol, funding, open_interest, oracle_px, mark_px, mid_px, impact_pxs::text AS impact_pxs,
-          prev_day_px, day_ntl_vlm, day_base_vlm, (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms
-"""#
+            return "INSERT INTO market_asset_ctx AS c (provider, symbol, funding, open_interest, oracle_px, mark_px, mid_px, impact_pxs,\n                                   prev_day_px, day_ntl_vlm, day_base_vlm)\nVALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11)\nON CONFLICT (provider, symbol) DO UPDATE SET\n    funding = COALESCE(EXCLUDED.funding, c.funding), open_interest = COALESCE(EXCLUDED.open_interest, c.open_interest),\n    oracle_px = COALESCE(EXCLUDED.oracle_px, c.oracle_px), mark_px = COALESCE(EXCLUDED.mark_px, c.mark_px),\n    mid_px = COALESCE(EXCLUDED.mid_px, c.mid_px), impact_pxs = COALESCE(EXCLUDED.impact_pxs, c.impact_pxs),\n    prev_day_px = COALESCE(EXCLUDED.prev_day_px, c.prev_day_px), day_ntl_vlm = COALESCE(EXCLUDED.day_ntl_vlm, c.day_ntl_vlm),\n    day_base_vlm = COALESCE(EXCLUDED.day_base_vlm, c.day_base_vlm), updated_at = now()\nRETURNING provider, symbol, funding, open_interest, oracle_px, mark_px, mid_px, impact_pxs::text AS impact_pxs,\n          prev_day_px, day_ntl_vlm, day_base_vlm, (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms"
         case .positionSave:
-            return #"""
-WITH upd AS (
-    UPDATE positions SET exchange_provider = COALESCE($3, exchange_provider),
-side = COALESCE($4, side),
-quantity = COALESCE($5::float8, quantity),
-entry_price = COALESCE($6::float8, entry_price),
-entry_time_ms = COALESCE($7::int8, entry_time_ms),
-leverage = COALESCE($8::float8, leverage),
-confidence = COALESCE($9::float8, confidence),
-risk_usd = COALESCE($10::float8, risk_usd),
-margin = COALESCE($11::float8, margin),
-entry_oid = COALESCE($12::int8, entry_oid),
-tp_oid = COALESCE($13::int8, tp_oid),
-sl_oid = COALESCE($14::int8, sl_oid),
-wait_for_fill = COALESCE($15::bool, wait_for_fill),
-exit_plan = COALESCE($16::jsonb, exit_plan),
-index_col = COALESCE($17::jsonb, index_col),
-current_price = COALESCE($18::float8, current_price),
-unrealized_pnl = COALESCE($19::float8, unrealized_pnl),
-liquidation_price = COALESCE($20::float8, liquidation_price),
-commission = COALESCE($21::float8, commission),
-slippage = COALESCE($22::float8, slippage),
-updated_at = now(),
-cache_version = nextval('engine_store_cache_version')
-    WHERE model_id = $1 AND symbol = $2 AND status = 'open'
-    RETURNING id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,
-(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version
-), ins AS (
-    INSERT INTO positions (
-        model_id, symbol, exchange_provider, side, quantity, entry_price, entry_time_ms, leverage,
-        confidence, risk_usd, margin, entry_oid, tp_oid, sl_oid, wait_for_fill, exit_plan, index_col,
-        current_price, unrealized_pnl, liquidation_price, commission, slippage, id, status)
-    SELECT $1, $2, $3, $4, $5::float8, $6::float8, $7::int8, $8::float8, $9::float8, $10::float8, $11::float8,
-           $12::int8, $13::int8, $14::int8, COALESCE($15::bool, false), $16::jsonb, $17::jsonb, $18::float8,
-           $19::float8, $20::float8, $21::float8, $22::float8, $26, 'open'
-    WHERE NOT EXISTS (SELECT 1 FROM upd)
-    ON CONFLICT (model_id, symbol) WHERE status = 'open' DO NOTHING
-    RETURNING id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,
-(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version
-),
-res AS (SELECT *, false AS opened FROM upd UNION ALL SELECT *, true FROM ins),
-idem AS (
-    INSERT INTO engine_store_idempotency (key, method, digest, response)
-    SELECT $23, $25::smallint, $24,
-           '\x0a'::bytea || engine_store_varint(octet_length(convert_to(id, 'UTF8'))) || convert_to(id, 'UTF8')
-           || '\x10'::bytea || CASE WHEN opened THEN '\x01'::bytea ELSE '\x00'::bytea END
-           || '\x18'::bytea || engine_store_varint(updated_ms * 2)
-    FROM res WHERE $23::text IS NOT NULL
-),
-ob AS (INSERT INTO engine_store_outbox (kind, subject, ref) SELECT 'position', $1, $2 FROM res RETURNING id)
-SELECT res.*, (SELECT id FROM ob) AS outbox_id FROM res
-"""#
+            return "WITH upd AS (\n    UPDATE positions SET exchange_provider = COALESCE($3, exchange_provider),\nside = COALESCE($4, side),\nquantity = COALESCE($5::float8, quantity),\nentry_price = COALESCE($6::float8, entry_price),\nentry_time_ms = COALESCE($7::int8, entry_time_ms),\nleverage = COALESCE($8::float8, leverage),\nconfidence = COALESCE($9::float8, confidence),\nrisk_usd = COALESCE($10::float8, risk_usd),\nmargin = COALESCE($11::float8, margin),\nentry_oid = COALESCE($12::int8, entry_oid),\ntp_oid = COALESCE($13::int8, tp_oid),\nsl_oid = COALESCE($14::int8, sl_oid),\nwait_for_fill = COALESCE($15::bool, wait_for_fill),\nexit_plan = COALESCE($16::jsonb, exit_plan),\nindex_col = COALESCE($17::jsonb, index_col),\ncurrent_price = COALESCE($18::float8, current_price),\nunrealized_pnl = COALESCE($19::float8, unrealized_pnl),\nliquidation_price = COALESCE($20::float8, liquidation_price),\ncommission = COALESCE($21::float8, commission),\nslippage = COALESCE($22::float8, slippage),\nupdated_at = now(),\ncache_version = nextval('engine_store_cache_version')\n    WHERE model_id = $1 AND symbol = $2 AND status = 'open'\n    RETURNING id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version\n), ins AS (\n    INSERT INTO positions (\n        model_id, symbol, exchange_provider, side, quantity, entry_price, entry_time_ms, leverage,\n        confidence, risk_usd, margin, entry_oid, tp_oid, sl_oid, wait_for_fill, exit_plan, index_col,\n        current_price, unrealized_pnl, liquidation_price, commission, slippage, id, status)\n    SELECT $1, $2, $3, $4, $5::float8, $6::float8, $7::int8, $8::float8, $9::float8, $10::float8, $11::float8,\n           $12::int8, $13::int8, $14::int8, COALESCE($15::bool, false), $16::jsonb, $17::jsonb, $18::float8,\n           $19::float8, $20::float8, $21::float8, $22::float8, $26, 'open'\n    WHERE NOT EXISTS (SELECT 1 FROM upd)\n    ON CONFLICT (model_id, symbol) WHERE status = 'open' DO NOTHING\n    RETURNING id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version\n),\nres AS (SELECT *, false AS opened FROM upd UNION ALL SELECT *, true FROM ins),\nidem AS (\n    INSERT INTO engine_store_idempotency (key, method, digest, response)\n    SELECT $23, $25::smallint, $24,\n           '\\x0a'::bytea || engine_store_varint(octet_length(convert_to(id, 'UTF8'))) || convert_to(id, 'UTF8')\n           || '\\x10'::bytea || CASE WHEN opened THEN '\\x01'::bytea ELSE '\\x00'::bytea END\n           || '\\x18'::bytea || engine_store_varint(updated_ms * 2)\n    FROM res WHERE $23::text IS NOT NULL\n),\nob AS (INSERT INTO engine_store_outbox (kind, subject, ref) SELECT 'position', $1, $2 FROM res RETURNING id)\nSELECT res.*, (SELECT id FROM ob) AS outbox_id FROM res"
         case .positionSaveExisting:
-            return #"""
-WITH upd AS (
-    UPDATE positions SET exchange_provider = COALESCE($3, exchange_provider),
-side = COALESCE($4, side),
-quantity = COALESCE($5::float8, quantity),
-entry_price = COALESCE($6::float8, entry_price),
-entry_time_ms = COALESCE($7::int8, entry_time_ms),
-leverage = COALESCE($8::float8, leverage),
-confidence = COALESCE($9::float8, confidence),
-risk_usd = COALESCE($10::float8, risk_usd),
-margin = COALESCE($11::float8, margin),
-entry_oid = COALESCE($12::int8, entry_oid),
-tp_oid = COALESCE($13::int8, tp_oid),
-sl_oid = COALESCE($14::int8, sl_oid),
-wait_for_fill = COALESCE($15::bool, wait_for_fill),
-exit_plan = COALESCE($16::jsonb, exit_plan),
-index_col = COALESCE($17::jsonb, index_col),
-current_price = COALESCE($18::float8, current_price),
-unrealized_pnl = COALESCE($19::float8, unrealized_pnl),
-liquidation_price = COALESCE($20::float8, liquidation_price),
-commission = COALESCE($21::float8, commission),
-slippage = COALESCE($22::float8, slippage),
-updated_at = now(),
-cache_version = nextval('engine_store_cache_version')
-    WHERE model_id = $1 AND symbol = $2 AND status = 'open'
-    RETURNING id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,
-(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version
-), ins AS (SELECT * FROM upd WHERE false),
-res AS (SELECT *, false AS opened FROM upd UNION ALL SELECT *, true FROM ins),
-idem AS (
-    INSERT INTO engine_store_idempotency (key, method, digest, response)
-    SELECT $23, $25::smallint, $24,
-           '\x0a'::bytea || engine_store_varint(octet_length(convert_to(id, 'UTF8'))) || convert_to(id, 'UTF8')
-           || '\x10'::bytea || CASE WHEN opened THEN '\x01'::bytea ELSE '\x00'::bytea END
-           || '\x18'::bytea || engine_store_varint(updated_ms * 2)
-    FROM res WHERE $23::text IS NOT NULL
-),
-ob AS (INSERT INTO engine_store_outbox (kind, subject, ref) SELECT 'position', $1, $2 FROM res RETURNING id)
-SELECT res.*, (SELECT id FROM ob) AS outbox_id FROM res
-"""#
+            return "WITH upd AS (\n    UPDATE positions SET exchange_provider = COALESCE($3, exchange_provider),\nside = COALESCE($4, side),\nquantity = COALESCE($5::float8, quantity),\nentry_price = COALESCE($6::float8, entry_price),\nentry_time_ms = COALESCE($7::int8, entry_time_ms),\nleverage = COALESCE($8::float8, leverage),\nconfidence = COALESCE($9::float8, confidence),\nrisk_usd = COALESCE($10::float8, risk_usd),\nmargin = COALESCE($11::float8, margin),\nentry_oid = COALESCE($12::int8, entry_oid),\ntp_oid = COALESCE($13::int8, tp_oid),\nsl_oid = COALESCE($14::int8, sl_oid),\nwait_for_fill = COALESCE($15::bool, wait_for_fill),\nexit_plan = COALESCE($16::jsonb, exit_plan),\nindex_col = COALESCE($17::jsonb, index_col),\ncurrent_price = COALESCE($18::float8, current_price),\nunrealized_pnl = COALESCE($19::float8, unrealized_pnl),\nliquidation_price = COALESCE($20::float8, liquidation_price),\ncommission = COALESCE($21::float8, commission),\nslippage = COALESCE($22::float8, slippage),\nupdated_at = now(),\ncache_version = nextval('engine_store_cache_version')\n    WHERE model_id = $1 AND symbol = $2 AND status = 'open'\n    RETURNING id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version\n), ins AS (SELECT * FROM upd WHERE false),\nres AS (SELECT *, false AS opened FROM upd UNION ALL SELECT *, true FROM ins),\nidem AS (\n    INSERT INTO engine_store_idempotency (key, method, digest, response)\n    SELECT $23, $25::smallint, $24,\n           '\\x0a'::bytea || engine_store_varint(octet_length(convert_to(id, 'UTF8'))) || convert_to(id, 'UTF8')\n           || '\\x10'::bytea || CASE WHEN opened THEN '\\x01'::bytea ELSE '\\x00'::bytea END\n           || '\\x18'::bytea || engine_store_varint(updated_ms * 2)\n    FROM res WHERE $23::text IS NOT NULL\n),\nob AS (INSERT INTO engine_store_outbox (kind, subject, ref) SELECT 'position', $1, $2 FROM res RETURNING id)\nSELECT res.*, (SELECT id FROM ob) AS outbox_id FROM res"
         case .positionsOpenOfModel:
-            return #"""
-SELECT id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,
-(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version FROM positions WHERE model_id = $1 AND status = 'open' ORDER BY symbol
-"""#
+            return "SELECT id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version FROM positions WHERE model_id = $1 AND status = 'open' ORDER BY symbol"
         case .positionSlots:
-            return #"""
-SELECT DISTINCT ON (symbol) id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,
-(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version, status = 'open' AS is_open
-FROM positions WHERE model_id = $1 ORDER BY symbol, cache_version DESC, (status = 'open') DESC
-"""#
+            return "SELECT DISTINCT ON (symbol) id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version, status = 'open' AS is_open\nFROM positions WHERE model_id = $1 ORDER BY symbol, cache_version DESC, (status = 'open') DESC"
         case .positionLockOpen:
-            return #"""
-SELECT id, side, quantity, entry_price, entry_time_ms, leverage, confidence, commission, exchange_provider,
-       entry_oid, exit_plan::text AS exit_plan
-FROM positions WHERE model_id = $1 AND symbol = $2 AND status = 'open' FOR UPDATE
-"""#
+            return "SELECT id, side, quantity, entry_price, entry_time_ms, leverage, confidence, commission, exchange_provider,\n       entry_oid, exit_plan::text AS exit_plan\nFROM positions WHERE model_id = $1 AND symbol = $2 AND status = 'open' FOR UPDATE"
         case .positionCloseFull:
-            return #"""
-UPDATE positions SET status = 'closed', current_price = $2, unrealized_pnl = 0,
-    closed_pnl = COALESCE(closed_pnl, 0) + $3, updated_at = now(), cache_version = nextval('engine_store_cache_version')
-WHERE id = $1
-RETURNING cache_version
-"""#
+            return "UPDATE positions SET status = 'closed', current_price = $2, unrealized_pnl = 0,\n    closed_pnl = COALESCE(closed_pnl, 0) + $3, updated_at = now(), cache_version = nextval('engine_store_cache_version')\nWHERE id = $1\nRETURNING cache_version"
         case .positionClosePartial:
-            return #"""
-UPDATE positions SET quantity = quantity - $2, commission = commission - $3,
-    closed_pnl = COALESCE(closed_pnl, 0) + $4, current_price = $5, updated_at = now(),
-    cache_version = nextval('engine_store_cache_version')
-WHERE id = $1
-RETURNING id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,
-(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version
-"""#
+            return "UPDATE positions SET quantity = quantity - $2, commission = commission - $3,\n    closed_pnl = COALESCE(closed_pnl, 0) + $4, current_price = $5, updated_at = now(),\n    cache_version = nextval('engine_store_cache_version')\nWHERE id = $1\nRETURNING id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version"
         case .positionMark:
-            return #"""
-UPDATE positions SET current_price = $3, unrealized_pnl = COALESCE($4::float8, unrealized_pnl),
-    liquidation_price = COALESCE($5::float8, liquidation_price), updated_at = now(),
-    cache_version = nextval('engine_store_cache_version')
-WHERE model_id = $1 AND symbol = $2 AND status = 'open'
-RETURNING id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,
-(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version
-"""#
+            return "UPDATE positions SET current_price = $3, unrealized_pnl = COALESCE($4::float8, unrealized_pnl),\n    liquidation_price = COALESCE($5::float8, liquidation_price), updated_at = now(),\n    cache_version = nextval('engine_store_cache_version')\nWHERE model_id = $1 AND symbol = $2 AND status = 'open'\nRETURNING id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version"
         case .idemClaim:
-            return #"""
-INSERT INTO engine_store_idempotency (key, method, digest) VALUES ($1, $2, $3)
-ON CONFLICT (key) DO NOTHING RETURNING 1
-"""#
+            return "INSERT INTO engine_store_idempotency (key, method, digest) VALUES ($1, $2, $3)\nON CONFLICT (key) DO NOTHING RETURNING 1"
         case .idemLookup:
-            return #"""
-SELECT method, digest, encode(response, 'hex') AS response FROM engine_store_idempotency WHERE key = $1
-"""#
+            return "SELECT method, digest, encode(response, 'hex') AS response FROM engine_store_idempotency WHERE key = $1"
         case .idemRecord:
-            return #"""
-UPDATE engine_store_idempotency SET response = decode($2, 'hex') WHERE key = $1
-"""#
+            return "UPDATE engine_store_idempotency SET response = decode($2, 'hex') WHERE key = $1"
         case .idemPurge:
-            return #"""
-DELETE FROM engine_store_idempotency WHERE created_at < now() - make_interval(hours => $1::int)
-"""#
+            return "DELETE FROM engine_store_idempotency WHERE created_at < now() - make_interval(hours => $1::int)"
         case .outboxInsert:
-            return #"""
-INSERT INTO engine_store_outbox (kind, subject, ref)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) RETURNING id
-"""#
+            return "INSERT INTO engine_store_outbox (kind, subject, ref)\nSELECT * FROM unnest($1::text[], $2::text[], $3::text[]) RETURNING id"
         case .outboxClaimDue:
-            return #"""
-SELECT id, kind, subject, ref FROM engine_store_outbox
-WHERE created_at < now() - make_interval(secs => $1::float8 / 1000)
-ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
-"""#
+            return "SELECT id, kind, subject, ref FROM engine_store_outbox\nWHERE created_at < now() - make_interval(secs => $1::float8 / 1000)\nORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
         case .outboxClaimIds:
-            return #"""
-SELECT id, kind, subject, ref FROM engine_store_outbox WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE SKIP LOCKED
-"""#
+            return "SELECT id, kind, subject, ref FROM engine_store_outbox WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE SKIP LOCKED"
         case .outboxDelete:
-            return #"""
-DELETE FROM engine_store_outbox WHERE id = ANY($1::bigint[])
-"""#
+            return "DELETE FROM engine_store_outbox WHERE id = ANY($1::bigint[])"
         case .outboxDepth:
-            return #"""
-SELECT count(*) AS depth FROM engine_store_outbox
-"""#
+            return "SELECT count(*) AS depth FROM engine_store_outbox"
         case .modelIds:
-            return #"""
-SELECT model_id FROM model_analytics
-UNION SELECT DISTINCT model_id FROM positions WHERE status = 'open'
-UNION SELECT DISTINCT model_id FROM trades
-UNION SELECT DISTINCT model_id FROM decision_cycles
-ORDER BY 1
-"""#
+            return "SELECT model_id FROM model_analytics\nUNION SELECT DISTINCT model_id FROM positions WHERE status = 'open'\nUNION SELECT DISTINCT model_id FROM trades\nUNION SELECT DISTINCT model_id FROM decision_cycles\nORDER BY 1"
         case .migrationsTable:
-            return #"""
-CREATE TABLE IF NOT EXISTS engine_store_migrations (
-    version INT PRIMARY KEY,
-    name TEXT NOT NULL,
-    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-)
-"""#
+            return "CREATE TABLE IF NOT EXISTS engine_store_migrations (\n    version INT PRIMARY KEY,\n    name TEXT NOT NULL,\n    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()\n)"
         case .migrationsLock:
-            return #"""
-SELECT pg_advisory_xact_lock($1)
-"""#
+            return "SELECT pg_advisory_xact_lock($1)"
         case .migrationApplied:
-            return #"""
-SELECT 1 FROM engine_store_migrations WHERE version = $1
-"""#
+            return "SELECT 1 FROM engine_store_migrations WHERE version = $1"
         case .migrationRecord:
-            return #"""
-INSERT INTO engine_store_migrations (version, name) VALUES ($1, $2)
-"""#
+            return "INSERT INTO engine_store_migrations (version, name) VALUES ($1, $2)"
         case .migrationsCurrent:
-            return #"""
-SELECT COALESCE(max(version), 0) FROM engine_store_migrations
-"""#
+            return "SELECT COALESCE(max(version), 0) FROM engine_store_migrations"
         case .traderStateSelect:
-            return #"""
-SELECT trader_id, exchange_provider, market_provider, allocation_pct, cooldown::text AS cooldown,
-risk_guards::text AS risk_guards, (extract(epoch FROM last_decision_at) * 1000)::bigint AS last_decision_ms,
-(extract(epoch FROM pause_until) * 1000)::bigint AS pause_until_ms,
-(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version FROM trader_state WHERE trader_id = $1
-"""#
+            return "SELECT trader_id, exchange_provider, market_provider, allocation_pct, cooldown::text AS cooldown,\nrisk_guards::text AS risk_guards, (extract(epoch FROM last_decision_at) * 1000)::bigint AS last_decision_ms,\n(extract(epoch FROM pause_until) * 1000)::bigint AS pause_until_ms,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version FROM trader_state WHERE trader_id = $1"
         case .traderStateUpdate:
-            return #"""
-UPDATE trader_state SET
-    exchange_provider = COALESCE($2, exchange_provider),
-    market_provider = COALESCE($3, market_provider),
-    allocation_pct = COALESCE($4::float8, allocation_pct),
-    cooldown = COALESCE($5::jsonb, cooldown),
-    risk_guards = COALESCE($6::jsonb, risk_guards),
-    last_decision_at = COALESCE(to_timestamp($7::float8 / 1000), last_decision_at),
-    pause_until = COALESCE(to_timestamp($8::float8 / 1000), pause_until),
-    updated_at = now(),
-    cache_version = nextval('engine_store_cache_version')
-WHERE trader_id = $1
-RETURNING trader_id, exchange_provider, market_provider, allocation_pct, cooldown::text AS cooldown,
-risk_guards::text AS risk_guards, (extract(epoch FROM last_decision_at) * 1000)::bigint AS last_decision_ms,
-(extract(epoch FROM pause_until) * 1000)::bigint AS pause_until_ms,
-(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version
-"""#
+            return "UPDATE trader_state SET\n    exchange_provider = COALESCE($2, exchange_provider),\n    market_provider = COALESCE($3, market_provider),\n    allocation_pct = COALESCE($4::float8, allocation_pct),\n    cooldown = COALESCE($5::jsonb, cooldown),\n    risk_guards = COALESCE($6::jsonb, risk_guards),\n    last_decision_at = COALESCE(to_timestamp($7::float8 / 1000), last_decision_at),\n    pause_until = COALESCE(to_timestamp($8::float8 / 1000), pause_until),\n    updated_at = now(),\n    cache_version = nextval('engine_store_cache_version')\nWHERE trader_id = $1\nRETURNING trader_id, exchange_provider, market_provider, allocation_pct, cooldown::text AS cooldown,\nrisk_guards::text AS risk_guards, (extract(epoch FROM last_decision_at) * 1000)::bigint AS last_decision_ms,\n(extract(epoch FROM pause_until) * 1000)::bigint AS pause_until_ms,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version"
         case .traderStateInsert:
-            return #"""
-INSERT INTO trader_state (trader_id, exchange_provider, market_provider, allocation_pct, cooldown, risk_guards,
-                          last_decision_at, pause_until)
-VALUES ($1, $2, $3, $4, COALESCE($5::jsonb, '{}'), COALESCE($6::jsonb, '{}'),
-        to_timestamp($7::float8 / 1000), to_timestamp($8::float8 / 1000))
-ON CONFLICT (trader_id) DO NOTHING
-RETURNING trader_id, exchange_provider, market_provider, allocation_pct, cooldown::text AS cooldown,
-risk_guards::text AS risk_guards, (extract(epoch FROM last_decision_at) * 1000)::bigint AS last_decision_ms,
-(extract(epoch FROM pause_until) * 1000)::bigint AS pause_until_ms,
-(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version
-"""#
+            return "INSERT INTO trader_state (trader_id, exchange_provider, market_provider, allocation_pct, cooldown, risk_guards,\n                          last_decision_at, pause_until)\nVALUES ($1, $2, $3, $4, COALESCE($5::jsonb, '{}'), COALESCE($6::jsonb, '{}'),\n        to_timestamp($7::float8 / 1000), to_timestamp($8::float8 / 1000))\nON CONFLICT (trader_id) DO NOTHING\nRETURNING trader_id, exchange_provider, market_provider, allocation_pct, cooldown::text AS cooldown,\nrisk_guards::text AS risk_guards, (extract(epoch FROM last_decision_at) * 1000)::bigint AS last_decision_ms,\n(extract(epoch FROM pause_until) * 1000)::bigint AS pause_until_ms,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version"
         case .traderIds:
-            return #"""
-SELECT trader_id FROM trader_state ORDER BY 1
-"""#
+            return "SELECT trader_id FROM trader_state ORDER BY 1"
         case .tradeInsert:
-            return #"""
-INSERT INTO trades (
-    id, model_id, exchange_provider, symbol, side, trade_type, trade_id, quantity, leverage, confidence,
-    entry_price, entry_ts_ms, entry_human_time, entry_sz, entry_oid, entry_commission_dollars,
-    exit_price, exit_ts_ms, exit_human_time, exit_sz, exit_tid, exit_oid, exit_crossed, exit_liquidation,
-    exit_commission_dollars, exit_closed_pnl, exit_plan, realized_gross_pnl, realized_net_pnl,
-    total_commission_dollars)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-        $21, $22, $23, $24::jsonb, $25, $26, $27::jsonb, $28, $29, $30)
-"""#
+            return "INSERT INTO trades (\n    id, model_id, exchange_provider, symbol, side, trade_type, trade_id, quantity, leverage, confidence,\n    entry_price, entry_ts_ms, entry_human_time, entry_sz, entry_oid, entry_commission_dollars,\n    exit_price, exit_ts_ms, exit_human_time, exit_sz, exit_tid, exit_oid, exit_crossed, exit_liquidation,\n    exit_commission_dollars, exit_closed_pnl, exit_plan, realized_gross_pnl, realized_net_pnl,\n    total_commission_dollars)\nVALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,\n        $21, $22, $23, $24::jsonb, $25, $26, $27::jsonb, $28, $29, $30)"
         case .tradesRecentOfModel:
-            return #"""
-SELECT model_id, symbol, side, quantity, entry_price, exit_price, realized_net_pnl, confidence,
-exit_ts_ms, exchange_provider, entry_ts_ms, leverage, id
-FROM trades WHERE model_id = $1 AND exit_ts_ms IS NOT NULL
-ORDER BY exit_ts_ms DESC, id COLLATE "C" DESC LIMIT $2
-"""#
+            return "SELECT model_id, symbol, side, quantity, entry_price, exit_price, realized_net_pnl, confidence,\nexit_ts_ms, exchange_provider, entry_ts_ms, leverage, id\nFROM trades WHERE model_id = $1 AND exit_ts_ms IS NOT NULL\nORDER BY exit_ts_ms DESC, id COLLATE \"C\" DESC LIMIT $2"
         case .tradeById:
-            return #"""
-SELECT model_id, symbol, side, quantity, entry_price, exit_price, realized_net_pnl, confidence,
-exit_ts_ms, exchange_provider, entry_ts_ms, leverage, id FROM trades WHERE id = $1
-"""#
+            return "SELECT model_id, symbol, side, quantity, entry_price, exit_price, realized_net_pnl, confidence,\nexit_ts_ms, exchange_provider, entry_ts_ms, leverage, id FROM trades WHERE id = $1"
         case .tradesExisting:
-            return #"""
-SELECT id FROM trades WHERE id = ANY($1::text[])
-"""#
+            return "SELECT id FROM trades WHERE id = ANY($1::text[])"
         case .tradeEventInsert:
-            return #"""
-INSERT INTO engine_store_trade_events (trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)
-ON CONFLICT (trade_id) DO NOTHING RETURNING 1
-"""#
+            return "INSERT INTO engine_store_trade_events (trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload)\nVALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)\nON CONFLICT (trade_id) DO NOTHING RETURNING 1"
         case .tradeEventById:
-            return #"""
-SELECT trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload::text AS payload
-FROM engine_store_trade_events WHERE trade_id = $1
-"""#
+            return "SELECT trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload::text AS payload\nFROM engine_store_trade_events WHERE trade_id = $1"
         }
     }
 }
@@ -477,281 +179,11 @@ FROM engine_store_trade_events WHERE trade_id = $1
 /// The schema migrations, in version order (SQL/migrations).
 enum MigrationText {
     static let all: [(version: Int, name: String, sql: String)] = [
-        (1, "nof0 tables", #"""
-CREATE TABLE IF NOT EXISTS models (
-    id TEXT PRIMARY KEY,
-    display_name TEXT NOT NULL,
-    description TEXT,
-    metadata JSONB NOT NULL DEFAULT '{}',
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-
-CREATE TABLE IF NOT EXISTS positions (
-    id TEXT PRIMARY KEY,
-    model_id TEXT NOT NULL,
-    exchange_provider TEXT NOT NULL,
-    symbol TEXT NOT NULL,
-    side TEXT NOT NULL DEFAULT 'long',
-    status TEXT NOT NULL DEFAULT 'open',
-    entry_oid BIGINT,
-    risk_usd DOUBLE PRECISION,
-    confidence DOUBLE PRECISION,
-    index_col JSONB,
-    exit_plan JSONB,
-    entry_time_ms BIGINT NOT NULL,
-    entry_price DOUBLE PRECISION NOT NULL,
-    tp_oid BIGINT,
-    margin DOUBLE PRECISION,
-    wait_for_fill BOOLEAN NOT NULL DEFAULT false,
-    sl_oid BIGINT,
-    current_price DOUBLE PRECISION,
-    closed_pnl DOUBLE PRECISION,
-    liquidation_price DOUBLE PRECISION,
-    commission DOUBLE PRECISION,
-    leverage DOUBLE PRECISION,
-    slippage DOUBLE PRECISION,
-    quantity DOUBLE PRECISION NOT NULL,
-    unrealized_pnl DOUBLE PRECISION,
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS idx_positions_model ON positions (model_id);
-CREATE INDEX IF NOT EXISTS idx_positions_symbol ON positions (symbol);
-CREATE INDEX IF NOT EXISTS idx_positions_status_model ON positions (status, model_id);
-
-CREATE TABLE IF NOT EXISTS trades (
-    id TEXT PRIMARY KEY,
-    model_id TEXT NOT NULL,
-    exchange_provider TEXT NOT NULL,
-    symbol TEXT NOT NULL,
-    side TEXT NOT NULL,
-    trade_type TEXT,
-    trade_id TEXT,
-    quantity DOUBLE PRECISION,
-    leverage DOUBLE PRECISION,
-    confidence DOUBLE PRECISION,
-    entry_price DOUBLE PRECISION,
-    entry_ts_ms BIGINT NOT NULL,
-    entry_human_time TEXT,
-    entry_sz DOUBLE PRECISION,
-    entry_tid BIGINT,
-    entry_oid BIGINT,
-    entry_crossed BOOLEAN NOT NULL DEFAULT false,
-    entry_liquidation JSONB,
-    entry_commission_dollars DOUBLE PRECISION,
-    entry_closed_pnl DOUBLE PRECISION,
-    exit_price DOUBLE PRECISION,
-    exit_ts_ms BIGINT,
-    exit_human_time TEXT,
-    exit_sz DOUBLE PRECISION,
-    exit_tid BIGINT,
-    exit_oid BIGINT,
-    exit_crossed BOOLEAN,
-    exit_liquidation JSONB,
-    exit_commission_dollars DOUBLE PRECISION,
-    exit_closed_pnl DOUBLE PRECISION,
-    exit_plan JSONB,
-    realized_gross_pnl DOUBLE PRECISION,
-    realized_net_pnl DOUBLE PRECISION,
-    total_commission_dollars DOUBLE PRECISION,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS idx_trades_model_entry_ts ON trades (model_id, entry_ts_ms DESC);
-CREATE INDEX IF NOT EXISTS idx_trades_exit_oid ON trades (exit_oid);
-
-CREATE TABLE IF NOT EXISTS account_equity_snapshots (
-    id BIGSERIAL PRIMARY KEY,
-    model_id TEXT NOT NULL,
-    ts_ms BIGINT NOT NULL,
-    dollar_equity DOUBLE PRECISION NOT NULL,
-    realized_pnl DOUBLE PRECISION NOT NULL DEFAULT 0,
-    total_unrealized_pnl DOUBLE PRECISION NOT NULL DEFAULT 0,
-    cum_pnl_pct DOUBLE PRECISION,
-    sharpe_ratio DOUBLE PRECISION,
-    since_inception_hourly_marker INT,
-    since_inception_minute_marker INT,
-    metadata JSONB NOT NULL DEFAULT '{}',
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    UNIQUE (model_id, ts_ms)
-);
-CREATE INDEX IF NOT EXISTS idx_equity_model_ts ON account_equity_snapshots (model_id, ts_ms DESC);
-
-CREATE TABLE IF NOT EXISTS decision_cycles (
-    id BIGSERIAL PRIMARY KEY,
-    model_id TEXT NOT NULL,
-    cycle_number INT,
-    prompt_digest TEXT,
-    cot_trace TEXT,
-    decisions JSONB,
-    success BOOLEAN NOT NULL DEFAULT false,
-    error_message TEXT,
-    executed_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS idx_decision_cycles_model_time ON decision_cycles (model_id, executed_at DESC);
-
-CREATE TABLE IF NOT EXISTS model_analytics (
-    model_id TEXT PRIMARY KEY,
-    payload JSONB NOT NULL,
-    server_time_ms BIGINT NOT NULL,
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    metadata JSONB NOT NULL DEFAULT '{}'
-);
-
-CREATE TABLE IF NOT EXISTS trader_state (
-    trader_id TEXT PRIMARY KEY,
-    exchange_provider TEXT NOT NULL,
-    market_provider TEXT NOT NULL,
-    allocation_pct DOUBLE PRECISION,
-    cooldown JSONB NOT NULL DEFAULT '{}',
-    risk_guards JSONB NOT NULL DEFAULT '{}',
-    last_decision_at TIMESTAMPTZ,
-    pause_until TIMESTAMPTZ,
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-
-CREATE TABLE IF NOT EXISTS price_ticks (
-    id BIGSERIAL PRIMARY KEY,
-    provider TEXT NOT NULL,
-    symbol TEXT NOT NULL,
-    price DOUBLE PRECISION NOT NULL,
-    ts_ms BIGINT NOT NULL,
-    volume DOUBLE PRECISION,
-    raw JSONB,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS idx_price_ticks_symbol_ts ON price_ticks (symbol, ts_ms DESC);
-CREATE INDEX IF NOT EXISTS idx_price_ticks_provider_symbol_ts ON price_ticks (provider, symbol, ts_ms DESC);
-
-CREATE TABLE IF NOT EXISTS price_latest (
-    id BIGSERIAL PRIMARY KEY,
-    provider TEXT NOT NULL,
-    symbol TEXT NOT NULL,
-    price DOUBLE PRECISION NOT NULL,
-    ts_ms BIGINT NOT NULL,
-    raw JSONB,
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    UNIQUE (provider, symbol)
-);
-
-CREATE TABLE IF NOT EXISTS market_assets (
-    id BIGSERIAL PRIMARY KEY,
-    provider TEXT NOT NULL,
-    symbol TEXT NOT NULL,
-    name TEXT,
-    sz_decimals INT,
-    max_leverage DOUBLE PRECISION,
-    only_isolated BOOLEAN,
-    margin_table_id INT,
-    is_delisted BOOLEAN NOT NULL DEFAULT false,
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    UNIQUE (provider, symbol)
-);
-
-CREATE TABLE IF NOT EXISTS market_asset_ctx (
-    id BIGSERIAL PRIMARY KEY,
-    provider TEXT NOT NULL,
-    symbol TEXT NOT NULL,
-    funding DOUBLE PRECISION,
-    open_interest DOUBLE PRECISION,
-    oracle_px DOUBLE PRECISION,
-    mark_px DOUBLE PRECISION,
-    mid_px DOUBLE PRECISION,
-    impact_pxs JSONB,
-    prev_day_px DOUBLE PRECISION,
-    day_ntl_vlm DOUBLE PRECISION,
-    day_base_vlm DOUBLE PRECISION,
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    UNIQUE (provider, symbol)
-);
-"""#),
-        (2, "one open position per model and symbol", #"""
--- nof0's own index on (model_id, symbol) WHERE status = 'open' is not unique; ours is, so the
--- database itself refuses a second open position for a model and symbol.
-CREATE UNIQUE INDEX IF NOT EXISTS engine_store_positions_one_open
-    ON positions (model_id, symbol) WHERE status = 'open';
-"""#),
-        (3, "idempotency keys and trade events", #"""
--- Tables of the service's own: idempotency records (kept 24 h by default) and trade events
--- deduplicated by the exchange's trade id.
-CREATE TABLE IF NOT EXISTS engine_store_idempotency (
-    key TEXT PRIMARY KEY,
-    method SMALLINT NOT NULL,
-    digest TEXT NOT NULL,
-    response BYTEA,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS engine_store_idempotency_created ON engine_store_idempotency (created_at);
-
-CREATE TABLE IF NOT EXISTS engine_store_trade_events (
-    trade_id TEXT PRIMARY KEY,
-    model_id TEXT NOT NULL,
-    symbol TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    side TEXT,
-    price DOUBLE PRECISION,
-    size DOUBLE PRECISION,
-    fee DOUBLE PRECISION,
-    ts_ms BIGINT NOT NULL,
-    payload JSONB,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS engine_store_trade_events_model_ts ON engine_store_trade_events (model_id, ts_ms DESC);
-"""#),
-        (4, "varint encoder for recording replies in SQL", #"""
--- Protocol-buffer varint of a non-negative bigint, so a statement can record its own reply
--- (see SavePosition's pipelined statement).
-CREATE OR REPLACE FUNCTION engine_store_varint(v bigint) RETURNS bytea
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
-DECLARE
-    out bytea := ''::bytea;
-    b int;
-BEGIN
-    IF v < 0 THEN RAISE EXCEPTION 'engine_store_varint: negative value %', v; END IF;
-    LOOP
-        b := (v & 127)::int;
-        v := v >> 7;
-        IF v = 0 THEN
-            RETURN out || set_byte('\x00'::bytea, 0, b);
-        END IF;
-        out := out || set_byte('\x00'::bytea, 0, b | 128);
-    END LOOP;
-END
-$fn$;
-"""#),
-        (5, "cache outbox", #"""
--- Cache work owed to Redis, written in the same transaction as the data: what to rebuild, not
--- the values (the relay derives them from Postgres when it runs, so it never writes stale data).
-CREATE TABLE IF NOT EXISTS engine_store_outbox (
-    id BIGSERIAL PRIMARY KEY,
-    kind TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    ref TEXT NOT NULL DEFAULT '',
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS engine_store_outbox_created ON engine_store_outbox (created_at);
-"""#),
-        (6, "cache versions", #"""
--- Every row a cached document is built from carries `cache_version`, set from one sequence by
--- each statement that changes the row, while it holds the row lock: for one row the versions
--- grow in commit order, so Redis can refuse a value older than the one it holds
--- (docs/cache-consistency.md). Rows written by nof0's own writer keep 0, the oldest version.
--- `cache_version` is deliberately not indexed: an indexed column would make every position
--- update a non-HOT update (one more entry in every index). The relay's per-model read uses
--- idx_positions_model. The trades index serves the recent-trades order of the read path.
-CREATE SEQUENCE IF NOT EXISTS engine_store_cache_version;
-ALTER TABLE positions ADD COLUMN IF NOT EXISTS cache_version BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE positions ALTER COLUMN cache_version SET DEFAULT nextval('engine_store_cache_version');
-ALTER TABLE trader_state ADD COLUMN IF NOT EXISTS cache_version BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE trader_state ALTER COLUMN cache_version SET DEFAULT nextval('engine_store_cache_version');
-ALTER TABLE model_analytics ADD COLUMN IF NOT EXISTS cache_version BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE model_analytics ALTER COLUMN cache_version SET DEFAULT nextval('engine_store_cache_version');
-CREATE INDEX IF NOT EXISTS engine_store_trades_recent ON trades (model_id, exit_ts_ms DESC, id COLLATE "C" DESC);
-"""#),
+        (1, "nof0 tables", "CREATE TABLE IF NOT EXISTS models (\n    id TEXT PRIMARY KEY,\n    display_name TEXT NOT NULL,\n    description TEXT,\n    metadata JSONB NOT NULL DEFAULT '{}',\n    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()\n);\n\nCREATE TABLE IF NOT EXISTS positions (\n    id TEXT PRIMARY KEY,\n    model_id TEXT NOT NULL,\n    exchange_provider TEXT NOT NULL,\n    symbol TEXT NOT NULL,\n    side TEXT NOT NULL DEFAULT 'long',\n    status TEXT NOT NULL DEFAULT 'open',\n    entry_oid BIGINT,\n    risk_usd DOUBLE PRECISION,\n    confidence DOUBLE PRECISION,\n    index_col JSONB,\n    exit_plan JSONB,\n    entry_time_ms BIGINT NOT NULL,\n    entry_price DOUBLE PRECISION NOT NULL,\n    tp_oid BIGINT,\n    margin DOUBLE PRECISION,\n    wait_for_fill BOOLEAN NOT NULL DEFAULT false,\n    sl_oid BIGINT,\n    current_price DOUBLE PRECISION,\n    closed_pnl DOUBLE PRECISION,\n    liquidation_price DOUBLE PRECISION,\n    commission DOUBLE PRECISION,\n    leverage DOUBLE PRECISION,\n    slippage DOUBLE PRECISION,\n    quantity DOUBLE PRECISION NOT NULL,\n    unrealized_pnl DOUBLE PRECISION,\n    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n    created_at TIMESTAMPTZ NOT NULL DEFAULT now()\n);\nCREATE INDEX IF NOT EXISTS idx_positions_model ON positions (model_id);\nCREATE INDEX IF NOT EXISTS idx_positions_symbol ON positions (symbol);\nCREATE INDEX IF NOT EXISTS idx_positions_status_model ON positions (status, model_id);\n\nCREATE TABLE IF NOT EXISTS trades (\n    id TEXT PRIMARY KEY,\n    model_id TEXT NOT NULL,\n    exchange_provider TEXT NOT NULL,\n    symbol TEXT NOT NULL,\n    side TEXT NOT NULL,\n    trade_type TEXT,\n    trade_id TEXT,\n    quantity DOUBLE PRECISION,\n    leverage DOUBLE PRECISION,\n    confidence DOUBLE PRECISION,\n    entry_price DOUBLE PRECISION,\n    entry_ts_ms BIGINT NOT NULL,\n    entry_human_time TEXT,\n    entry_sz DOUBLE PRECISION,\n    entry_tid BIGINT,\n    entry_oid BIGINT,\n    entry_crossed BOOLEAN NOT NULL DEFAULT false,\n    entry_liquidation JSONB,\n    entry_commission_dollars DOUBLE PRECISION,\n    entry_closed_pnl DOUBLE PRECISION,\n    exit_price DOUBLE PRECISION,\n    exit_ts_ms BIGINT,\n    exit_human_time TEXT,\n    exit_sz DOUBLE PRECISION,\n    exit_tid BIGINT,\n    exit_oid BIGINT,\n    exit_crossed BOOLEAN,\n    exit_liquidation JSONB,\n    exit_commission_dollars DOUBLE PRECISION,\n    exit_closed_pnl DOUBLE PRECISION,\n    exit_plan JSONB,\n    realized_gross_pnl DOUBLE PRECISION,\n    realized_net_pnl DOUBLE PRECISION,\n    total_commission_dollars DOUBLE PRECISION,\n    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()\n);\nCREATE INDEX IF NOT EXISTS idx_trades_model_entry_ts ON trades (model_id, entry_ts_ms DESC);\nCREATE INDEX IF NOT EXISTS idx_trades_exit_oid ON trades (exit_oid);\n\nCREATE TABLE IF NOT EXISTS account_equity_snapshots (\n    id BIGSERIAL PRIMARY KEY,\n    model_id TEXT NOT NULL,\n    ts_ms BIGINT NOT NULL,\n    dollar_equity DOUBLE PRECISION NOT NULL,\n    realized_pnl DOUBLE PRECISION NOT NULL DEFAULT 0,\n    total_unrealized_pnl DOUBLE PRECISION NOT NULL DEFAULT 0,\n    cum_pnl_pct DOUBLE PRECISION,\n    sharpe_ratio DOUBLE PRECISION,\n    since_inception_hourly_marker INT,\n    since_inception_minute_marker INT,\n    metadata JSONB NOT NULL DEFAULT '{}',\n    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n    UNIQUE (model_id, ts_ms)\n);\nCREATE INDEX IF NOT EXISTS idx_equity_model_ts ON account_equity_snapshots (model_id, ts_ms DESC);\n\nCREATE TABLE IF NOT EXISTS decision_cycles (\n    id BIGSERIAL PRIMARY KEY,\n    model_id TEXT NOT NULL,\n    cycle_number INT,\n    prompt_digest TEXT,\n    cot_trace TEXT,\n    decisions JSONB,\n    success BOOLEAN NOT NULL DEFAULT false,\n    error_message TEXT,\n    executed_at TIMESTAMPTZ NOT NULL DEFAULT now()\n);\nCREATE INDEX IF NOT EXISTS idx_decision_cycles_model_time ON decision_cycles (model_id, executed_at DESC);\n\nCREATE TABLE IF NOT EXISTS model_analytics (\n    model_id TEXT PRIMARY KEY,\n    payload JSONB NOT NULL,\n    server_time_ms BIGINT NOT NULL,\n    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n    metadata JSONB NOT NULL DEFAULT '{}'\n);\n\nCREATE TABLE IF NOT EXISTS trader_state (\n    trader_id TEXT PRIMARY KEY,\n    exchange_provider TEXT NOT NULL,\n    market_provider TEXT NOT NULL,\n    allocation_pct DOUBLE PRECISION,\n    cooldown JSONB NOT NULL DEFAULT '{}',\n    risk_guards JSONB NOT NULL DEFAULT '{}',\n    last_decision_at TIMESTAMPTZ,\n    pause_until TIMESTAMPTZ,\n    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n    created_at TIMESTAMPTZ NOT NULL DEFAULT now()\n);\n\nCREATE TABLE IF NOT EXISTS price_ticks (\n    id BIGSERIAL PRIMARY KEY,\n    provider TEXT NOT NULL,\n    symbol TEXT NOT NULL,\n    price DOUBLE PRECISION NOT NULL,\n    ts_ms BIGINT NOT NULL,\n    volume DOUBLE PRECISION,\n    raw JSONB,\n    created_at TIMESTAMPTZ NOT NULL DEFAULT now()\n);\nCREATE INDEX IF NOT EXISTS idx_price_ticks_symbol_ts ON price_ticks (symbol, ts_ms DESC);\nCREATE INDEX IF NOT EXISTS idx_price_ticks_provider_symbol_ts ON price_ticks (provider, symbol, ts_ms DESC);\n\nCREATE TABLE IF NOT EXISTS price_latest (\n    id BIGSERIAL PRIMARY KEY,\n    provider TEXT NOT NULL,\n    symbol TEXT NOT NULL,\n    price DOUBLE PRECISION NOT NULL,\n    ts_ms BIGINT NOT NULL,\n    raw JSONB,\n    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n    UNIQUE (provider, symbol)\n);\n\nCREATE TABLE IF NOT EXISTS market_assets (\n    id BIGSERIAL PRIMARY KEY,\n    provider TEXT NOT NULL,\n    symbol TEXT NOT NULL,\n    name TEXT,\n    sz_decimals INT,\n    max_leverage DOUBLE PRECISION,\n    only_isolated BOOLEAN,\n    margin_table_id INT,\n    is_delisted BOOLEAN NOT NULL DEFAULT false,\n    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n    UNIQUE (provider, symbol)\n);\n\nCREATE TABLE IF NOT EXISTS market_asset_ctx (\n    id BIGSERIAL PRIMARY KEY,\n    provider TEXT NOT NULL,\n    symbol TEXT NOT NULL,\n    funding DOUBLE PRECISION,\n    open_interest DOUBLE PRECISION,\n    oracle_px DOUBLE PRECISION,\n    mark_px DOUBLE PRECISION,\n    mid_px DOUBLE PRECISION,\n    impact_pxs JSONB,\n    prev_day_px DOUBLE PRECISION,\n    day_ntl_vlm DOUBLE PRECISION,\n    day_base_vlm DOUBLE PRECISION,\n    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n    UNIQUE (provider, symbol)\n);"),
+        (2, "one open position per model and symbol", "-- nof0's own index on (model_id, symbol) WHERE status = 'open' is not unique; ours is, so the\n-- database itself refuses a second open position for a model and symbol.\nCREATE UNIQUE INDEX IF NOT EXISTS engine_store_positions_one_open\n    ON positions (model_id, symbol) WHERE status = 'open';"),
+        (3, "idempotency keys and trade events", "-- Tables of the service's own: idempotency records (kept 24 h by default) and trade events\n-- deduplicated by the exchange's trade id.\nCREATE TABLE IF NOT EXISTS engine_store_idempotency (\n    key TEXT PRIMARY KEY,\n    method SMALLINT NOT NULL,\n    digest TEXT NOT NULL,\n    response BYTEA,\n    created_at TIMESTAMPTZ NOT NULL DEFAULT now()\n);\nCREATE INDEX IF NOT EXISTS engine_store_idempotency_created ON engine_store_idempotency (created_at);\n\nCREATE TABLE IF NOT EXISTS engine_store_trade_events (\n    trade_id TEXT PRIMARY KEY,\n    model_id TEXT NOT NULL,\n    symbol TEXT NOT NULL,\n    kind TEXT NOT NULL,\n    side TEXT,\n    price DOUBLE PRECISION,\n    size DOUBLE PRECISION,\n    fee DOUBLE PRECISION,\n    ts_ms BIGINT NOT NULL,\n    payload JSONB,\n    created_at TIMESTAMPTZ NOT NULL DEFAULT now()\n);\nCREATE INDEX IF NOT EXISTS engine_store_trade_events_model_ts ON engine_store_trade_events (model_id, ts_ms DESC);"),
+        (4, "varint encoder for recording replies in SQL", "-- Protocol-buffer varint of a non-negative bigint, so a statement can record its own reply\n-- (see SavePosition's pipelined statement).\nCREATE OR REPLACE FUNCTION engine_store_varint(v bigint) RETURNS bytea\nLANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $fn$\nDECLARE\n    out bytea := ''::bytea;\n    b int;\nBEGIN\n    IF v < 0 THEN RAISE EXCEPTION 'engine_store_varint: negative value %', v; END IF;\n    LOOP\n        b := (v & 127)::int;\n        v := v >> 7;\n        IF v = 0 THEN\n            RETURN out || set_byte('\\x00'::bytea, 0, b);\n        END IF;\n        out := out || set_byte('\\x00'::bytea, 0, b | 128);\n    END LOOP;\nEND\n$fn$;"),
+        (5, "cache outbox", "-- Cache work owed to Redis, written in the same transaction as the data: what to rebuild, not\n-- the values (the relay derives them from Postgres when it runs, so it never writes stale data).\nCREATE TABLE IF NOT EXISTS engine_store_outbox (\n    id BIGSERIAL PRIMARY KEY,\n    kind TEXT NOT NULL,\n    subject TEXT NOT NULL,\n    ref TEXT NOT NULL DEFAULT '',\n    created_at TIMESTAMPTZ NOT NULL DEFAULT now()\n);\nCREATE INDEX IF NOT EXISTS engine_store_outbox_created ON engine_store_outbox (created_at);"),
+        (6, "cache versions", "-- Every row a cached document is built from carries `cache_version`, set from one sequence by\n-- each statement that changes the row, while it holds the row lock: for one row the versions\n-- grow in commit order, so Redis can refuse a value older than the one it holds\n-- (docs/cache-consistency.md). Rows written by nof0's own writer keep 0, the oldest version.\n-- `cache_version` is deliberately not indexed: an indexed column would make every position\n-- update a non-HOT update (one more entry in every index). The relay's per-model read uses\n-- idx_positions_model. The trades index serves the recent-trades order of the read path.\nCREATE SEQUENCE IF NOT EXISTS engine_store_cache_version;\nALTER TABLE positions ADD COLUMN IF NOT EXISTS cache_version BIGINT NOT NULL DEFAULT 0;\nALTER TABLE positions ALTER COLUMN cache_version SET DEFAULT nextval('engine_store_cache_version');\nALTER TABLE trader_state ADD COLUMN IF NOT EXISTS cache_version BIGINT NOT NULL DEFAULT 0;\nALTER TABLE trader_state ALTER COLUMN cache_version SET DEFAULT nextval('engine_store_cache_version');\nALTER TABLE model_analytics ADD COLUMN IF NOT EXISTS cache_version BIGINT NOT NULL DEFAULT 0;\nALTER TABLE model_analytics ALTER COLUMN cache_version SET DEFAULT nextval('engine_store_cache_version');\nCREATE INDEX IF NOT EXISTS engine_store_trades_recent ON trades (model_id, exit_ts_ms DESC, id COLLATE \"C\" DESC);"),
     ]
 }
