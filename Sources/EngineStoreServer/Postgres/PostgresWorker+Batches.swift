@@ -1,7 +1,8 @@
 import LibPQ
 import Logging
 
-/// How a worker runs its jobs: standalone reads, and transactions (pipelined, single, grouped).
+/// How a worker runs its jobs: reads and pings outside any transaction; writes in transactions,
+/// pipelined when every job of the batch can be, else step by step.
 extension PostgresWorker {
     /// One group commit: pipelined when every job can be, else step by step.
     func runTransaction(_ jobs: [any PostgresJob]) {
@@ -16,11 +17,7 @@ extension PostgresWorker {
             jobs.forEach { $0.complete(.failure(e)) }
             return
         }
-        if jobs.count == 1 {
-            runSingle(jobs[0], session)
-        } else {
-            runGroup(jobs, session)
-        }
+        runStepwise(jobs, session)
     }
 
     /// A read or a ping, outside any transaction: nothing is committed, so nothing is counted as a
@@ -29,28 +26,6 @@ extension PostgresWorker {
         do {
             let outcome = try job.execute(session)
             pool.handOff([outcome])
-            job.complete(.success(outcome))
-        } catch {
-            job.complete(.failure(failed(error)))
-        }
-    }
-
-    /// One job in its own transaction.
-    func runSingle(_ job: any PostgresJob, _ session: PostgresSession) {
-        do {
-            try session.exec("BEGIN")
-            let outcome: JobOutcome
-            do {
-                outcome = try job.execute(session)
-            } catch {
-                try? session.exec("ROLLBACK")
-                job.complete(.failure(failed(error)))
-                return
-            }
-            try session.exec("COMMIT")
-            // Cache mutations are queued before the client hears back, so a client that waits for
-            // its ack before the next write sees the cache mutations applied in the same order.
-            pool.afterCommit([outcome])
             job.complete(.success(outcome))
         } catch {
             job.complete(.failure(failed(error)))
@@ -97,7 +72,7 @@ extension PostgresWorker {
             }
             if !again.isEmpty {
                 pool.stats.pipelineFallbacks.add(1, ordering: .relaxed)
-                for job in again { runSingle(job, session) }
+                for job in again { runStepwise([job], session) }
             }
             return true
         } catch {
@@ -108,28 +83,36 @@ extension PostgresWorker {
         }
     }
 
-    /// Several jobs in one transaction, each under a savepoint so one failure stays its own.
-    func runGroup(_ jobs: [any PostgresJob], _ session: PostgresSession) {
+    /// Jobs one after another in one transaction. Several share it, each under a savepoint so that
+    /// one failure stays its own; a lone job needs none (its failure rolls the transaction back).
+    /// Cache mutations are queued before the clients hear back, so a client that waits for its ack
+    /// before the next write sees the cache mutations applied in the same order.
+    func runStepwise(_ jobs: [any PostgresJob], _ session: PostgresSession) {
+        let shared = jobs.count > 1
         var outcomes: [(any PostgresJob, JobOutcome)] = []
         outcomes.reserveCapacity(jobs.count)
         var reached = 0  // jobs[..<reached] have either an outcome or their own error answer
         do {
             // BEGIN and each savepoint change ride in one simple-query round trip.
-            var pending = "BEGIN; SAVEPOINT job"
+            var pending = shared ? "BEGIN; SAVEPOINT job" : "BEGIN"
             for job in jobs {
                 try session.exec(pending)
                 do {
-                    let outcome = try job.execute(session)
-                    pending = "RELEASE SAVEPOINT job"
-                    outcomes.append((job, outcome))
+                    outcomes.append((job, try job.execute(session)))
+                    pending = shared ? "RELEASE SAVEPOINT job; " : ""
                 } catch let error as PGError where error.kind == .connection {
                     throw error
                 } catch {
-                    pending = "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job"
+                    guard shared else {
+                        try? session.exec("ROLLBACK")
+                        job.complete(.failure(failed(error)))
+                        return
+                    }
                     job.complete(.failure(failed(error)))
+                    pending = "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job; "
                 }
-                pending += reached == jobs.count - 1 ? "; COMMIT" : "; SAVEPOINT job"
                 reached += 1
+                pending += reached == jobs.count ? "COMMIT" : "SAVEPOINT job"
             }
             try session.exec(pending)
         } catch {
@@ -139,10 +122,9 @@ extension PostgresWorker {
             for job in jobs[reached...] { job.complete(.failure(e)) }
             return
         }
-        pool.afterCommit(outcomes.map(\.1))
+        if !outcomes.isEmpty { pool.afterCommit(outcomes.map(\.1)) }
         for (job, outcome) in outcomes { job.complete(.success(outcome)) }
     }
-
 
     /// What a failed job answers. A broken connection is dropped here, in the open: every failure
     /// path goes through this one call, so none can keep using a dead session.

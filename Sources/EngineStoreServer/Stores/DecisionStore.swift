@@ -1,5 +1,4 @@
 import EngineStoreWire
-import Foundation
 import LibPQ
 
 /// Decision cycles (SQL/decisions.sql) and the `decision:last:<model>` document.
@@ -63,7 +62,7 @@ enum DecisionStore {
 
     /// The document read back; nil when it is not a decision document.
     static func decision(document text: String) -> LastDecision? {
-        guard let o = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any],
+        guard let o = jsonObject(text),
               let model = o.string("model_id") else { return nil }
         return LastDecision(modelID: model, success: o.bool("success") ?? false, timestampMs: o.int64("timestamp_ms") ?? 0,
                             symbol: o.string("symbol"), action: o.string("action"), confidence: o.double("confidence"),

@@ -1,5 +1,4 @@
 import EngineStoreWire
-import Foundation
 import LibPQ
 
 /// One position row (the columns of SQL fragment `position_columns`) and its cache document.
@@ -50,7 +49,7 @@ struct PositionRow {
 
     /// The document read back (the read path's decoder); nil when it is not a position document.
     static func snapshot(document text: String) -> PositionSnapshot? {
-        guard let o = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any],
+        guard let o = jsonObject(text),
               let symbol = o.string("symbol"), let side = o.string("side"),
               let quantity = o.double("quantity"), let entry = o.double("entry_price") else { return nil }
         return PositionSnapshot(

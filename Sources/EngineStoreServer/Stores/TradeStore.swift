@@ -1,5 +1,4 @@
 import EngineStoreWire
-import Foundation
 import LibPQ
 
 /// One closed trade (SQL fragment `trade_columns`) and its cache document.
@@ -62,7 +61,7 @@ struct TradeRow {
 
     /// The document read back; nil when it is not a trade document.
     static func snapshot(document text: String) -> TradeSnapshot? {
-        guard let o = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any],
+        guard let o = jsonObject(text),
               let symbol = o.string("symbol") else { return nil }
         return TradeSnapshot(
             modelID: o.string("model_id") ?? "", symbol: symbol, side: o.string("side") == "short" ? .short : .long,

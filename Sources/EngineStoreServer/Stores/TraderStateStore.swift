@@ -1,5 +1,4 @@
 import EngineStoreWire
-import Foundation
 import LibPQ
 
 /// Trader state (SQL/trader_state.sql) and the `trader:<id>:state` document.
@@ -75,7 +74,7 @@ enum TraderStateStore {
 
     /// The document read back; nil when it is not a trader state document.
     static func state(document text: String) -> TraderState? {
-        guard let o = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any],
+        guard let o = jsonObject(text),
               let state = o["state"] as? [String: Any], let id = state.string("trader_id") else { return nil }
         return TraderState(traderID: id, exchangeProvider: state.string("exchange_provider"),
                            marketProvider: state.string("market_provider"), allocationPct: state.double("allocation_pct"),
