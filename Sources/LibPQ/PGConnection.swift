@@ -176,8 +176,7 @@ public final class PGResult {
     public func bool(_ row: Int, _ column: Int) -> Bool? { string(row, column).map { $0 == "t" } }
 
     public func columnName(_ column: Int) -> String { String(cString: PQfname(handle, Int32(column))) }
-    /// The index of the column named `name`, or -1 (a lower-case name matches as written).
-    public func columnIndex(_ name: String) -> Int { Int(PQfnumber(handle, name)) }
+    public func columnIndex(_ name: String) -> Int { Int(PQfnumber(handle, name)) }  // -1: no such column
 }
 
 /// Calls `body` with a NULL-terminated array of C strings that live for the call.

@@ -36,7 +36,9 @@ struct CacheRebuilder {
     }
 
     func lastDecision(_ s: PostgresSession, model: String) throws -> CacheMutation? {
-        try DecisionStore.last(s, model: model).map { DecisionStore.mutation($0.decision, version: $0.version, keys: keys, ttl: ttl.medium) }
+        try DecisionStore.last(s, model: model).map {
+            DecisionStore.mutation($0.decision, version: $0.version, keys: keys, ttl: ttl.medium)
+        }
     }
 
     func leaderboard(_ s: PostgresSession) throws -> LeaderboardState { try LeaderboardState(s) }

@@ -38,7 +38,8 @@ struct DecisionRPC: RPCFamily {
                 guard let (d, version) = try DecisionStore.last(session, model: r.modelID) else {
                     throw ServiceError(.notFound, "no decision cycle recorded for \(r.modelID)")
                 }
-                return JobOutcome(reply: d.encodedPayload(), cacheMutations: [DecisionStore.mutation(d, version: version, keys: keys, ttl: ttl)])
+                return JobOutcome(reply: d.encodedPayload(),
+                                  cacheMutations: [DecisionStore.mutation(d, version: version, keys: keys, ttl: ttl)])
             })
         default:
             throw ServiceError(.unimplemented, "\(method) is not implemented")

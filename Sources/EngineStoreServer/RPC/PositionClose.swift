@@ -73,12 +73,10 @@ struct ClosePositionBody: WriteBody {
         try CloseMath.requireFinite(math, closedSize: closed, entryPrice: entryPrice, exitPrice: r.exitPrice)
 
         var mutations: [CacheMutation] = []
-        let positionsKey = keys.positions(model: r.modelID)
         var remaining = 0.0
         if full {
             let version = try session.first(PositionStore.CloseFull(id: positionID, exitPrice: r.exitPrice, net: math.net)) ?? 0
-            mutations.append(.positionDelete(key: positionsKey, versionKey: keys.version(of: positionsKey), field: r.symbol,
-                                             version: CacheVersion.of(version), ttlSeconds: ttl.positions))
+            mutations.append(PositionStore.closed(model: r.modelID, symbol: r.symbol, version: version, keys: keys, ttl: ttl.positions))
         } else {
             guard let row = try session.first(PositionStore.ClosePartial(
                 id: positionID, closed: closed, commissionShare: math.entryCommissionShare, net: math.net, exitPrice: r.exitPrice))

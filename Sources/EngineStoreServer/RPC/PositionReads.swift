@@ -8,20 +8,14 @@ struct PositionReads {
 
     func openPositions(model: String, reply: ReplyTarget) {
         let key = context.keys.positions(model: model)
-        let versionKey = context.keys.version(of: key)
-        let ttl = context.configuration.ttl.positions
+        let (keys, ttl) = (context.keys, context.configuration.ttl.positions)
         CachedRead(context: context).run(reply, family: "positions", command: ["HGETALL", key], fromCache: { cached in
             guard let fields = cached.array, !fields.isEmpty, let positions = Self.decodePositions(fields) else { return nil }
             return GetOpenPositionsResponse(positions: positions, source: .cache).encodedPayload()
         }, fromPostgres: { session in
             let rows = try session.rows(PositionStore.OpenOfModel(model: model))
             let response = GetOpenPositionsResponse(positions: rows.map(\.snapshot), source: .postgres)
-            // Built only if still missing, each field under its version: a refill read before a
-            // newer write can never replace what that write put there.
-            let refill: [CacheMutation] = rows.isEmpty ? [] : [
-                .positionsSync(key: key, versionKey: versionKey, open: rows.map { ($0.symbol, CacheVersion.of($0.version), $0.json) },
-                               closed: [], mode: .build, ttlSeconds: ttl),
-            ]
+            let refill = rows.isEmpty ? [] : [PositionStore.refill(rows, model: model, keys: keys, ttl: ttl)]
             return JobOutcome(reply: response.encodedPayload(), cacheMutations: refill)
         })
     }

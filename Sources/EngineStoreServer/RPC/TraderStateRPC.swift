@@ -37,7 +37,8 @@ struct TraderStateRPC: RPCFamily {
             try Validate.keyPart(r.traderID, "trader_id")
             let (keys, key) = (context.keys, context.keys.traderState(trader: r.traderID))
             CachedRead(context: context).run(reply, family: "trader_state", command: ["GET", key], fromCache: { cached in
-                cached.text.flatMap(TraderStateStore.state(document:)).map { TraderStateResponse(state: $0, source: .cache).encodedPayload() }
+                cached.text.flatMap(TraderStateStore.state(document:))
+                    .map { TraderStateResponse(state: $0, source: .cache).encodedPayload() }
             }, fromPostgres: { session in
                 guard let row = try session.first(TraderStateStore.Select(trader: r.traderID)) else {
                     throw ServiceError(.notFound, "no state stored for trader \(r.traderID)")

@@ -188,6 +188,22 @@ enum PositionStore {
 
     // MARK: cache documents
 
+    /// A read's refill: the open rows, built only if the hash is still missing, each field under its
+    /// version, so a refill read before a newer write can never replace what that write put there.
+    static func refill(_ rows: [PositionRow], model: String, keys: CacheKeys, ttl: Int) -> CacheMutation {
+        let key = keys.positions(model: model)
+        return .positionsSync(key: key, versionKey: keys.version(of: key),
+                              open: rows.map { ($0.symbol, CacheVersion.of($0.version), $0.json) }, closed: [], mode: .build,
+                              ttlSeconds: ttl)
+    }
+
+    /// A closed position's field removed, under the closing row's version.
+    static func closed(model: String, symbol: String, version: Int64, keys: CacheKeys, ttl: Int) -> CacheMutation {
+        let key = keys.positions(model: model)
+        return .positionDelete(key: key, versionKey: keys.version(of: key), field: symbol, version: CacheVersion.of(version),
+                               ttlSeconds: ttl)
+    }
+
     /// The positions hash as Postgres has it, with versions and tombstones (see CacheScripts.positionsSync).
     static func sync(_ s: PostgresSession, model: String, keys: CacheKeys, mode: CacheMutation.SyncMode,
                      ttl: Int) throws -> CacheMutation {
