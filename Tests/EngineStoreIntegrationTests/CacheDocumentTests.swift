@@ -1,5 +1,8 @@
+@testable import EngineStoreServer
 import EngineStoreClient
 import Foundation
+import LibPQ
+import TestHarness
 import Testing
 
 /// Each cached document has one encoder: what the direct path writes after a commit and what a
@@ -63,5 +66,22 @@ import Testing
         }
         await client.close()
         await s.stop()
+    }
+}
+
+/// Every statement of SQL/*.sql prepares against the migrated schema, so a typo in a statement that
+/// only a rare path runs (a lost race, a repair) fails here rather than in production.
+@Suite struct SQLStatementTests {
+    @Test func everyStatementPreparesOnTheMigratedSchema() async throws {
+        let db = try await newDatabase()
+        _ = try await offPool { try Migrations.apply(conninfo: db) }
+        let pg = try PGConnection(conninfo: db)
+        // DDL and COPY cannot be prepared; they run as plain statements.
+        let plain: Set<SQLText> = [.migrationsTable, .priceTicksCopy]
+        for statement in SQLText.allCases where !plain.contains(statement) {
+            #expect(throws: Never.self, "\(statement.rawValue)") { try pg.prepare(statement.rawValue, statement.text) }
+        }
+        let prepared = try pg.exec("SELECT count(*) FROM pg_prepared_statements").int(0, 0)
+        #expect(prepared == Int64(SQLText.allCases.count - plain.count))
     }
 }
