@@ -81,7 +81,12 @@ import Testing
         for statement in SQLText.allCases where !plain.contains(statement) {
             #expect(throws: Never.self, "\(statement.rawValue)") { try pg.prepare(statement.rawValue, statement.text) }
         }
-        let prepared = try pg.exec("SELECT count(*) FROM pg_prepared_statements").int(0, 0)
-        #expect(prepared == Int64(SQLText.allCases.count - plain.count))
+        let prepared = try pg.exec("SELECT name, cardinality(parameter_types) FROM pg_prepared_statements")
+        #expect(prepared.rowCount == SQLText.allCases.count - plain.count)
+        // The count `PGCall` checks bindings against is the one Postgres sees.
+        for i in 0..<prepared.rowCount {
+            let statement = try #require(SQLText(rawValue: prepared.string(i, 0) ?? ""))
+            #expect(prepared.int(i, 1) == Int64(statement.parameterCount), "\(statement.rawValue)")
+        }
     }
 }

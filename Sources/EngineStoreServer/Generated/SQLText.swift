@@ -174,6 +174,57 @@ enum SQLText: String, CaseIterable, Sendable {
             return "SELECT trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload::text AS payload\nFROM engine_store_trade_events WHERE trade_id = $1"
         }
     }
+
+    /// How many parameters (`$n`) the statement takes: a statement's bindings must match.
+    var parameterCount: Int {
+        switch self {
+        case .snapshotLockTrader64: return 1
+        case .snapshotLast: return 1
+        case .snapshotUpsert: return 10
+        case .analyticsUpsert: return 4
+        case .analyticsOfModel: return 1
+        case .leaderboardState: return 0
+        case .decisionInsert: return 8
+        case .decisionLast: return 1
+        case .priceTicksCopy: return 0
+        case .priceLatestUpsert: return 5
+        case .marketAssetUpsert: return 8
+        case .marketCtxUpsert: return 11
+        case .positionSave: return 26
+        case .positionSaveExisting: return 25
+        case .positionsOpenOfModel: return 1
+        case .positionSlots: return 1
+        case .positionLockOpen: return 2
+        case .positionCloseFull: return 3
+        case .positionClosePartial: return 5
+        case .positionMark: return 5
+        case .idemClaim: return 3
+        case .idemLookup: return 1
+        case .idemRecord: return 2
+        case .idemPurge: return 1
+        case .outboxInsert: return 3
+        case .outboxClaimDue: return 2
+        case .outboxClaimIds: return 1
+        case .outboxDelete: return 1
+        case .outboxDepth: return 0
+        case .modelIds: return 0
+        case .migrationsTable: return 0
+        case .migrationsLock: return 1
+        case .migrationApplied: return 1
+        case .migrationRecord: return 2
+        case .migrationsCurrent: return 0
+        case .traderStateSelect: return 1
+        case .traderStateUpdate: return 8
+        case .traderStateInsert: return 8
+        case .traderIds: return 0
+        case .tradeInsert: return 30
+        case .tradesRecentOfModel: return 2
+        case .tradeById: return 1
+        case .tradesExisting: return 1
+        case .tradeEventInsert: return 10
+        case .tradeEventById: return 1
+        }
+    }
 }
 
 /// The schema migrations, in version order (SQL/migrations).

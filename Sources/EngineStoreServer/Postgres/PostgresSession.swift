@@ -25,6 +25,12 @@ extension PGStatement {
 struct PGCall: Sendable {
     let sql: SQLText
     let bindings: [String?]
+
+    init(sql: SQLText, bindings: [String?]) {
+        assert(bindings.count == sql.parameterCount, "\(sql.rawValue) takes \(sql.parameterCount) parameters, not \(bindings.count)")
+        self.sql = sql
+        self.bindings = bindings
+    }
 }
 
 /// One row of a result, read by column name (a name the statement does not return is a bug: it
