@@ -1,6 +1,9 @@
 /// What one load run does.
 public struct LoadConfiguration: Sendable {
-    public var socketPath: String
+    /// The service instances to drive: connection i goes to `socketPaths[i % count]` (several
+    /// instances on one Postgres, for scale-out measurements).
+    public var socketPaths: [String]
+    public var socketPath: String { socketPaths[0] }
     public var connections = 1
     /// Concurrent requests per connection (closed loop: each slot sends its next request when the last returns).
     public var inFlight = 16
@@ -27,5 +30,10 @@ public struct LoadConfiguration: Sendable {
     /// Fraction of writes sent twice at once, with one idempotency key, on two connections.
     public var duplicateRate: Double = 0
 
-    public init(socketPath: String) { self.socketPath = socketPath }
+    public init(socketPath: String) { self.socketPaths = [socketPath] }
+
+    public init(socketPaths: [String]) {
+        precondition(!socketPaths.isEmpty, "at least one socket")
+        self.socketPaths = socketPaths
+    }
 }

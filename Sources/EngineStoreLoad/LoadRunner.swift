@@ -11,8 +11,8 @@ public enum LoadRunner {
         let c = configuration
         let run = String(UInt32.random(in: 0...UInt32.max), radix: 16, uppercase: true)
         let seed = c.seed ?? UInt64.random(in: 0...UInt64.max)
-        let clients = (0..<max(1, c.connections)).map { _ -> EngineStoreClient in
-            var config = ClientConfiguration(socketPath: c.socketPath)
+        let clients = (0..<max(1, c.connections)).map { i -> EngineStoreClient in
+            var config = ClientConfiguration(socketPath: c.socketPaths[i % c.socketPaths.count])
             config.defaultTimeout = .milliseconds(Int(c.timeoutSeconds * 1000))
             config.clientName = "engine-store-load"
             return EngineStoreClient(configuration: config)

@@ -74,6 +74,11 @@ public struct ServerConfiguration: Sendable {
     public var idempotencyRetentionHours: Int = 24
     /// How often keys older than the retention are deleted (the first time after at most a minute).
     public var idempotencyPurgeIntervalMs: UInt64 = 600_000
+    /// `price_ticks` whose `ts_ms` is older than this many days are deleted in small batches by the
+    /// maintenance thread, one instance at a time; 0 keeps every tick (nof0's behaviour).
+    public var tickRetentionDays: Int = 0
+    /// How often the tick retention pass runs (a pass deletes at most a bounded number of batches).
+    public var tickRetentionIntervalMs: UInt64 = 60_000
     /// Event times (ticks, snapshots, analytics, entries and exits, trade events, decisions, trader
     /// state) more than this far ahead of the server's clock are refused with `invalid_argument`.
     public var maxClockSkewMs: Int64 = 300_000

@@ -45,6 +45,8 @@ public final class EngineStoreServer: Sendable {
         settings.relayGraceMs = configuration.outboxGraceMs
         settings.idempotencyRetentionHours = configuration.idempotencyRetentionHours
         settings.purgeIntervalMs = configuration.idempotencyPurgeIntervalMs
+        settings.tickRetentionDays = configuration.tickRetentionDays
+        settings.tickRetentionIntervalMs = configuration.tickRetentionIntervalMs
         settings.hooks = configuration.testHooks
         self.maintenance = CacheMaintenance(settings: settings, cleaner: cache.applied, stats: stats, metrics: metrics, logger: logger)
         self.limiter = CacheRateLimiter(intervalMs: configuration.marketCacheIntervalMs, writer: cache)

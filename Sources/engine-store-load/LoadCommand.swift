@@ -11,7 +11,8 @@ struct LoadCommand: AsyncParsableCommand {
         abstract: "Drive an EngineStore server over its socket with a mix of RPCs; report throughput and latency percentiles.",
         discussion: "Exit status: 0 ok, 1 when --verify finds missing, duplicated or re-executed writes, 2 on errors starting the run.")
 
-    @Option(help: "Unix socket path (env ENGINE_STORE_SOCKET).") var socket: String?
+    @Option(help: "Unix socket path, or several separated by commas to spread connections over instances (env ENGINE_STORE_SOCKET).")
+    var socket: String?
     @Option(help: "Client connections.") var connections = 1
     @Option(help: "Concurrent requests per connection.") var inFlight = 16
     @Option(help: "Weighted RPC mix, e.g. save-position=5,close-position=2,snapshot=1,trade-event=1,ticks=1,health=0")
@@ -35,7 +36,9 @@ struct LoadCommand: AsyncParsableCommand {
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
         guard let path = socket ?? env["ENGINE_STORE_SOCKET"] else { throw ValidationError("set --socket or ENGINE_STORE_SOCKET") }
-        var c = LoadConfiguration(socketPath: path)
+        let paths = path.split(separator: ",").map(String.init).filter { !$0.isEmpty }
+        guard !paths.isEmpty else { throw ValidationError("--socket is empty") }
+        var c = LoadConfiguration(socketPaths: paths)
         c.connections = connections
         c.inFlight = inFlight
         do { c.mix = try Mix(parsing: mix) } catch { throw ValidationError("\(error)") }

@@ -76,6 +76,8 @@ struct Serve: AsyncParsableCommand {
     var streamMaxlen: Int = ServerConfiguration.defaults.streamMaxLength
     @Option(help: "Hours an idempotency key is remembered.")
     var idempotencyRetentionHours: Int = ServerConfiguration.defaults.idempotencyRetentionHours
+    @Option(help: "Days of price_ticks to keep (by ts_ms); older ticks are deleted in small batches, one instance at a time (0 = keep all).")
+    var tickRetentionDays: Int = ServerConfiguration.defaults.tickRetentionDays
     @Option(help: "Milliseconds a Postgres worker waits for one batch before it drops the connection and answers unavailable (0 = no limit).")
     var postgresTimeoutMs: UInt64 = ServerConfiguration.defaults.postgresTimeoutMs
     @Option(help: "Milliseconds an event time may be ahead of the server clock; later times are refused.")
@@ -163,6 +165,8 @@ struct Serve: AsyncParsableCommand {
         config.consistencyCheckIntervalSeconds = consistencyCheckInterval
         config.snapshotMinIntervalMs = snapshotMinIntervalMs
         config.idempotencyRetentionHours = idempotencyRetentionHours
+        guard tickRetentionDays >= 0 else { throw ValidationError("--tick-retention-days must not be negative") }
+        config.tickRetentionDays = tickRetentionDays
         config.postgresTimeoutMs = postgresTimeoutMs
         guard maxClockSkewMs >= 0 else { throw ValidationError("--max-clock-skew-ms must not be negative") }
         config.maxClockSkewMs = maxClockSkewMs

@@ -2,6 +2,7 @@ import EngineStoreClient
 import EngineStoreLoad
 import Foundation
 import LibPQ
+import TestHarness
 import Testing
 
 @Suite struct LoadTesterTests {
@@ -37,6 +38,35 @@ import Testing
         #expect((object["verify"] as? [String: Any])?["missing"] as? Int == 0)
         #expect(report.html.contains("<svg") && report.html.contains("polyline"))
         await s.stop()
+    }
+
+    /// Several sockets: connections go round-robin over two instances on one database, and the
+    /// verifier still finds every acknowledged write exactly once.
+    @Test func connectionsSpreadOverSeveralInstances() async throws {
+        let db = try await newDatabase()
+        let ns = try await TestServices.shared().uniqueNamespace()
+        let a = try await RunningServer.start(database: db, namespace: ns)
+        let b = try await RunningServer.start(database: db, namespace: ns)
+        var c = LoadConfiguration(socketPaths: [a.socketPath, b.socketPath])
+        c.connections = 4
+        c.inFlight = 4
+        c.mix = try Mix(parsing: "save-position=2,open-position=1,close-position=1")
+        c.duration = nil
+        c.count = 300
+        c.verifyPostgresURL = a.postgresURL
+        c.seed = 7
+        let report = try await LoadRunner.run(c)
+        #expect(report.totalErrors == 0)
+        #expect(try #require(report.verification).ok)
+        for server in [a, b] {
+            let text = try await server.client().stats()
+            let framesIn = text.split(separator: "\n").first { $0.hasPrefix("frames_in_total ") }
+                .flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+            // Two of the four connections each, so far more than this Stats call's own frames.
+            #expect(framesIn > 50)
+        }
+        await a.stop()
+        await b.stop()
     }
 
     /// `--duplicate-rate`: writes sent twice at once with one key are answered alike and take effect

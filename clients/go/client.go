@@ -89,6 +89,16 @@ func (c *Client) ServerInfo() HelloResponse {
 	return c.cur.hello
 }
 
+// Supports reports whether the current connection's server advertised method in HelloOk's methods list.
+func (c *Client) Supports(method uint16) bool {
+	for _, m := range c.ServerInfo().Methods {
+		if m == uint64(method) {
+			return true
+		}
+	}
+	return false
+}
+
 // NewIdempotencyKey returns a random UUID (version 4), a fresh key for one logical write call (§9.2).
 func NewIdempotencyKey() string {
 	var b [16]byte

@@ -43,7 +43,7 @@ var requestTypes = map[uint16]interface{}{
 	MethodSaveTraderState: SaveTraderStateRequest{}, MethodGetTraderState: GetTraderStateRequest{},
 	MethodGetLastDecision: GetLastDecisionRequest{}, MethodGetLeaderboard: GetLeaderboardRequest{},
 	MethodIngestPriceTicks: IngestPriceTicksRequest{}, MethodUpsertMarketAssets: UpsertMarketAssetsRequest{},
-	MethodUpsertAssetContexts: UpsertAssetContextsRequest{},
+	MethodUpsertAssetContexts: UpsertAssetContextsRequest{}, MethodRecordConversation: RecordConversationRequest{},
 }
 
 var responseTypes = map[uint16]interface{}{
@@ -56,7 +56,7 @@ var responseTypes = map[uint16]interface{}{
 	MethodSaveTraderState: TraderStateResponse{}, MethodGetTraderState: TraderStateResponse{},
 	MethodGetLastDecision: LastDecision{}, MethodGetLeaderboard: GetLeaderboardResponse{},
 	MethodIngestPriceTicks: IngestPriceTicksResponse{}, MethodUpsertMarketAssets: UpsertCountResponse{},
-	MethodUpsertAssetContexts: UpsertCountResponse{},
+	MethodUpsertAssetContexts: UpsertCountResponse{}, MethodRecordConversation: RecordConversationResponse{},
 }
 
 var methodByName = map[string]uint16{
@@ -64,7 +64,7 @@ var methodByName = map[string]uint16{
 	"close_position": 17, "publish_trade_event": 18, "get_open_positions": 19, "get_recent_trades": 20,
 	"save_snapshot": 32, "record_decision_cycle": 33, "update_analytics": 34, "save_trader_state": 35,
 	"get_trader_state": 36, "get_last_decision": 37, "get_leaderboard": 38, "ingest_price_ticks": 48,
-	"upsert_market_assets": 49, "upsert_asset_contexts": 50,
+	"upsert_market_assets": 49, "upsert_asset_contexts": 50, "record_conversation": 39,
 }
 
 // The §13 table: kind, method, and where the table names them, request id and flags (-1 = not stated).

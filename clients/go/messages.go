@@ -23,6 +23,7 @@ const (
 	MethodGetTraderState      uint16 = 36
 	MethodGetLastDecision     uint16 = 37
 	MethodGetLeaderboard      uint16 = 38
+	MethodRecordConversation  uint16 = 39
 	MethodIngestPriceTicks    uint16 = 48
 	MethodUpsertMarketAssets  uint16 = 49
 	MethodUpsertAssetContexts uint16 = 50
@@ -31,7 +32,7 @@ const (
 // writeMethods carry an idempotency key (§6, §9).
 var writeMethods = map[uint16]bool{
 	MethodSavePosition: true, MethodClosePosition: true, MethodPublishTradeEvent: true, MethodSaveSnapshot: true,
-	MethodRecordDecisionCycle: true, MethodUpdateAnalytics: true, MethodSaveTraderState: true,
+	MethodRecordDecisionCycle: true, MethodUpdateAnalytics: true, MethodSaveTraderState: true, MethodRecordConversation: true,
 	MethodIngestPriceTicks: true, MethodUpsertMarketAssets: true, MethodUpsertAssetContexts: true,
 }
 
@@ -409,6 +410,29 @@ type LeaderboardEntry struct {
 type GetLeaderboardResponse struct {
 	Entries []LeaderboardEntry `es:"1,entries,msg,rep"`
 	Source  ReadSource         `es:"2,source,enum2,def=2"`
+}
+
+// ---------------------------------------------------------------- conversations
+
+// RecordConversationRequest (method 39, engine_store_v1.proto): one executor → LLM interaction, as nof0's
+// executor.ConversationRecorder reports it.
+type RecordConversationRequest struct {
+	IdempotencyKey   string  `es:"1,idempotency_key,string,req"`
+	ModelID          string  `es:"2,model_id,string,req"`
+	Prompt           string  `es:"3,prompt,string,req"`
+	Response         *string `es:"4,response,string,opt"` // nil = no assistant message
+	PromptTokens     *uint32 `es:"5,prompt_tokens,uint32,opt"`
+	CompletionTokens *uint32 `es:"6,completion_tokens,uint32,opt"`
+	TotalTokens      *uint32 `es:"7,total_tokens,uint32,opt"` // nil = prompt_tokens + completion_tokens
+	ModelName        *string `es:"8,model_name,string,opt"`
+	TimestampMs      *int64  `es:"9,timestamp_ms,sint64,opt"` // nil = the server's transaction time
+	Topic            *string `es:"10,topic,string,opt"`
+}
+
+type RecordConversationResponse struct {
+	ConversationID int64 `es:"1,conversation_id,sint64,req"`
+	TimestampMs    int64 `es:"2,timestamp_ms,sint64,def"`
+	WriteMeta
 }
 
 // ---------------------------------------------------------------- trader state

@@ -183,6 +183,15 @@ func (c *Client) GetLeaderboard(ctx context.Context, limit uint32) (*GetLeaderbo
 	return resp, nil
 }
 
+// RecordConversation (method 39). Servers that do not advertise 39 in HelloOk's methods answer unimplemented.
+func (c *Client) RecordConversation(ctx context.Context, req *RecordConversationRequest) (*RecordConversationResponse, error) {
+	r, resp := *req, new(RecordConversationResponse)
+	if err := c.write(ctx, MethodRecordConversation, &r, &r.IdempotencyKey, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
 // IngestPriceTicks (method 48).
 func (c *Client) IngestPriceTicks(ctx context.Context, req *IngestPriceTicksRequest) (*IngestPriceTicksResponse, error) {
 	r, resp := *req, new(IngestPriceTicksResponse)

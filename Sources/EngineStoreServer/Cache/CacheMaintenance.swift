@@ -28,6 +28,9 @@ final class CacheMaintenance: Sendable {
         var checkIntervalSeconds: Int = 300
         var idempotencyRetentionHours: Int = 24
         var purgeIntervalMs: UInt64 = 600_000
+        /// 0 = keep every tick.
+        var tickRetentionDays: Int = 0
+        var tickRetentionIntervalMs: UInt64 = 60_000
         var hooks = TestHooks()
     }
 
@@ -67,6 +70,7 @@ final class CacheMaintenance: Sendable {
         let hydrator: Hydrator
         let checker: ConsistencyChecker
         let purge: IdempotencyPurge
+        let tickRetention: TickRetention
         let heapTrim = HeapTrim()
         var schedule: MaintenanceSchedule
         var hydrated = false
@@ -82,8 +86,14 @@ final class CacheMaintenance: Sendable {
             hydrator = Hydrator(connections: connections, rebuilder: settings.rebuilder, instanceID: settings.instanceID, hooks: settings.hooks)
             checker = ConsistencyChecker(connections: connections, rebuilder: settings.rebuilder, metrics: owner.metrics)
             purge = IdempotencyPurge(connections: connections, retentionHours: settings.idempotencyRetentionHours)
+            tickRetention = TickRetention(connections: connections, retentionDays: settings.tickRetentionDays)
             schedule = MaintenanceSchedule(relayIntervalMs: settings.relayIntervalMs, purgeIntervalMs: settings.purgeIntervalMs,
                                            checkIntervalSeconds: settings.checkIntervalSeconds, now: monotonicNanos())
+            if settings.tickRetentionDays > 0 {
+                let interval = settings.tickRetentionIntervalMs * MaintenanceSchedule.nanosPerMs
+                schedule.tickRetention = Periodic(everyNanos: interval,
+                                                  firstNanos: monotonicNanos() + min(interval, MaintenanceSchedule.firstTickRetentionNanos))
+            }
         }
 
         func run() {
@@ -104,6 +114,10 @@ final class CacheMaintenance: Sendable {
                 if schedule.outboxDepth.fire(now) { cleanup.recordDepth() }
                 if schedule.purge.fire(now) { purge.run() }
                 if schedule.check.fire(now) { checker.runPeriodic() }
+                if schedule.tickRetention.fire(now), tickRetention.run().more {
+                    // Old ticks left after the pass's batch budget: carry on soon, between other jobs.
+                    schedule.tickRetention.postpone(until: now + MaintenanceSchedule.tickRetentionBacklogNanos)
+                }
             }
             cleanup.clearApplied()
         }

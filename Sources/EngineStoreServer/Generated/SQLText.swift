@@ -29,6 +29,13 @@ enum SQLText: String, CaseIterable, Sendable {
     case priceLatestUpsert = "price_latest_upsert"
     case marketAssetUpsert = "market_asset_upsert"
     case marketCtxUpsert = "market_ctx_upsert"
+    case ticksRetentionTryLock = "ticks_retention_try_lock"
+    case ticksRetentionUnlock = "ticks_retention_unlock"
+    /// The distinct symbols of price_ticks, as a loose index scan over nof0's (symbol, ts_ms DESC) index:
+    /// one probe per symbol, whoever wrote the ticks.
+    case ticksRetentionSymbols = "ticks_retention_symbols"
+    /// Up to $3 of a symbol's ticks older than $2 (ms).
+    case ticksRetentionDelete = "ticks_retention_delete"
     /// SavePosition, both paths: update the open row, or open one ($26 the new id) when none is, and record
     /// the outbox row. With a key ($23, digest $24, method $25) it also records the reply,
     /// SavePositionResponse encoded as FieldWriter does (1 position_id, 2 opened, 3 updated_at_ms ZigZag),
@@ -106,6 +113,14 @@ enum SQLText: String, CaseIterable, Sendable {
             return "INSERT INTO market_assets AS a (provider, symbol, name, sz_decimals, max_leverage, only_isolated, margin_table_id, is_delisted)\nVALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8::bool, false))\nON CONFLICT (provider, symbol) DO UPDATE SET\n    name = COALESCE(EXCLUDED.name, a.name), sz_decimals = COALESCE(EXCLUDED.sz_decimals, a.sz_decimals),\n    max_leverage = COALESCE(EXCLUDED.max_leverage, a.max_leverage),\n    only_isolated = COALESCE(EXCLUDED.only_isolated, a.only_isolated),\n    margin_table_id = COALESCE(EXCLUDED.margin_table_id, a.margin_table_id),\n    is_delisted = COALESCE($8::bool, a.is_delisted), updated_at = now()\nRETURNING provider, symbol, name, sz_decimals, max_leverage, only_isolated, margin_table_id, is_delisted,\n          (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms"
         case .marketCtxUpsert:
             return "INSERT INTO market_asset_ctx AS c (provider, symbol, funding, open_interest, oracle_px, mark_px, mid_px, impact_pxs,\n                                   prev_day_px, day_ntl_vlm, day_base_vlm)\nVALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11)\nON CONFLICT (provider, symbol) DO UPDATE SET\n    funding = COALESCE(EXCLUDED.funding, c.funding), open_interest = COALESCE(EXCLUDED.open_interest, c.open_interest),\n    oracle_px = COALESCE(EXCLUDED.oracle_px, c.oracle_px), mark_px = COALESCE(EXCLUDED.mark_px, c.mark_px),\n    mid_px = COALESCE(EXCLUDED.mid_px, c.mid_px), impact_pxs = COALESCE(EXCLUDED.impact_pxs, c.impact_pxs),\n    prev_day_px = COALESCE(EXCLUDED.prev_day_px, c.prev_day_px), day_ntl_vlm = COALESCE(EXCLUDED.day_ntl_vlm, c.day_ntl_vlm),\n    day_base_vlm = COALESCE(EXCLUDED.day_base_vlm, c.day_base_vlm), updated_at = now()\nRETURNING provider, symbol, funding, open_interest, oracle_px, mark_px, mid_px, impact_pxs::text AS impact_pxs,\n          prev_day_px, day_ntl_vlm, day_base_vlm, (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms"
+        case .ticksRetentionTryLock:
+            return "SELECT pg_try_advisory_lock($1::int8) AS locked"
+        case .ticksRetentionUnlock:
+            return "SELECT pg_advisory_unlock($1::int8)"
+        case .ticksRetentionSymbols:
+            return "WITH RECURSIVE s(symbol) AS (\n    (SELECT symbol FROM price_ticks ORDER BY symbol LIMIT 1)\n    UNION ALL\n    SELECT (SELECT symbol FROM price_ticks WHERE symbol > s.symbol ORDER BY symbol LIMIT 1) FROM s WHERE s.symbol IS NOT NULL)\nSELECT symbol FROM s WHERE symbol IS NOT NULL"
+        case .ticksRetentionDelete:
+            return "DELETE FROM price_ticks WHERE id IN (\n    SELECT id FROM price_ticks WHERE symbol = $1 AND ts_ms < $2::int8 LIMIT $3::int)"
         case .positionSave:
             return "WITH upd AS (\n    UPDATE positions SET exchange_provider = COALESCE($3, exchange_provider),\nside = COALESCE($4, side),\nquantity = COALESCE($5::float8, quantity),\nentry_price = COALESCE($6::float8, entry_price),\nentry_time_ms = COALESCE($7::int8, entry_time_ms),\nleverage = COALESCE($8::float8, leverage),\nconfidence = COALESCE($9::float8, confidence),\nrisk_usd = COALESCE($10::float8, risk_usd),\nmargin = COALESCE($11::float8, margin),\nentry_oid = COALESCE($12::int8, entry_oid),\ntp_oid = COALESCE($13::int8, tp_oid),\nsl_oid = COALESCE($14::int8, sl_oid),\nwait_for_fill = COALESCE($15::bool, wait_for_fill),\nexit_plan = COALESCE($16::jsonb, exit_plan),\nindex_col = COALESCE($17::jsonb, index_col),\ncurrent_price = COALESCE($18::float8, current_price),\nunrealized_pnl = COALESCE($19::float8, unrealized_pnl),\nliquidation_price = COALESCE($20::float8, liquidation_price),\ncommission = COALESCE($21::float8, commission),\nslippage = COALESCE($22::float8, slippage),\nupdated_at = now(),\ncache_version = nextval('engine_store_cache_version')\n    WHERE model_id = $1 AND symbol = $2 AND status = 'open'\n    RETURNING id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version\n), ins AS (\n    INSERT INTO positions (\n        model_id, symbol, exchange_provider, side, quantity, entry_price, entry_time_ms, leverage,\n        confidence, risk_usd, margin, entry_oid, tp_oid, sl_oid, wait_for_fill, exit_plan, index_col,\n        current_price, unrealized_pnl, liquidation_price, commission, slippage, id, status)\n    SELECT $1, $2, $3, $4, $5::float8, $6::float8, $7::int8, $8::float8, $9::float8, $10::float8, $11::float8,\n           $12::int8, $13::int8, $14::int8, COALESCE($15::bool, false), $16::jsonb, $17::jsonb, $18::float8,\n           $19::float8, $20::float8, $21::float8, $22::float8, $26, 'open'\n    WHERE NOT EXISTS (SELECT 1 FROM upd)\n    ON CONFLICT (model_id, symbol) WHERE status = 'open' DO NOTHING\n    RETURNING id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version\n),\nres AS (SELECT *, false AS opened FROM upd UNION ALL SELECT *, true FROM ins),\nidem AS (\n    INSERT INTO engine_store_idempotency (key, method, digest, response)\n    SELECT $23, $25::smallint, $24,\n           '\\x0a'::bytea || engine_store_varint(octet_length(convert_to(id, 'UTF8'))) || convert_to(id, 'UTF8')\n           || '\\x10'::bytea || CASE WHEN opened THEN '\\x01'::bytea ELSE '\\x00'::bytea END\n           || '\\x18'::bytea || engine_store_varint(updated_ms * 2)\n    FROM res WHERE $23::text IS NOT NULL\n),\nob AS (INSERT INTO engine_store_outbox (kind, subject, ref) SELECT 'position', $1, $2 FROM res RETURNING id)\nSELECT res.*, (SELECT id FROM ob) AS outbox_id FROM res"
         case .positionSaveExisting:
@@ -190,6 +205,10 @@ enum SQLText: String, CaseIterable, Sendable {
         case .priceLatestUpsert: return 5
         case .marketAssetUpsert: return 8
         case .marketCtxUpsert: return 11
+        case .ticksRetentionTryLock: return 1
+        case .ticksRetentionUnlock: return 1
+        case .ticksRetentionSymbols: return 0
+        case .ticksRetentionDelete: return 3
         case .positionSave: return 26
         case .positionSaveExisting: return 25
         case .positionsOpenOfModel: return 1

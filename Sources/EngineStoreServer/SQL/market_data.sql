@@ -38,3 +38,23 @@ ON CONFLICT (provider, symbol) DO UPDATE SET
     day_base_vlm = COALESCE(EXCLUDED.day_base_vlm, c.day_base_vlm), updated_at = now()
 RETURNING provider, symbol, funding, open_interest, oracle_px, mark_px, mid_px, impact_pxs::text AS impact_pxs,
           prev_day_px, day_ntl_vlm, day_base_vlm, (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms;
+
+-- name: ticks_retention_try_lock
+SELECT pg_try_advisory_lock($1::int8) AS locked;
+
+-- name: ticks_retention_unlock
+SELECT pg_advisory_unlock($1::int8);
+
+-- name: ticks_retention_symbols
+-- The distinct symbols of price_ticks, as a loose index scan over nof0's (symbol, ts_ms DESC) index:
+-- one probe per symbol, whoever wrote the ticks.
+WITH RECURSIVE s(symbol) AS (
+    (SELECT symbol FROM price_ticks ORDER BY symbol LIMIT 1)
+    UNION ALL
+    SELECT (SELECT symbol FROM price_ticks WHERE symbol > s.symbol ORDER BY symbol LIMIT 1) FROM s WHERE s.symbol IS NOT NULL)
+SELECT symbol FROM s WHERE symbol IS NOT NULL;
+
+-- name: ticks_retention_delete
+-- Up to $3 of a symbol's ticks older than $2 (ms).
+DELETE FROM price_ticks WHERE id IN (
+    SELECT id FROM price_ticks WHERE symbol = $1 AND ts_ms < $2::int8 LIMIT $3::int);

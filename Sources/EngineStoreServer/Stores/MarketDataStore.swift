@@ -75,6 +75,35 @@ enum MarketDataStore {
         }
     }
 
+    // MARK: tick retention (one instance at a time, under a session advisory lock)
+
+    /// True when this session took the lock.
+    struct TryLockRetention: PGStatement {
+        static let sql = SQLText.ticksRetentionTryLock
+        let key: Int64
+        var bindings: [String?] { [String(key)] }
+        static func decode(_ r: PGRow) -> Bool { r.bool("locked") ?? false }
+    }
+
+    struct UnlockRetention: PGStatement {
+        static let sql = SQLText.ticksRetentionUnlock
+        let key: Int64
+        var bindings: [String?] { [String(key)] }
+    }
+
+    struct TickSymbols: PGStatement {
+        static let sql = SQLText.ticksRetentionSymbols
+        var bindings: [String?] { [] }
+        static func decode(_ r: PGRow) -> String { r.string("symbol") ?? "" }
+    }
+
+    /// Deletes up to `limit` ticks of `symbol` older than `cutoffMs`; the result tells how many.
+    struct DeleteOldTicks: PGStatement {
+        static let sql = SQLText.ticksRetentionDelete
+        let symbol: String, cutoffMs: Int64, limit: Int
+        var bindings: [String?] { [symbol, String(cutoffMs), String(limit)] }
+    }
+
     /// A latest price's documents: price:<provider>:<symbol> and price:<symbol> ({price, ts_ms, ts}),
     /// and its field of the crypto prices hash.
     static func priceMutations(_ l: Latest, keys: CacheKeys, ttl: CacheTTL) -> [RateLimitedMutation] {

@@ -36,12 +36,17 @@ struct MaintenanceSchedule {
     static let outboxDepthNanos: UInt64 = 1 * nanosPerSecond
     /// The first purge runs after its interval, or after this when that is shorter.
     static let firstPurgeMaxMs: UInt64 = 60_000
+    /// The first tick retention pass waits at most this long after start (start-up has other work).
+    static let firstTickRetentionNanos: UInt64 = 10 * nanosPerSecond
+    /// With a backlog of old ticks, the next pass follows after this pause.
+    static let tickRetentionBacklogNanos: UInt64 = 100 * nanosPerMs
 
     var relay: Periodic
     var heapTrim = Periodic(everyNanos: heapTrimNanos)
     var outboxDepth = Periodic(everyNanos: outboxDepthNanos)
     var purge: Periodic
     var check: Periodic
+    var tickRetention = Periodic.never
 
     init(relayIntervalMs: Int, purgeIntervalMs: UInt64, checkIntervalSeconds: Int, now: UInt64) {
         relay = Periodic(everyNanos: UInt64(relayIntervalMs) * Self.nanosPerMs)
