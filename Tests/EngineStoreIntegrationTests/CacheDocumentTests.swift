@@ -32,6 +32,9 @@ import Testing
         _ = try await client.savePosition(openRequest(model: "doc", symbol: "SOL", quantity: 123456789.125))
         _ = try await client.closePosition(ClosePositionRequest(modelID: "doc", symbol: "ETH", exitPrice: 101.75,
                                                                 exitTimeMs: t0 + 6, exitCommission: 0.3))
+        _ = try await client.publishTradeEvent(PublishTradeEventRequest(
+            tradeID: "doc-fill-1", modelID: "doc", symbol: "BTC", kind: "fill", side: .short, price: 0.1 + 0.2, size: 2,
+            fee: -0.0, timestampMs: t0 + 8, payloadJSON: #"{"oid": 7, "note": "a\tb"}"#))
         _ = try await client.recordDecisionCycle(RecordDecisionCycleRequest(
             modelID: "doc", decisionsJSON: #"[{"symbol": "btc", "action": "open_long", "confidence": 74.5}]"#, success: false,
             errorMessage: "tab\there \u{1} é \"quoted\" \\"))
@@ -57,6 +60,25 @@ import Testing
         #expect(direct.keys.filter { $0.hasPrefix("positions:") }.count == 2)  // BTC and SOL; ETH closed
         #expect(direct.keys.filter { $0.hasPrefix("trades:") }.count == 2)
         #expect(!direct.values.contains("<missing>"))
+
+        // Stream entries are appended, never rebuilt in place: the relay's entry for the same event
+        // (what it adds when the direct path could not) must carry the same fields.
+        let rebuilder = CacheRebuilder(keys: CacheKeys(namespace: ns), ttl: CacheTTL(), streamMaxLength: 1000)
+        let session = PostgresSession(connection: try s.postgres())
+        let entries = try redis.command(["XRANGE", ns + "trades:stream", "-", "+"]).array ?? []
+        #expect(entries.count == 3)  // two closes and one trade event
+        for entry in entries {
+            let flat = (entry.array?.last?.array ?? []).compactMap(\.text)
+            let fields = stride(from: 0, to: flat.count - 1, by: 2).map { (flat[$0], flat[$0 + 1]) }
+            let id = try #require(fields.first { $0.0 == "event_id" }?.1)
+            let isTradeEvent = fields.contains { $0 == ("type", "trade_event") }
+            let intent: OutboxIntent = isTradeEvent ? .tradeEvent(tradeID: id) : .closeEvent(tradeRowID: id)
+            let rebuiltFields = try rebuilder.mutations(for: intent, session).compactMap { m -> [(String, String)]? in
+                if case .streamAdd(_, _, let f) = m { return f } else { return nil }
+            }
+            #expect(rebuiltFields.count == 1)
+            #expect(rebuiltFields.first.map { $0.map { "\($0.0)=\($0.1)" } } == fields.map { "\($0.0)=\($0.1)" }, "\(id)")
+        }
 
         _ = try redis.command(["DEL"] + (strings + ["positions:doc", "trades:recent:doc", "leaderboard"]).map { ns + $0 })
         #expect(try await client.hydrate().ran)
