@@ -166,7 +166,7 @@ enum SQLText: String, CaseIterable, Sendable {
         case .migrationRecord:
             return "INSERT INTO engine_store_migrations (version, name) VALUES ($1, $2)"
         case .migrationsCurrent:
-            return "SELECT COALESCE(max(version), 0) FROM engine_store_migrations"
+            return "SELECT COALESCE(max(version), 0) AS version FROM engine_store_migrations"
         case .traderStateSelect:
             return "SELECT trader_id, exchange_provider, market_provider, allocation_pct, cooldown::text AS cooldown,\nrisk_guards::text AS risk_guards, (extract(epoch FROM last_decision_at) * 1000)::bigint AS last_decision_ms,\n(extract(epoch FROM pause_until) * 1000)::bigint AS pause_until_ms,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version FROM trader_state WHERE trader_id = $1"
         case .traderStateUpdate:

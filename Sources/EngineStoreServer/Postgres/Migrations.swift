@@ -50,7 +50,7 @@ public enum Migrations {
 
     public static func currentVersion(on connection: PGConnection) throws -> Int {
         let r = try connection.exec(SQLText.migrationsCurrent.text)
-        return Int(r.int(0, 0) ?? 0)
+        return r.rowCount == 1 ? Int(PGRow(r, 0).int("version") ?? 0) : 0
     }
 
     public struct MigrationError: Error, CustomStringConvertible {

@@ -59,4 +59,4 @@ SELECT 1 FROM engine_store_migrations WHERE version = $1;
 INSERT INTO engine_store_migrations (version, name) VALUES ($1, $2);
 
 -- name: migrations_current
-SELECT COALESCE(max(version), 0) FROM engine_store_migrations;
+SELECT COALESCE(max(version), 0) AS version FROM engine_store_migrations;
