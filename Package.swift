@@ -84,6 +84,8 @@ let package = Package(
         .testTarget(name: "EngineStoreWireTests", dependencies: ["EngineStoreWire"]),
         .testTarget(name: "EngineStoreClientTests", dependencies: ["EngineStoreClient", "EngineStoreWire"]),
         .testTarget(name: "EngineSimTests", dependencies: ["EngineSim", "EngineStoreClient"]),
+        // Pure server types (the connection state machine): no Postgres or Redis.
+        .testTarget(name: "EngineStoreServerTests", dependencies: ["EngineStoreServer", "EngineStoreWire"]),
         .testTarget(name: "EngineStoreIntegrationTests", dependencies: [
             "EngineStoreServer", "EngineStoreClient", "EngineStoreWire", "TestHarness", "LibPQ", "Hiredis", "EngineStoreLoad", "EngineSim",
         ]),

@@ -37,6 +37,7 @@ func decodeAll(_ p: ArraySlice<UInt8>) {
     check(SaveSnapshotRequest.self, p); check(SaveSnapshotResponse.self, p); check(AccountSnapshot.self, p); check(PositionMark.self, p)
     check(RecordDecisionCycleRequest.self, p); check(RecordDecisionCycleResponse.self, p)
     check(GetLastDecisionRequest.self, p); check(LastDecision.self, p)
+    check(RecordConversationRequest.self, p); check(RecordConversationResponse.self, p)
     check(UpdateAnalyticsRequest.self, p); check(UpdateAnalyticsResponse.self, p); check(ModelAnalytics.self, p)
     check(GetLeaderboardRequest.self, p); check(GetLeaderboardResponse.self, p)
     check(SaveTraderStateRequest.self, p); check(GetTraderStateRequest.self, p); check(TraderStateResponse.self, p); check(TraderState.self, p)

@@ -66,11 +66,16 @@ public actor VirtualTrader {
         }
         let confidence = (Double.random(in: 0.4..<0.95, using: &rng) * 100).rounded() / 100
         let now = await exchange.now
+        let decisions = #"[{"symbol":"\#(symbol)","action":"\#(action)","confidence":\#(confidence)}]"#
+        // The LLM exchange behind the decision, recorded as nof0's executor does (one per decision).
+        let prompt = "cycle \(counts.cycles): \(symbol) at \(await exchange.price(symbol)); holding \(positions.keys.sorted())"
+        _ = try await store.recordConversation(RecordConversationRequest(
+            modelID: id, prompt: prompt, response: decisions, promptTokens: UInt32(prompt.utf8.count / 4),
+            completionTokens: UInt32(decisions.utf8.count / 4), modelName: "sim", timestampMs: now, topic: "decision"))
         _ = try await store.recordDecisionCycle(RecordDecisionCycleRequest(
             modelID: id, cycleNumber: Int64(counts.cycles), promptDigest: "sim:\(counts.cycles)",
             cotTrace: "cycle \(counts.cycles): \(symbol) looks like \(action)",
-            decisionsJSON: #"[{"symbol":"\#(symbol)","action":"\#(action)","confidence":\#(confidence)}]"#,
-            success: true, executedAtMs: now))
+            decisionsJSON: decisions, success: true, executedAtMs: now))
 
         switch action {
         case "open_long", "open_short": try await open(symbol, long: action == "open_long", confidence: confidence)

@@ -83,6 +83,11 @@ public final class EngineStoreClient: PersistenceService {
         try await write(.recordDecisionCycle, request)
     }
 
+    /// Stores one prompt/response pair (nof0's executor ConversationRecord) and its messages.
+    public func recordConversation(_ request: RecordConversationRequest) async throws -> RecordConversationResponse {
+        try await write(.recordConversation, request)
+    }
+
     public func updateAnalytics(_ request: UpdateAnalyticsRequest) async throws -> UpdateAnalyticsResponse {
         try await write(.updateAnalytics, request)
     }
@@ -258,6 +263,7 @@ extension ClosePositionRequest: IdempotentRequest {}
 extension PublishTradeEventRequest: IdempotentRequest {}
 extension SaveSnapshotRequest: IdempotentRequest {}
 extension RecordDecisionCycleRequest: IdempotentRequest {}
+extension RecordConversationRequest: IdempotentRequest {}
 extension UpdateAnalyticsRequest: IdempotentRequest {}
 extension SaveTraderStateRequest: IdempotentRequest {}
 extension IngestPriceTicksRequest: IdempotentRequest {}

@@ -18,6 +18,7 @@ public actor InMemoryPersistence: PersistenceService {
     private var otherReplies: [String: (String, any Sendable)] = [:]
     public private(set) var snapshots: [AccountSnapshot] = []
     public private(set) var decisions: [RecordDecisionCycleRequest] = []
+    public private(set) var conversations: [RecordConversationRequest] = []
     public private(set) var analytics: [String: ModelAnalytics] = [:]
     public private(set) var traderStates: [String: TraderState] = [:]
     /// Minimum interval between two stored snapshots of one trader, as the server's default.
@@ -203,6 +204,18 @@ public actor InMemoryPersistence: PersistenceService {
         clock += 1
         decisions.append(r)
         let response = RecordDecisionCycleResponse(id: Int64(decisions.count), executedAtMs: r.executedAtMs ?? clock)
+        otherReplies[r.idempotencyKey] = ("\(r)", response)
+        return response
+    }
+
+    public func recordConversation(_ request: RecordConversationRequest) async throws -> RecordConversationResponse {
+        var r = request
+        if r.idempotencyKey.isEmpty { r.idempotencyKey = UUID().uuidString }
+        if let previous = try replay(r.idempotencyKey, "\(r)", as: RecordConversationResponse.self) { return previous }
+        guard !r.prompt.isEmpty else { throw invalid("prompt", "must not be empty") }
+        clock += 1
+        conversations.append(r)
+        let response = RecordConversationResponse(conversationID: Int64(conversations.count), timestampMs: r.timestampMs ?? clock)
         otherReplies[r.idempotencyKey] = ("\(r)", response)
         return response
     }

@@ -15,6 +15,8 @@ public protocol PersistenceService: Sendable {
     /// Equity snapshots with position marks; a snapshot within the minimum interval is answered `stored = false`.
     func saveSnapshots(_ request: SaveSnapshotRequest) async throws -> SaveSnapshotResponse
     func recordDecisionCycle(_ request: RecordDecisionCycleRequest) async throws -> RecordDecisionCycleResponse
+    /// One prompt/response pair of the executor (nof0's ConversationRecorder).
+    func recordConversation(_ request: RecordConversationRequest) async throws -> RecordConversationResponse
     func updateAnalytics(_ request: UpdateAnalyticsRequest) async throws -> UpdateAnalyticsResponse
     func saveTraderState(_ request: SaveTraderStateRequest) async throws -> TraderStateResponse
     /// `not_found` when no state was ever saved for the trader.

@@ -65,6 +65,8 @@ public struct ServerConfiguration: Sendable {
     public var hydrateOnStart: Bool = true
     /// Seconds between periodic consistency checks (report only); 0 disables them.
     public var consistencyCheckIntervalSeconds: Int = 300
+    /// Seconds between refreshes of nof0's materialized views (v_leaderboard, …); 0 disables them.
+    public var refreshViewsIntervalSeconds: Int = 60
     /// Outbox rows younger than this are left to the direct path before the relay takes them.
     public var outboxGraceMs: Int = 2000
     /// How long a worker waits for Postgres to answer one batch before it drops the connection and

@@ -48,6 +48,7 @@ public final class EngineStoreServer: Sendable {
         settings.tickRetentionDays = configuration.tickRetentionDays
         settings.tickRetentionIntervalMs = configuration.tickRetentionIntervalMs
         settings.hooks = configuration.testHooks
+        settings.refreshViewsIntervalSeconds = configuration.refreshViewsIntervalSeconds
         self.maintenance = CacheMaintenance(settings: settings, cleaner: cache.applied, stats: stats, metrics: metrics, logger: logger)
         self.limiter = CacheRateLimiter(intervalMs: configuration.marketCacheIntervalMs, writer: cache)
         self.postgres = PostgresPool(conninfo: configuration.postgresURL, size: configuration.postgresConnections,
@@ -89,6 +90,7 @@ public final class EngineStoreServer: Sendable {
             HealthRPC(context: context), PositionRPC(context: context), TradeEventRPC(context: context),
             AccountRPC(context: context), DecisionRPC(context: context), AnalyticsRPC(context: context),
             TraderStateRPC(context: context), MarketDataRPC(context: context), OperationsRPC(context: context),
+            ConversationRPC(context: context),
         ])
         let loop = try EventLoop(listenFD: listenFD, mailbox: mailbox, dispatcher: dispatcher, context: context)
         cache.start()

@@ -117,6 +117,8 @@ struct Serve: AsyncParsableCommand {
     var noHydrate = false
     @Option(help: "Seconds between periodic consistency checks (report only; 0 = off).")
     var consistencyCheckInterval: Int = ServerConfiguration.defaults.consistencyCheckIntervalSeconds
+    @Option(help: "Seconds between refreshes of nof0's materialized views (v_leaderboard, ...; 0 = off).")
+    var refreshViewsInterval: Int = ServerConfiguration.defaults.refreshViewsIntervalSeconds
     @Flag(help: "Do not apply pending migrations at start.")
     var noMigrate = false
     @OptionGroup var log: LogOptions
@@ -163,6 +165,8 @@ struct Serve: AsyncParsableCommand {
         guard writeTimeoutMs > 0 else { throw ValidationError("--write-timeout-ms must be positive") }
         config.writeTimeoutMs = writeTimeoutMs
         config.consistencyCheckIntervalSeconds = consistencyCheckInterval
+        guard refreshViewsInterval >= 0 else { throw ValidationError("--refresh-views-interval must not be negative") }
+        config.refreshViewsIntervalSeconds = refreshViewsInterval
         config.snapshotMinIntervalMs = snapshotMinIntervalMs
         config.idempotencyRetentionHours = idempotencyRetentionHours
         guard tickRetentionDays >= 0 else { throw ValidationError("--tick-retention-days must not be negative") }

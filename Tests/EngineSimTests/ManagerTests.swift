@@ -24,6 +24,8 @@ import Testing
         }
         #expect(await store.trades.count == r.closes)
         #expect(await store.decisions.count == 120)
+        // One conversation per decision, as nof0's executor records them.
+        #expect(await store.conversations.map(\.response) == store.decisions.map(\.decisionsJSON))
         #expect(await store.ticks.count == 160)
         // One stored snapshot per trader at most every five simulated minutes (one minute per round).
         #expect(await store.snapshots.count == 3 * 8)

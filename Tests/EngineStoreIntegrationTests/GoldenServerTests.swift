@@ -30,6 +30,26 @@ import Testing
     @Test func saveTraderStateResponseIsWhatTheServerSends() async throws {
         let request = try Self.golden("save_trader_state.request.hex")
         let expected = try Self.golden("save_trader_state.response.hex")
+        let frame = try #require(try await Self.answer(to: request))
+        #expect(frame.header == expected.header)
+        var sent = try TraderStateResponse(payload: frame.payload)
+        let golden = try TraderStateResponse(payload: expected.payload)
+        #expect(sent.state.updatedAtMs != nil)
+        sent.state.updatedAtMs = golden.state.updatedAtMs
+        #expect(sent == golden)
+        #expect(Frame(header: frame.header, payload: sent.encodedPayload()).encoded() == expected.encoded())
+    }
+
+    /// record_conversation.request.hex on a new database: record_conversation.response.hex byte for byte
+    /// (the first conversation's id is 1; the time is the request's).
+    @Test func recordConversationResponseIsWhatTheServerSends() async throws {
+        let request = try Self.golden("record_conversation.request.hex")
+        let expected = try Self.golden("record_conversation.response.hex")
+        #expect(try #require(try await Self.answer(to: request)).encoded() == expected.encoded())
+    }
+
+    /// What a server on a new database answers to `request`, sent as is after Hello.
+    static func answer(to request: Frame) async throws -> Frame? {
         let s = try await RunningServer.start()
         let path = s.socketPath
         let reply: Frame? = try await offPool {
@@ -38,14 +58,7 @@ import Testing
             raw.send(request.encoded())
             return try raw.readFrame()
         }
-        let frame = try #require(reply)
-        #expect(frame.header == expected.header)
-        var sent = try TraderStateResponse(payload: frame.payload)
-        let golden = try TraderStateResponse(payload: expected.payload)
-        #expect(sent.state.updatedAtMs != nil)
-        sent.state.updatedAtMs = golden.state.updatedAtMs
-        #expect(sent == golden)
-        #expect(Frame(header: frame.header, payload: sent.encodedPayload()).encoded() == expected.encoded())
         await s.stop()
+        return reply
     }
 }

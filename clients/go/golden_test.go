@@ -85,6 +85,7 @@ var goldenTable = map[string][4]int{
 	"get_trader_state.request.hex":  {1, 36, -1, -1},
 	"get_last_decision.request.hex": {1, 37, -1, -1}, "get_last_decision.response.hex": {2, 37, -1, -1},
 	"get_leaderboard.request.hex": {1, 38, -1, -1}, "get_leaderboard.response.hex": {2, 38, -1, -1},
+	"record_conversation.request.hex": {1, 39, -1, -1}, "record_conversation.response.hex": {2, 39, -1, -1},
 	"error.invalid_argument.hex": {3, 16, -1, -1}, "error.not_found.hex": {3, 17, -1, -1},
 	"error.conflict.hex": {3, 16, -1, -1}, "error.unavailable.hex": {3, 16, -1, -1},
 	"error.protocol_error.hex": {3, 0, 0, -1}, "error.failed_precondition.hex": {3, 2, -1, -1},

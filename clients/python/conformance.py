@@ -30,7 +30,7 @@ from engine_store_client import (  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_GOLDEN = os.path.normpath(os.path.join(HERE, "..", "..", "proto-spec", "golden"))
-SPEC_METHODS = [1, 2, 3, 4, 5, 6, 16, 17, 18, 19, 20, 32, 33, 34, 35, 36, 37, 38, 48, 49, 50]  # §6
+SPEC_METHODS = [1, 2, 3, 4, 5, 6, 16, 17, 18, 19, 20, 32, 33, 34, 35, 36, 37, 38, 39, 48, 49, 50]  # §6
 ABSENT = object()
 
 

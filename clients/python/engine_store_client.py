@@ -62,6 +62,7 @@ METHODS: dict[str, tuple[int, str, str]] = {
     "get_trader_state": (36, "GetTraderStateRequest", "TraderStateResponse"),
     "get_last_decision": (37, "GetLastDecisionRequest", "LastDecision"),
     "get_leaderboard": (38, "GetLeaderboardRequest", "GetLeaderboardResponse"),
+    "record_conversation": (39, "RecordConversationRequest", "RecordConversationResponse"),
     "ingest_price_ticks": (48, "IngestPriceTicksRequest", "IngestPriceTicksResponse"),
     "upsert_market_assets": (49, "UpsertMarketAssetsRequest", "UpsertCountResponse"),
     "upsert_asset_contexts": (50, "UpsertAssetContextsRequest", "UpsertCountResponse"),
@@ -69,7 +70,7 @@ METHODS: dict[str, tuple[int, str, str]] = {
 METHOD_BY_ID = {v[0]: k for k, v in METHODS.items()}
 WRITE_METHODS = {"save_position", "close_position", "publish_trade_event", "save_snapshot",
                  "record_decision_cycle", "update_analytics", "save_trader_state", "ingest_price_ticks",
-                 "upsert_market_assets", "upsert_asset_contexts"}
+                 "upsert_market_assets", "upsert_asset_contexts", "record_conversation"}
 
 # --- enums (§10) ----------------------------------------------------------------------------------
 ENUMS = {
@@ -245,6 +246,13 @@ MESSAGES: dict[str, list[F]] = {
         _d(7, "success", "bool"), _opt(8, "error_message", "string"), _opt(9, "executed_at_ms", "sint64")],
     "RecordDecisionCycleResponse": [_d(1, "id", "sint64"), _d(2, "executed_at_ms", "sint64")],
     "GetLastDecisionRequest": [_req(1, "model_id", "string")],
+    # §10.17
+    "RecordConversationRequest": [
+        _req(1, "idempotency_key", "string"), _req(2, "model_id", "string"), _req(3, "prompt", "string"),
+        _opt(4, "response", "string"), _opt(5, "prompt_tokens", "uint32"), _opt(6, "completion_tokens", "uint32"),
+        _opt(7, "total_tokens", "uint32"), _opt(8, "model_name", "string"), _opt(9, "timestamp_ms", "sint64"),
+        _opt(10, "topic", "string")],
+    "RecordConversationResponse": [_req(1, "conversation_id", "sint64"), _d(2, "timestamp_ms", "sint64")],
     "LastDecision": [
         _d(1, "model_id", "string"), _d(2, "success", "bool"), _d(3, "timestamp_ms", "sint64"),
         _opt(4, "symbol", "string"), _opt(5, "action", "string"), _opt(6, "confidence", "double"),
@@ -929,6 +937,12 @@ class Client:
                               **fields) -> Reply:
         return self.call("record_decision_cycle", self._m({"idempotency_key": idempotency_key,
                                                            "model_id": model_id}, fields),
+                         flags=flags, deadline_ms=deadline_ms)
+
+    def record_conversation(self, idempotency_key: str, model_id: str, prompt: str, *, flags: int = 0,
+                            deadline_ms: int = 0, **fields) -> Reply:
+        return self.call("record_conversation", self._m({"idempotency_key": idempotency_key, "model_id": model_id,
+                                                         "prompt": prompt}, fields),
                          flags=flags, deadline_ms=deadline_ms)
 
     def get_last_decision(self, model_id: str, **kw) -> Reply:

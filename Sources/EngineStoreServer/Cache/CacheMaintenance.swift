@@ -31,6 +31,8 @@ final class CacheMaintenance: Sendable {
         /// 0 = keep every tick.
         var tickRetentionDays: Int = 0
         var tickRetentionIntervalMs: UInt64 = 60_000
+        /// nof0's materialized views (ViewRefresher, a thread of its own); 0 = never.
+        var refreshViewsIntervalSeconds: Int = 60
         var hooks = TestHooks()
     }
 
@@ -41,6 +43,7 @@ final class CacheMaintenance: Sendable {
     let metrics: ServerMetrics?
     private let logger: Logger
     private let thread = WorkerThread(name: "engine-store-cache-maintenance")
+    private let views: ViewRefresher
 
     init(settings: Settings, cleaner: OutboxCleaner, stats: ServerStats, metrics: ServerMetrics? = nil, logger: Logger) {
         self.metrics = metrics
@@ -48,10 +51,13 @@ final class CacheMaintenance: Sendable {
         self.cleaner = cleaner
         self.stats = stats
         self.logger = logger
+        views = ViewRefresher(intervalSeconds: settings.refreshViewsIntervalSeconds, conninfo: settings.conninfo,
+                              redis: settings.redis, logger: logger)
     }
 
     func start() {
         thread.start { [self] in Worker(owner: self).run() }
+        views.start()
     }
 
     func submit(_ task: Task) { tasks.push(task) }
@@ -59,6 +65,7 @@ final class CacheMaintenance: Sendable {
     func shutdown() {
         tasks.close()
         thread.join()
+        views.shutdown()
     }
 
     /// The thread's state: its connections, its jobs and their timetable.

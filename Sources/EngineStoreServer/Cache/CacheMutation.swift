@@ -26,6 +26,8 @@ enum CacheMutation: Sendable, Equatable {
     /// Trades merged into the recent list (newest first by closed_at_ms, then id; at most maxLength).
     /// `drop`: ids of entries to remove (trades Postgres does not have; repair only).
     case tradesMerge(key: String, items: [String], maxLength: Int, mode: ListMode, ttlSeconds: Int, drop: [String] = [])
+    /// Messages merged into `conversations:<model>` (as tradesMerge; the script is in ConversationRPC.swift).
+    case conversationsMerge(key: String, items: [String], maxLength: Int, mode: ListMode, ttlSeconds: Int, drop: [String] = [])
     /// The whole leaderboard sorted set, replaced if `version` is newer (no TTL).
     case leaderboardReplace(key: String, versionKey: String, members: [(Double, String)], version: String)
 
@@ -53,7 +55,7 @@ enum CacheMutation: Sendable, Equatable {
     var isConditional: Bool {
         switch self {
         case .positionSet: true
-        case .tradesMerge(_, _, _, let mode, _, _): mode == .existing
+        case .tradesMerge(_, _, _, let mode, _, _), .conversationsMerge(_, _, _, let mode, _, _): mode == .existing
         default: false
         }
     }
@@ -63,7 +65,8 @@ enum CacheMutation: Sendable, Equatable {
         switch self {
         case .set(let key, _, _), .hashSet(let key, _, _, _), .streamAdd(let key, _, _), .versionedSet(let key, _, _, _, _),
              .positionSet(let key, _, _, _, _, _), .positionDelete(let key, _, _, _, _),
-             .positionsSync(let key, _, _, _, _, _), .tradesMerge(let key, _, _, _, _, _), .leaderboardReplace(let key, _, _, _):
+             .positionsSync(let key, _, _, _, _, _), .tradesMerge(let key, _, _, _, _, _), .leaderboardReplace(let key, _, _, _),
+             .conversationsMerge(let key, _, _, _, _, _):
             key
         }
     }
@@ -88,6 +91,9 @@ enum CacheMutation: Sendable, Equatable {
                     + open.flatMap { [$0.field, $0.version, $0.value] } + closed.flatMap { [$0.field, $0.version] }]
         case .tradesMerge(let key, let items, let max, let mode, let ttl, let drop):
             return [["EVAL", CacheScripts.tradesMerge, "1", key, String(ttl), String(max), mode.rawValue, String(items.count)]
+                    + items + drop]
+        case .conversationsMerge(let key, let items, let max, let mode, let ttl, let drop):
+            return [["EVAL", CacheScripts.conversationsMerge, "1", key, String(ttl), String(max), mode.rawValue, String(items.count)]
                     + items + drop]
         case .leaderboardReplace(let key, let versionKey, let members, let version):
             return [["EVAL", CacheScripts.leaderboardReplace, "2", key, versionKey, version]

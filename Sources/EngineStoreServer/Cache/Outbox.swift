@@ -15,6 +15,8 @@ enum OutboxIntent: Sendable, Equatable {
     /// The leaderboard sorted set and its rendered cache.
     case leaderboard
     case traderState(trader: String)
+    /// The message list `conversations:<model>`.
+    case conversations(model: String)
 
     var row: (kind: String, subject: String, ref: String) {
         switch self {
@@ -26,6 +28,7 @@ enum OutboxIntent: Sendable, Equatable {
         case .analytics(let m): ("analytics", m, "")
         case .leaderboard: ("leaderboard", "", "")
         case .traderState(let t): ("trader_state", t, "")
+        case .conversations(let m): ("conversations", m, "")
         }
     }
 
@@ -39,6 +42,7 @@ enum OutboxIntent: Sendable, Equatable {
         case "analytics": self = .analytics(model: subject)
         case "leaderboard": self = .leaderboard
         case "trader_state": self = .traderState(trader: subject)
+        case "conversations": self = .conversations(model: subject)
         default: return nil
         }
     }

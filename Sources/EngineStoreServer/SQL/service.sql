@@ -40,6 +40,7 @@ SELECT model_id FROM model_analytics
 UNION SELECT DISTINCT model_id FROM positions WHERE status = 'open'
 UNION SELECT DISTINCT model_id FROM trades
 UNION SELECT DISTINCT model_id FROM decision_cycles
+UNION SELECT DISTINCT model_id FROM conversations
 ORDER BY 1;
 
 -- name: migrations_table

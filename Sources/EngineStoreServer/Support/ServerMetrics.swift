@@ -165,6 +165,7 @@ extension Method {
         case .publishTradeEvent: "engine_store_trade_events"
         case .saveSnapshot: "account_equity_snapshots"
         case .recordDecisionCycle: "decision_cycles"
+        case .recordConversation: "conversations"
         case .updateAnalytics: "model_analytics"
         case .saveTraderState: "trader_state"
         case .ingestPriceTicks: "price_ticks"

@@ -1,5 +1,3 @@
-import CLinuxShims
-import Glibc
 import Synchronization
 
 /// Messages other threads send to the event loop.
@@ -9,19 +7,16 @@ enum LoopMessage: Sendable {
     case shutdown
 }
 
-/// The event loop's inbox: a locked array plus an eventfd that wakes `epoll_wait`.
+/// The event loop's inbox: a locked array plus an eventfd (`Wakeup`) that wakes `epoll_wait`.
 /// The eventfd is written only when the inbox goes from empty to non-empty, so a burst of
 /// replies costs one wake-up.
 final class Mailbox: Sendable {
-    let eventFD: Int32
+    let wakeup: Wakeup
     private let messages = Mutex<[LoopMessage]>([])
 
     init() throws {
-        eventFD = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
-        guard eventFD >= 0 else { throw SystemError("eventfd") }
+        wakeup = try Wakeup()
     }
-
-    deinit { close(eventFD) }
 
     func post(_ message: LoopMessage) {
         let wasEmpty = messages.withLock { m in
@@ -29,16 +24,12 @@ final class Mailbox: Sendable {
             m.append(message)
             return empty
         }
-        if wasEmpty {
-            var one: UInt64 = 1
-            _ = write(eventFD, &one, 8)
-        }
+        if wasEmpty { wakeup.signal() }
     }
 
     /// Clears the eventfd and takes everything posted so far.
     func drain(into out: inout [LoopMessage]) {
-        var value: UInt64 = 0
-        _ = read(eventFD, &value, 8)
+        wakeup.clear()
         messages.withLock { m in
             swap(&m, &out)
         }

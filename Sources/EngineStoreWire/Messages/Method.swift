@@ -22,6 +22,7 @@ public enum Method: UInt16, Sendable, CaseIterable, CustomStringConvertible {
     case getTraderState = 36
     case getLastDecision = 37
     case getLeaderboard = 38
+    case recordConversation = 39
 
     case ingestPriceTicks = 48
     case upsertMarketAssets = 49
@@ -47,6 +48,7 @@ public enum Method: UInt16, Sendable, CaseIterable, CustomStringConvertible {
         case .getTraderState: "GetTraderState"
         case .getLastDecision: "GetLastDecision"
         case .getLeaderboard: "GetLeaderboard"
+        case .recordConversation: "RecordConversation"
         case .ingestPriceTicks: "IngestPriceTicks"
         case .upsertMarketAssets: "UpsertMarketAssets"
         case .upsertAssetContexts: "UpsertAssetContexts"

@@ -80,6 +80,20 @@ struct ConsistencyChecker {
                     }
                 }
             }
+            // Conversations: when the list exists it must be the newest messages, newest first.
+            let messagesKey = keys.conversations(model: model)
+            let messages = (try r.command(["LRANGE", messagesKey, "0", "-1"]).array ?? []).compactMap(\.text)
+            if !messages.isEmpty {
+                checked += 1
+                let expected = try rebuilder.conversations(s, model: model)
+                if messages != expected {
+                    differences.append(Inconsistency(kind: "conversations_cache", key: messagesKey, databaseValue: "\(expected.count) messages",
+                                                     otherValue: "\(messages.count) messages", repaired: request.repair))
+                    if request.repair {
+                        repairs.append(try rebuilder.conversationsMerge(s, model: model, drop: try ConversationStore.unknown(messages, s)))
+                    }
+                }
+            }
         }
         // Trader states: every stored trader whose key exists.
         for trader in try s.rows(TraderStateStore.IDs()) {

@@ -48,7 +48,9 @@ struct Hydrator {
         var written = 0
         for model in models {
             let list = (try r.command(["LRANGE", keys.recentTrades(model: model), "0", "-1"]).array ?? []).compactMap(\.text)
-            written += try connections.apply(try rebuilder.hydrate(s, model: model, dropTrades: try connections.unknownTrades(list, s)), r)
+            let messages = (try r.command(["LRANGE", keys.conversations(model: model), "0", "-1"]).array ?? []).compactMap(\.text)
+            written += try connections.apply(try rebuilder.hydrate(s, model: model, dropTrades: try connections.unknownTrades(list, s),
+                                                                   dropMessages: try ConversationStore.unknown(messages, s)), r)
         }
         let traders = everything ? try s.rows(TraderStateStore.IDs()) : request.traders
         for trader in traders {

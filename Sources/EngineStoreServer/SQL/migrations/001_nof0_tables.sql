@@ -1,4 +1,5 @@
 -- migration: nof0 tables
+-- Index names are nof0's, so IF NOT EXISTS finds nof0's (older databases keep our old names).
 CREATE TABLE IF NOT EXISTS models (
     id TEXT PRIMARY KEY,
     display_name TEXT NOT NULL,
@@ -79,7 +80,7 @@ CREATE TABLE IF NOT EXISTS trades (
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS idx_trades_model_entry_ts ON trades (model_id, entry_ts_ms DESC);
+CREATE INDEX IF NOT EXISTS idx_trades_model_entry_ts_desc ON trades (model_id, entry_ts_ms DESC);
 CREATE INDEX IF NOT EXISTS idx_trades_exit_oid ON trades (exit_oid);
 
 CREATE TABLE IF NOT EXISTS account_equity_snapshots (
@@ -97,7 +98,7 @@ CREATE TABLE IF NOT EXISTS account_equity_snapshots (
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     UNIQUE (model_id, ts_ms)
 );
-CREATE INDEX IF NOT EXISTS idx_equity_model_ts ON account_equity_snapshots (model_id, ts_ms DESC);
+CREATE INDEX IF NOT EXISTS idx_equity_snapshots_model_ts_desc ON account_equity_snapshots (model_id, ts_ms DESC);
 
 CREATE TABLE IF NOT EXISTS decision_cycles (
     id BIGSERIAL PRIMARY KEY,
@@ -110,7 +111,7 @@ CREATE TABLE IF NOT EXISTS decision_cycles (
     error_message TEXT,
     executed_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS idx_decision_cycles_model_time ON decision_cycles (model_id, executed_at DESC);
+CREATE INDEX IF NOT EXISTS idx_decision_cycles_model_executed_at_desc ON decision_cycles (model_id, executed_at DESC);
 
 CREATE TABLE IF NOT EXISTS model_analytics (
     model_id TEXT PRIMARY KEY,
@@ -143,8 +144,8 @@ CREATE TABLE IF NOT EXISTS price_ticks (
     raw JSONB,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS idx_price_ticks_symbol_ts ON price_ticks (symbol, ts_ms DESC);
-CREATE INDEX IF NOT EXISTS idx_price_ticks_provider_symbol_ts ON price_ticks (provider, symbol, ts_ms DESC);
+CREATE INDEX IF NOT EXISTS idx_price_ticks_symbol_ts_desc ON price_ticks (symbol, ts_ms DESC);
+CREATE INDEX IF NOT EXISTS idx_price_ticks_provider_symbol_ts_desc ON price_ticks (provider, symbol, ts_ms DESC);
 
 CREATE TABLE IF NOT EXISTS price_latest (
     id BIGSERIAL PRIMARY KEY,
