@@ -22,7 +22,12 @@ import Testing
         _ = try await client.savePosition(openRequest(model: "doc", symbol: "ETH"))
         _ = try await client.closePosition(ClosePositionRequest(modelID: "doc", symbol: "ETH", exitPrice: 99.5, exitSize: 0.5,
                                                                 exitTimeMs: t0 + 5))
-        #expect(try await eventually { try redis.command(["LLEN", ns + "trades:recent:doc"]).integer == 1 && outboxEmpty() })
+        _ = try await client.recordConversation(RecordConversationRequest(modelID: "doc", prompt: "first", response: "reply",
+                                                                          timestampMs: t0 + 1))
+        #expect(try await eventually {
+            try redis.command(["LLEN", ns + "trades:recent:doc"]).integer == 1
+                && redis.command(["LLEN", ns + "conversations:doc"]).integer == 2 && outboxEmpty()
+        })
 
         // Awkward numbers and text: float noise, huge and tiny values, escapes, non-ASCII.
         var update = SavePositionRequest(idempotencyKey: UUID().uuidString, modelID: "doc", symbol: "BTC",
@@ -44,6 +49,9 @@ import Testing
         _ = try await client.saveTraderState(SaveTraderStateRequest(state: TraderState(
             traderID: "doc", exchangeProvider: "hyperliquid", marketProvider: "hl", allocationPct: 33.3,
             cooldownJSON: #"{"b": 1, "a": [true, null]}"#, lastDecisionAtMs: t0 + 7)))
+        _ = try await client.recordConversation(RecordConversationRequest(
+            modelID: "doc", prompt: "tab\there\nline é \"quoted\" \\ 🚀", response: nil, modelName: "m", timestampMs: t0 + 9,
+            topic: "t"))
         #expect(try await eventually { try outboxEmpty() && redis.command(["EXISTS", ns + "leaderboard:cache"]).integer == 1 })
 
         let strings = ["decision:last:doc", "analytics:doc", "since_inception:doc", "trader:doc:state", "leaderboard:cache"]
@@ -54,11 +62,14 @@ import Testing
             for i in stride(from: 0, to: fields.count - 1, by: 2) { out["positions:doc " + (fields[i].text ?? "")] = fields[i + 1].text }
             let trades = try redis.command(["LRANGE", ns + "trades:recent:doc", "0", "-1"]).array ?? []
             for (i, t) in trades.enumerated() { out["trades:recent:doc \(i)"] = t.text }
+            let messages = try redis.command(["LRANGE", ns + "conversations:doc", "0", "-1"]).array ?? []
+            for (i, m) in messages.enumerated() { out["conversations:doc \(i)"] = m.text }
             return out
         }
         let direct = try documents()
         #expect(direct.keys.filter { $0.hasPrefix("positions:") }.count == 2)  // BTC and SOL; ETH closed
         #expect(direct.keys.filter { $0.hasPrefix("trades:") }.count == 2)
+        #expect(direct.keys.filter { $0.hasPrefix("conversations:") }.count == 3)  // two prompts, one response
         #expect(!direct.values.contains("<missing>"))
 
         // Stream entries are appended, never rebuilt in place: the relay's entry for the same event
@@ -80,7 +91,7 @@ import Testing
             #expect(rebuiltFields.first.map { $0.map { "\($0.0)=\($0.1)" } } == fields.map { "\($0.0)=\($0.1)" }, "\(id)")
         }
 
-        _ = try redis.command(["DEL"] + (strings + ["positions:doc", "trades:recent:doc", "leaderboard"]).map { ns + $0 })
+        _ = try redis.command(["DEL"] + (strings + ["positions:doc", "trades:recent:doc", "conversations:doc", "leaderboard"]).map { ns + $0 })
         #expect(try await client.hydrate().ran)
         let rebuilt = try documents()
         for key in Set(direct.keys).union(rebuilt.keys).sorted() {

@@ -93,6 +93,7 @@ enum SQLText: String, CaseIterable, Sendable {
     case tradesExisting = "trades_existing"
     case tradeEventInsert = "trade_event_insert"
     case tradeEventById = "trade_event_by_id"
+    /// Nof0ViewsTests looks for this exact text in pg_stat_activity.
     case viewsTryLock = "views_try_lock"
     case viewsUnlock = "views_unlock"
     /// The views that exist, in the given order, and whether CONCURRENTLY works for each: it needs a
@@ -207,9 +208,9 @@ enum SQLText: String, CaseIterable, Sendable {
         case .tradeEventById:
             return "SELECT trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload::text AS payload\nFROM engine_store_trade_events WHERE trade_id = $1"
         case .viewsTryLock:
-            return "SELECT pg_try_advisory_lock($1::int8) AS locked"
+            return "SELECT pg_try_advisory_lock($1)"
         case .viewsUnlock:
-            return "SELECT pg_advisory_unlock($1::int8)"
+            return "SELECT pg_advisory_unlock($1)"
         case .viewsPlan:
             return "SELECT v.matviewname AS name, v.ispopulated AND EXISTS (\n    SELECT 1 FROM pg_index i\n    WHERE i.indrelid = format('%I.%I', v.schemaname, v.matviewname)::regclass\n      AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL) AS concurrently\nFROM pg_matviews v\nWHERE v.schemaname = current_schema() AND v.matviewname = ANY($1::text[])\nORDER BY array_position($1::text[], v.matviewname::text)"
         }

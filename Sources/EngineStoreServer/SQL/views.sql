@@ -1,10 +1,11 @@
 -- nof0's materialized views (ViewRefresher).
 
 -- name: views_try_lock
-SELECT pg_try_advisory_lock($1::int8) AS locked;
+-- Nof0ViewsTests looks for this exact text in pg_stat_activity.
+SELECT pg_try_advisory_lock($1);
 
 -- name: views_unlock
-SELECT pg_advisory_unlock($1::int8);
+SELECT pg_advisory_unlock($1);
 
 -- name: views_plan
 -- The views that exist, in the given order, and whether CONCURRENTLY works for each: it needs a

@@ -6,7 +6,7 @@ enum ViewStore {
         static let sql = SQLText.viewsTryLock
         let key: Int
         var bindings: [String?] { [String(key)] }
-        static func decode(_ r: PGRow) -> Bool { r.bool("locked") ?? false }
+        static func decode(_ r: PGRow) -> Bool { r.bool("pg_try_advisory_lock") ?? false }
     }
 
     struct Unlock: PGStatement {
