@@ -38,12 +38,13 @@ let package = Package(
         .target(name: "Hiredis", dependencies: ["CHiredis"]),
 
         // The server: transport -> dispatcher -> RPC families -> Postgres / Redis.
+        // Its SQL lives in SQL/*.sql; scripts/gen-sql embeds it as Generated/SQLText.swift.
         .target(name: "EngineStoreServer", dependencies: [
             "EngineStoreWire", "LibPQ", "Hiredis", "CLinuxShims",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
-        ]),
+        ], exclude: ["SQL"]),
 
         // What engine code links.
         .target(name: "EngineStoreClient", dependencies: ["EngineStoreWire", "CLinuxShims"]),

@@ -176,6 +176,7 @@ public final class PGResult {
     public func bool(_ row: Int, _ column: Int) -> Bool? { string(row, column).map { $0 == "t" } }
 
     public func columnName(_ column: Int) -> String { String(cString: PQfname(handle, Int32(column))) }
+    public func columnIndex(_ name: String) -> Int { Int(PQfnumber(handle, name)) }  // -1: no such column
 }
 
 /// Calls `body` with a NULL-terminated array of C strings that live for the call.

@@ -61,6 +61,26 @@ import Testing
         await s.stop()
     }
 
+    /// group_commit_transactions_total counts commits: reads that go to Postgres and health pings
+    /// run outside any transaction and leave it alone.
+    @Test func readsAndPingsAreNotCountedAsCommits() async throws {
+        let s = try await RunningServer.start()
+        let client = s.client()
+        _ = try await client.savePosition(openRequest(model: "cnt", symbol: "A"))
+        let before = parse(try await client.stats())
+        for _ in 0..<3 {
+            _ = try await client.health()
+            _ = try await client.openPositions(model: "cnt-none")  // nothing cached: a Postgres read
+        }
+        let after = parse(try await client.stats())
+        #expect((value(before, "group_commit_transactions_total") ?? 0) >= 1)
+        #expect(value(after, "group_commit_transactions_total") == value(before, "group_commit_transactions_total"))
+        #expect(value(after, "group_commit_jobs_total") == value(before, "group_commit_jobs_total"))
+        #expect(value(after, "cache_requests_total", ["family=\"positions\"", "result=\"miss\""]) == 3)
+        await client.close()
+        await s.stop()
+    }
+
     func httpGet(port: UInt16, path: String) throws -> String {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }

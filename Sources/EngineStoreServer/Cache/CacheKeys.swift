@@ -13,6 +13,7 @@ struct CacheKeys: Sendable {
     func sinceInception(model: String) -> String { namespace + "since_inception:" + model }
     var leaderboard: String { namespace + "leaderboard" }
     var leaderboardCache: String { namespace + "leaderboard:cache" }
+    func conversations(model: String) -> String { namespace + "conversations:" + model }
     func traderState(trader: String) -> String { namespace + "trader:" + trader + ":state" }
     func latestPrice(provider: String, symbol: String) -> String { namespace + "price:latest:" + provider + ":" + symbol }
     func latestPrice(symbol: String) -> String { namespace + "price:latest:" + symbol }

@@ -26,7 +26,7 @@ enum CacheMutation: Sendable, Equatable {
     /// Trades merged into the recent list (newest first by closed_at_ms, then id; at most maxLength).
     /// `drop`: ids of entries to remove (trades Postgres does not have; repair only).
     case tradesMerge(key: String, items: [String], maxLength: Int, mode: ListMode, ttlSeconds: Int, drop: [String] = [])
-    /// Messages merged into `conversations:<model>` (as tradesMerge; ConversationRPC has the script).
+    /// Messages merged into `conversations:<model>` (as tradesMerge; the script is in ConversationRPC.swift).
     case conversationsMerge(key: String, items: [String], maxLength: Int, mode: ListMode, ttlSeconds: Int, drop: [String] = [])
     /// The whole leaderboard sorted set, replaced if `version` is newer (no TTL).
     case leaderboardReplace(key: String, versionKey: String, members: [(Double, String)], version: String)

@@ -1,5 +1,3 @@
-import EngineStoreWire
-import Foundation
 import LibPQ
 
 /// Derives what Redis should hold from what Postgres holds. The outbox relay, Hydrate and
@@ -9,109 +7,55 @@ struct CacheRebuilder {
     let ttl: CacheTTL
     let streamMaxLength: Int
 
-    /// Same JSON as `PositionRow.json` (compact, same key order), built by Postgres.
-    static let positionJSON = """
-        '{"symbol":' || to_json(symbol)::text || ',"side":' || to_json(side)::text
-            || ',"quantity":' || quantity::text || ',"entry_price":' || entry_price::text
-            || ',"leverage":' || COALESCE(leverage::text, 'null') || ',"confidence":' || COALESCE(confidence::text, 'null')
-            || ',"risk_usd":' || COALESCE(risk_usd::text, 'null')
-            || ',"updated_at_ms":' || ((extract(epoch FROM updated_at) * 1000)::bigint)::text
-            || ',"exchange":' || to_json(exchange_provider)::text || '}'
-        """
-
-    static let allOpenPositions = Statement(name: "rebuild_open_positions", sql: """
-        SELECT symbol, \(positionJSON), side, quantity FROM positions WHERE model_id = $1 AND status = 'open' ORDER BY symbol
-        """)
-    /// The newest row of each of a model's symbols: open ones are the hash, closed ones its tombstones.
-    static let positionSlots = Statement(name: "rebuild_position_slots", sql: """
-        SELECT DISTINCT ON (symbol) symbol, status = 'open', cache_version, \(positionJSON)
-        FROM positions WHERE model_id = $1 ORDER BY symbol, cache_version DESC, (status = 'open') DESC
-        """)
-    static let tradeRow = Statement(name: "rebuild_trade_row", sql: """
-        SELECT model_id, symbol, side, quantity, entry_price, exit_price, realized_net_pnl, confidence,
-               exit_ts_ms, exchange_provider, entry_ts_ms, leverage, id
-        FROM trades WHERE id = $1
-        """)
-    static let existingTrades = Statement(name: "rebuild_existing_trades", sql: "SELECT id FROM trades WHERE id = ANY($1::text[])")
-    static let tradeEventRow = Statement(name: "rebuild_trade_event", sql: """
-        SELECT trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload::text
-        FROM engine_store_trade_events WHERE trade_id = $1
-        """)
-    static let analyticsRow = Statement(name: "rebuild_analytics", sql: """
-        SELECT payload::text, cache_version FROM model_analytics WHERE model_id = $1
-        """)
-    static let allModels = Statement(name: "rebuild_models", sql: """
-        SELECT model_id FROM model_analytics
-        UNION SELECT DISTINCT model_id FROM positions WHERE status = 'open'
-        UNION SELECT DISTINCT model_id FROM trades
-        UNION SELECT DISTINCT model_id FROM decision_cycles
-        UNION SELECT DISTINCT model_id FROM conversations
-        ORDER BY 1
-        """)
-    static let allTraders = Statement(name: "rebuild_traders", sql: "SELECT trader_id FROM trader_state ORDER BY 1")
-
-    // MARK: expected values
-
-    func positions(_ s: PostgresSession, model: String) throws -> [(symbol: String, json: String)] {
-        let r = try s.run(Self.allOpenPositions, [model])
-        return (0..<r.rowCount).map { (r.string($0, 0) ?? "", r.string($0, 1) ?? "") }
+    /// Every model any cached document is about.
+    struct ModelIDs: PGStatement {
+        static let sql = SQLText.modelIds
+        var bindings: [String?] { [] }
+        static func decode(_ r: PGRow) -> String { r.string("model_id") ?? "" }
     }
 
-    /// The positions hash as Postgres has it, with versions and tombstones (see CacheScripts.positionsSync).
+    // MARK: expected values (each document made by its store's one encoder)
+
+    func positions(_ s: PostgresSession, model: String) throws -> [PositionRow] {
+        try s.rows(PositionStore.OpenOfModel(model: model))
+    }
+
     func positionsSync(_ s: PostgresSession, model: String, mode: CacheMutation.SyncMode) throws -> CacheMutation {
-        let r = try s.run(Self.positionSlots, [model])
-        var open: [(field: String, version: String, value: String)] = []
-        var closed: [(field: String, version: String)] = []
-        for i in 0..<r.rowCount {
-            let symbol = r.string(i, 0) ?? "", version = CacheVersion.of(r.int(i, 2) ?? 0)
-            if r.bool(i, 1) == true { open.append((symbol, version, r.string(i, 3) ?? "{}")) } else { closed.append((symbol, version)) }
-        }
-        let key = keys.positions(model: model)
-        return .positionsSync(key: key, versionKey: keys.version(of: key), open: open, closed: closed, mode: mode,
-                              ttlSeconds: ttl.positions)
+        try PositionStore.sync(s, model: model, keys: keys, mode: mode, ttl: ttl.positions)
     }
 
     func recentTrades(_ s: PostgresSession, model: String) throws -> [String] {
-        let r = try s.run(recentTradesOfModel, [model, "100"])
-        return (0..<r.rowCount).map { TradeRow(r, $0).json }
+        try s.rows(TradeStore.Recent(model: model)).map(\.json)
     }
 
     /// The newest trades merged into the list (built if missing); `drop` removes entries of trades
     /// that Postgres does not have (repair).
     func recentTradesMerge(_ s: PostgresSession, model: String, drop: [String] = []) throws -> CacheMutation {
-        .tradesMerge(key: keys.recentTrades(model: model), items: try recentTrades(s, model: model), maxLength: 100,
-                     mode: .build, ttlSeconds: ttl.medium, drop: drop)
+        TradeStore.merge(try s.rows(TradeStore.Recent(model: model)), model: model, keys: keys, mode: .build, ttl: ttl.medium,
+                         drop: drop)
     }
 
     func lastDecision(_ s: PostgresSession, model: String) throws -> CacheMutation? {
-        let row = try s.run(lastDecisionRow, [model])
-        guard row.rowCount == 1 else { return nil }
-        let json = DecisionRPC.json(LastDecision(modelID: model, success: row.bool(0, 0) ?? false, timestampMs: row.int(0, 1) ?? 0,
-                                                 symbol: row.string(0, 2), action: row.string(0, 3),
-                                                 confidence: DecisionRPC.nof0Confidence(row.double(0, 4)),
-                                                 error: row.string(0, 5), source: .postgres))
-        let key = keys.lastDecision(model: model)
-        return .versionedSet(key: key, versionKey: keys.version(of: key), value: json, version: row.string(0, 6) ?? "",
-                             ttlSeconds: ttl.medium)
+        try DecisionStore.last(s, model: model).map {
+            DecisionStore.mutation($0.decision, version: $0.version, keys: keys, ttl: ttl.medium)
+        }
     }
 
-    /// analytics:<model> and since_inception:<model>, versioned by the row.
-    func analytics(_ s: PostgresSession, model: String) throws -> [CacheMutation] {
-        let r = try s.run(Self.analyticsRow, [model])
-        guard r.rowCount == 1, let payload = r.string(0, 0) else { return [] }
-        let version = CacheVersion.of(r.int(0, 1) ?? 0)
-        let since = (try? AnalyticsRPC.Figures(payload))?.sinceInceptionJSON ?? "{}"
-        let a = keys.analytics(model: model), b = keys.sinceInception(model: model)
-        return [.versionedSet(key: a, versionKey: keys.version(of: a), value: payload, version: version, ttlSeconds: ttl.analytics),
-                .versionedSet(key: b, versionKey: keys.version(of: b), value: since, version: version, ttlSeconds: ttl.long)]
+    func conversations(_ s: PostgresSession, model: String) throws -> [String] {
+        try s.rows(ConversationStore.Recent(model: model)).map(\.json)
+    }
+
+    /// The newest messages merged into the list (built if missing); `drop`: cached message ids
+    /// Postgres does not have (repair).
+    func conversationsMerge(_ s: PostgresSession, model: String, drop: [String] = []) throws -> CacheMutation {
+        ConversationStore.merge(try s.rows(ConversationStore.Recent(model: model)), model: model, keys: keys, mode: .build,
+                                ttl: ttl.long, drop: drop)
     }
 
     func leaderboard(_ s: PostgresSession) throws -> LeaderboardState { try LeaderboardState(s) }
 
-    func traderState(_ s: PostgresSession, trader: String) throws -> String? {
-        let row = try s.run(selectState, [trader])
-        guard row.rowCount == 1 else { return nil }
-        return traderStateJSON(traderStateRow(row))
+    func traderState(_ s: PostgresSession, trader: String) throws -> TraderStateStore.Row? {
+        try s.first(TraderStateStore.Select(trader: trader))
     }
 
     // MARK: mutations
@@ -151,29 +95,18 @@ struct CacheRebuilder {
         case .recentTrades(let model):
             return [try recentTradesMerge(s, model: model)]
         case .closeEvent(let id):
-            let r = try s.run(Self.tradeRow, [id])
-            guard r.rowCount == 1 else { return [] }
-            let trade = TradeRow(r, 0)
-            return [.streamAdd(key: keys.tradeStream, maxLength: streamMaxLength, fields: ClosePositionBody.streamFields(id, trade))]
+            return try s.first(TradeStore.ByID(id: id)).map { [$0.closeEvent(keys, streamMaxLength: streamMaxLength)] } ?? []
         case .tradeEvent(let id):
-            let r = try s.run(Self.tradeEventRow, [id])
-            guard r.rowCount == 1 else { return [] }
-            let event = PublishTradeEventRequest(
-                tradeID: id, modelID: r.string(0, 1) ?? "", symbol: r.string(0, 2) ?? "", kind: r.string(0, 3) ?? "",
-                side: r.string(0, 4).map { $0 == "short" ? .short : .long }, price: r.double(0, 5), size: r.double(0, 6),
-                fee: r.double(0, 7), timestampMs: r.int(0, 8) ?? 0, payloadJSON: r.string(0, 9))
-            return TradeEventBody.cacheMutations(event, keys: keys, streamMaxLength: streamMaxLength)
+            guard let event = try s.first(TradeStore.EventByID(id: id)) else { return [] }
+            return TradeStore.eventMutations(event, keys: keys, streamMaxLength: streamMaxLength)
         case .decision(let model):
             return try lastDecision(s, model: model).map { [$0] } ?? []
         case .analytics(let model):
-            return try analytics(s, model: model)
+            return try AnalyticsStore.rebuild(s, model: model, keys: keys, ttl: ttl)
         case .leaderboard:
             return []
         case .traderState(let trader):
-            let row = try s.run(selectState, [trader])
-            guard row.rowCount == 1 else { return [] }
-            let key = keys.traderState(trader: trader)
-            return [traderStateMutation(row, key: key, versionKey: keys.version(of: key), ttl: ttl.medium)]
+            return try traderState(s, trader: trader).map { [TraderStateStore.mutation($0, keys: keys, ttl: ttl.medium)] } ?? []
         case .conversations(let model):
             return [try conversationsMerge(s, model: model)]
         }
@@ -185,7 +118,7 @@ struct CacheRebuilder {
                                     try recentTradesMerge(s, model: model, drop: dropTrades),
                                     try conversationsMerge(s, model: model, drop: dropMessages)]
         if let decision = try lastDecision(s, model: model) { out.append(decision) }
-        out.append(contentsOf: try analytics(s, model: model))
+        out.append(contentsOf: try AnalyticsStore.rebuild(s, model: model, keys: keys, ttl: ttl))
         return out
     }
 

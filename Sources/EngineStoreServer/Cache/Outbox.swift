@@ -49,33 +49,58 @@ enum OutboxIntent: Sendable, Equatable {
 }
 
 enum Outbox {
-    static let insert = Statement(name: "outbox_insert", sql: """
-        INSERT INTO engine_store_outbox (kind, subject, ref)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) RETURNING id
-        """)
+    struct Insert: PGStatement {
+        static let sql = SQLText.outboxInsert
+        let intents: [OutboxIntent]
+        var bindings: [String?] {
+            let rows = intents.map(\.row)
+            return [pgArray(rows.map(\.kind)), pgArray(rows.map(\.subject)), pgArray(rows.map(\.ref))]
+        }
+        static func decode(_ r: PGRow) -> Int64 { r.int("id") ?? 0 }
+    }
 
     /// Records intents inside the caller's transaction; returns their ids.
     static func record(_ session: PostgresSession, _ intents: [OutboxIntent]) throws -> [Int64] {
         guard !intents.isEmpty else { return [] }
-        let rows = intents.map(\.row)
-        let r = try session.run(insert, [pgArray(rows.map(\.kind)), pgArray(rows.map(\.subject)), pgArray(rows.map(\.ref))])
         // Ids come from the sequence in row order: sorted, they are in the order of `intents`.
-        return (0..<r.rowCount).compactMap { r.int($0, 0) }.sorted()
+        return try session.rows(Insert(intents: intents)).sorted()
+    }
+
+    /// A claimed row: its id, and its intent (nil for a kind this version does not know).
+    struct Claimed {
+        var id: String
+        var intent: OutboxIntent?
+        init(_ r: PGRow) {
+            id = r.string("id") ?? "0"
+            intent = OutboxIntent(kind: r.string("kind") ?? "", subject: r.string("subject") ?? "", ref: r.string("ref") ?? "")
+        }
     }
 
     /// Rows the direct path did not clear within `graceMs`, oldest first, locked for this relay only.
-    static let claimDue = Statement(name: "outbox_claim_due", sql: """
-        SELECT id, kind, subject, ref FROM engine_store_outbox
-        WHERE created_at < now() - make_interval(secs => $1::float8 / 1000)
-        ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
-        """)
+    struct ClaimDue: PGStatement {
+        static let sql = SQLText.outboxClaimDue
+        let graceMs: Int, limit: Int
+        var bindings: [String?] { [String(graceMs), String(limit)] }
+        static func decode(_ r: PGRow) -> Claimed { Claimed(r) }
+    }
 
     /// Specific rows (the direct path could not apply them), if no other relay holds them.
-    static let claimIDs = Statement(name: "outbox_claim_ids", sql: """
-        SELECT id, kind, subject, ref FROM engine_store_outbox WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE SKIP LOCKED
-        """)
+    struct ClaimIDs: PGStatement {
+        static let sql = SQLText.outboxClaimIds
+        let ids: [Int64]
+        var bindings: [String?] { [pgArray(ids.map(String.init))] }
+        static func decode(_ r: PGRow) -> Claimed { Claimed(r) }
+    }
 
-    static let delete = Statement(name: "outbox_delete", sql: "DELETE FROM engine_store_outbox WHERE id = ANY($1::bigint[])")
+    struct Delete: PGStatement {
+        static let sql = SQLText.outboxDelete
+        let ids: [String]
+        var bindings: [String?] { [pgArray(ids)] }
+    }
 
-    static let depth = Statement(name: "outbox_depth", sql: "SELECT count(*) FROM engine_store_outbox")
+    struct Depth: PGStatement {
+        static let sql = SQLText.outboxDepth
+        var bindings: [String?] { [] }
+        static func decode(_ r: PGRow) -> Int64 { r.int("depth") ?? 0 }
+    }
 }

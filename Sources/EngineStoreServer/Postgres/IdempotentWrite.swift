@@ -18,7 +18,7 @@ extension WriteBody {
 /// step-by-step path (a race, a missing field); such a statement wrote nothing, and the job runs again
 /// the ordinary way (which also replays a recorded key).
 protocol PipelinableWrite: WriteBody {
-    func pipelined(key: String, digest: String) -> [(Statement, [String?])]
+    func pipelined(key: String, digest: String) -> [PGCall]
     func outcome(_ results: [PGResult]) throws -> JobOutcome
 }
 
@@ -45,31 +45,16 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
     var target: ReplyTarget? { reply }
     var lockKeys: [String] { body.lockKeys }
 
-    static var claim: Statement {
-        Statement(name: "idem_claim", sql: """
-            INSERT INTO engine_store_idempotency (key, method, digest) VALUES ($1, $2, $3)
-            ON CONFLICT (key) DO NOTHING RETURNING 1
-            """)
-    }
-    static var lookup: Statement {
-        Statement(name: "idem_lookup", sql: "SELECT method, digest, encode(response, 'hex') FROM engine_store_idempotency WHERE key = $1")
-    }
-    static var record: Statement {
-        Statement(name: "idem_record", sql: "UPDATE engine_store_idempotency SET response = decode($2, 'hex') WHERE key = $1")
-    }
-
     func execute(_ session: PostgresSession) throws -> JobOutcome {
-        let claimed = try session.run(Self.claim, [key, String(method), digest])
-        if claimed.rowCount == 0 {
-            let previous = try session.run(Self.lookup, [key])
-            guard previous.rowCount == 1, previous.int(0, 0) == Int64(method), previous.string(0, 1) == digest,
-                  let hex = previous.string(0, 2) else {
+        guard try session.first(Idempotency.Claim(key: key, method: method, digest: digest)) != nil else {
+            guard let previous = try session.first(Idempotency.Lookup(key: key)), previous.method == Int64(method),
+                  previous.digest == digest, let reply = previous.reply else {
                 throw ServiceError(.conflict, "idempotency key \(key) was used for a different request", field: "idempotency_key")
             }
-            return JobOutcome(reply: hexBytes(hex), replayed: true)
+            return JobOutcome(reply: reply, replayed: true)
         }
         let outcome = try body.execute(session)
-        try session.run(Self.record, [key, hexString(outcome.reply)])
+        try session.execute(Idempotency.Record(key: key, reply: outcome.reply))
         return outcome
     }
 
@@ -78,6 +63,42 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
     var pipelinePlan: PipelinePlan? {
         guard let body = body as? any PipelinableWrite else { return nil }
         return PipelinePlan(statements: body.pipelined(key: key, digest: digest)) { try body.outcome($0) }
+    }
+}
+
+/// The statements on `engine_store_idempotency` (SQL/service.sql).
+enum Idempotency {
+    struct Claim: PGStatement {
+        static let sql = SQLText.idemClaim
+        let key: String, method: UInt16, digest: String
+        var bindings: [String?] { [key, String(method), digest] }
+    }
+
+    struct Lookup: PGStatement {
+        struct Row {
+            var method: Int64?
+            var digest: String?
+            var reply: [UInt8]?
+        }
+        static let sql = SQLText.idemLookup
+        let key: String
+        var bindings: [String?] { [key] }
+        static func decode(_ r: PGRow) -> Row {
+            Row(method: r.int("method"), digest: r.string("digest"), reply: r.string("response").map(hexBytes))
+        }
+    }
+
+    struct Record: PGStatement {
+        static let sql = SQLText.idemRecord
+        let key: String, reply: [UInt8]
+        var bindings: [String?] { [key, hexString(reply)] }
+    }
+
+    /// Deletes keys older than `hours`.
+    struct Purge: PGStatement {
+        static let sql = SQLText.idemPurge
+        let hours: Int
+        var bindings: [String?] { [String(hours)] }
     }
 }
 

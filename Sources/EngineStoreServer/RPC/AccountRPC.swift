@@ -47,33 +47,6 @@ struct AccountRPC: RPCFamily {
     }
 }
 
-/// 64-bit key: a collision of two models would put one lock at two places of `LockOrder`.
-private let lockTrader = Statement(name: "snapshot_lock_trader_64", sql:
-    "SELECT pg_advisory_xact_lock(hashtextextended('engine_store.snapshot:' || $1, 0))")
-
-private let lastSnapshot = Statement(name: "snapshot_last", sql: """
-    SELECT ts_ms FROM account_equity_snapshots WHERE model_id = $1 ORDER BY ts_ms DESC LIMIT 1
-    """)
-
-private let upsertSnapshot = Statement(name: "snapshot_upsert", sql: """
-    INSERT INTO account_equity_snapshots (model_id, ts_ms, dollar_equity, realized_pnl, total_unrealized_pnl, cum_pnl_pct,
-        sharpe_ratio, since_inception_hourly_marker, since_inception_minute_marker, metadata)
-    VALUES ($1, $2, $3, COALESCE($4::float8, 0), COALESCE($5::float8, 0), $6, $7, $8, $9, COALESCE($10::jsonb, '{}'))
-    ON CONFLICT (model_id, ts_ms) DO UPDATE SET
-        dollar_equity = EXCLUDED.dollar_equity, realized_pnl = EXCLUDED.realized_pnl,
-        total_unrealized_pnl = EXCLUDED.total_unrealized_pnl, cum_pnl_pct = EXCLUDED.cum_pnl_pct,
-        sharpe_ratio = EXCLUDED.sharpe_ratio, since_inception_hourly_marker = EXCLUDED.since_inception_hourly_marker,
-        since_inception_minute_marker = EXCLUDED.since_inception_minute_marker, metadata = EXCLUDED.metadata
-    """)
-
-private let markPosition = Statement(name: "position_mark", sql: """
-    UPDATE positions SET current_price = $3, unrealized_pnl = COALESCE($4::float8, unrealized_pnl),
-        liquidation_price = COALESCE($5::float8, liquidation_price), updated_at = now(),
-        cache_version = nextval('engine_store_cache_version')
-    WHERE model_id = $1 AND symbol = $2 AND status = 'open'
-    RETURNING \(positionColumns)
-    """)
-
 struct SaveSnapshotBody: WriteBody {
     let request: SaveSnapshotRequest
     let keys: CacheKeys
@@ -105,23 +78,21 @@ struct SaveSnapshotBody: WriteBody {
         var mutations: [CacheMutation] = []
         var intents: [OutboxIntent] = []
         for s in ordered {
-            try session.run(lockTrader, [s.modelID])
+            try session.execute(AccountStore.LockModel(model: s.modelID))
             hooks.snapshotLocked?(s.modelID)
             var applied: UInt32 = 0
             var marked: [PositionRow] = []
             for m in s.marks {
-                let r = try session.run(markPosition, [s.modelID, m.symbol, pgText(m.currentPrice),
-                                                       m.unrealizedPnl.map(pgText), m.liquidationPrice.map(pgText)])
-                if r.rowCount == 1 {
+                if let row = try session.first(PositionStore.Mark(model: s.modelID, mark: m)) {
                     applied += 1
-                    marked.append(PositionRow(r, 0))
+                    marked.append(row)
                 }
             }
             for row in marked {
                 intents.append(.position(model: s.modelID, symbol: row.symbol))
                 mutations.append(row.cacheMutation(keys, model: s.modelID, ttl: ttl.positions))
             }
-            let last = try session.run(lastSnapshot, [s.modelID]).int(0, 0)
+            let last = try session.first(AccountStore.Last(model: s.modelID)) ?? nil
             let throttled: Bool
             if let last, minIntervalMs > 0, s.timestampMs != last {
                 throttled = abs(s.timestampMs - last) < minIntervalMs
@@ -129,11 +100,7 @@ struct SaveSnapshotBody: WriteBody {
                 throttled = false
             }
             if !throttled {
-                try session.run(upsertSnapshot, [
-                    s.modelID, String(s.timestampMs), pgText(s.dollarEquity), s.realizedPnl.map(pgText),
-                    s.totalUnrealizedPnl.map(pgText), s.cumPnlPct.map(pgText), s.sharpeRatio.map(pgText),
-                    s.sinceInceptionHourlyMarker.map(String.init), s.sinceInceptionMinuteMarker.map(String.init), s.metadataJSON,
-                ])
+                try session.execute(AccountStore.Upsert(snapshot: s))
             }
             results[s.modelID] = SnapshotResult(modelID: s.modelID, stored: !throttled,
                                           lastStoredMs: throttled ? (last ?? 0) : max(last ?? s.timestampMs, s.timestampMs),

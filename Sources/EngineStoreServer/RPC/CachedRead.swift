@@ -23,10 +23,9 @@ struct CachedRead {
     }
 }
 
-/// Parses a cached JSON object (nil for anything else).
-func cachedObject(_ reply: RedisReply) -> [String: Any]? {
-    guard let text = reply.text else { return nil }
-    return (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
+/// Parses a JSON object (nil for anything else): how every store reads its cached documents back.
+func jsonObject(_ text: String) -> [String: Any]? {
+    (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
 }
 
 extension Dictionary where Key == String, Value == Any {

@@ -28,12 +28,6 @@ struct TradeEventRPC: RPCFamily {
     }
 }
 
-private let insertEvent = Statement(name: "trade_event_insert", sql: """
-    INSERT INTO engine_store_trade_events (trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)
-    ON CONFLICT (trade_id) DO NOTHING RETURNING 1
-    """)
-
 struct TradeEventBody: WriteBody {
     let request: PublishTradeEventRequest
     let keys: CacheKeys
@@ -43,36 +37,10 @@ struct TradeEventBody: WriteBody {
 
     func execute(_ session: PostgresSession) throws -> JobOutcome {
         let r = request
-        let inserted = try session.run(insertEvent, [
-            r.tradeID, r.modelID, r.symbol, r.kind, r.side?.description, r.price.map(pgText), r.size.map(pgText),
-            r.fee.map(pgText), String(r.timestampMs), r.payloadJSON,
-        ])
-        let duplicate = inserted.rowCount == 0
+        let duplicate = try session.first(TradeStore.InsertEvent(event: r)) == nil
         let response = PublishTradeEventResponse(duplicate: duplicate, eventID: r.tradeID).encodedPayload()
         guard !duplicate else { return JobOutcome(reply: response) }
-        return JobOutcome(reply: response, cacheMutations: Self.cacheMutations(r, keys: keys, streamMaxLength: streamMaxLength),
+        return JobOutcome(reply: response, cacheMutations: TradeStore.eventMutations(r, keys: keys, streamMaxLength: streamMaxLength),
                           outboxIDs: try Outbox.record(session, [.tradeEvent(tradeID: r.tradeID)]))
-    }
-
-    /// The ingest guard and the `trade_event` stream entry (event_id = trade id, for consumer dedupe).
-    static func cacheMutations(_ r: PublishTradeEventRequest, keys: CacheKeys, streamMaxLength: Int) -> [CacheMutation] {
-        var data = JSONObjectWriter()
-        data.string("trade_id", r.tradeID)
-        data.string("model_id", r.modelID)
-        data.string("symbol", r.symbol)
-        data.string("kind", r.kind)
-        data.string("side", r.side?.description)
-        data.number("price", r.price)
-        data.number("size", r.size)
-        data.number("fee", r.fee)
-        data.int("ts_ms", r.timestampMs)
-        data.raw("payload", r.payloadJSON)
-        return [
-            .set(key: keys.ingestGuard(tradeID: r.tradeID), value: "1", ttlSeconds: 86_400),
-            .streamAdd(key: keys.tradeStream, maxLength: streamMaxLength, fields: [
-                ("event_id", r.tradeID), ("type", "trade_event"), ("kind", r.kind), ("model_id", r.modelID),
-                ("symbol", r.symbol), ("ts_ms", String(r.timestampMs)), ("data", data.finish()),
-            ]),
-        ]
     }
 }

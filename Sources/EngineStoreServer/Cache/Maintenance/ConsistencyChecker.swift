@@ -37,15 +37,15 @@ struct ConsistencyChecker {
         var repairs: [CacheMutation] = []
         let models: [String]
         if request.models.isEmpty {
-            let m = try s.run(CacheRebuilder.allModels, [])
-            models = (0..<m.rowCount).compactMap { m.string($0, 0) }
+            models = try s.rows(CacheRebuilder.ModelIDs())
         } else {
             models = request.models
         }
         for model in models {
             // Positions hash: when it exists it must hold exactly the open positions.
             let key = keys.positions(model: model)
-            let expected = Dictionary(try rebuilder.positions(s, model: model).map { ($0.symbol, $0.json) }, uniquingKeysWith: { a, _ in a })
+            let expected = Dictionary(try rebuilder.positions(s, model: model).map { ($0.symbol, $0.json) },
+                                      uniquingKeysWith: { a, _ in a })
             let fields = try r.command(["HGETALL", key]).array ?? []
             if !fields.isEmpty {
                 var actual: [String: String] = [:]
@@ -90,19 +90,17 @@ struct ConsistencyChecker {
                     differences.append(Inconsistency(kind: "conversations_cache", key: messagesKey, databaseValue: "\(expected.count) messages",
                                                      otherValue: "\(messages.count) messages", repaired: request.repair))
                     if request.repair {
-                        repairs.append(try rebuilder.conversationsMerge(s, model: model, drop: try CacheRebuilder.unknownMessages(messages, s)))
+                        repairs.append(try rebuilder.conversationsMerge(s, model: model, drop: try ConversationStore.unknown(messages, s)))
                     }
                 }
             }
         }
         // Trader states: every stored trader whose key exists.
-        let traders = try s.run(CacheRebuilder.allTraders, [])
-        for i in 0..<traders.rowCount {
-            guard let trader = traders.string(i, 0) else { continue }
+        for trader in try s.rows(TraderStateStore.IDs()) {
             let key = keys.traderState(trader: trader)
             guard let cached = try r.command(["GET", key]).text else { continue }
             checked += 1
-            let expected = try rebuilder.traderState(s, trader: trader)
+            let expected = try rebuilder.traderState(s, trader: trader).map { TraderStateStore.json($0.state) }
             if !sameJSON(expected, cached) {
                 differences.append(Inconsistency(kind: "trader_state_cache", key: key, databaseValue: expected ?? "",
                                                  otherValue: cached, repaired: request.repair))
@@ -130,9 +128,8 @@ struct ConsistencyChecker {
         }
         // Exchange positions supplied by the engine: reported, never fixed.
         for model in Set(request.exchangeModels).sorted() {
-            let db = try s.run(CacheRebuilder.allOpenPositions, [model])
             var dbPositions: [String: (String, Double)] = [:]
-            for i in 0..<db.rowCount { dbPositions[db.string(i, 0) ?? ""] = (db.string(i, 2) ?? "", db.double(i, 3) ?? 0) }
+            for row in try rebuilder.positions(s, model: model) { dbPositions[row.symbol] = (row.side, row.quantity) }
             var exchange: [String: (String, Double)] = [:]
             for p in request.exchangePositions where p.modelID == model { exchange[p.symbol.uppercased()] = (p.side.description, p.quantity) }
             for symbol in Set(dbPositions.keys).union(exchange.keys).sorted() {

@@ -44,17 +44,15 @@ struct Hydrator {
             _ = try? r.command(["EVAL", Self.releaseLockScript, "1", lock, token])
         }
         let everything = request.models.isEmpty && request.traders.isEmpty
-        let modelsResult = everything ? try s.run(CacheRebuilder.allModels, []) : nil
-        let models = modelsResult.map { m in (0..<m.rowCount).compactMap { m.string($0, 0) } } ?? request.models
+        let models = everything ? try s.rows(CacheRebuilder.ModelIDs()) : request.models
         var written = 0
         for model in models {
             let list = (try r.command(["LRANGE", keys.recentTrades(model: model), "0", "-1"]).array ?? []).compactMap(\.text)
             let messages = (try r.command(["LRANGE", keys.conversations(model: model), "0", "-1"]).array ?? []).compactMap(\.text)
             written += try connections.apply(try rebuilder.hydrate(s, model: model, dropTrades: try connections.unknownTrades(list, s),
-                                                                   dropMessages: try CacheRebuilder.unknownMessages(messages, s)), r)
+                                                                   dropMessages: try ConversationStore.unknown(messages, s)), r)
         }
-        let tradersResult = everything ? try s.run(CacheRebuilder.allTraders, []) : nil
-        let traders = tradersResult.map { t in (0..<t.rowCount).compactMap { t.string($0, 0) } } ?? request.traders
+        let traders = everything ? try s.rows(TraderStateStore.IDs()) : request.traders
         for trader in traders {
             written += try connections.apply(try rebuilder.mutations(for: .traderState(trader: trader), s), r)
         }

@@ -77,8 +77,7 @@ final class MaintenanceConnections {
         let ids = list.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
             .compactMap { $0["id"] as? String }
         guard !ids.isEmpty else { return [] }
-        let found = try s.run(CacheRebuilder.existingTrades, [pgArray(ids)])
-        let known = Set((0..<found.rowCount).compactMap { found.string($0, 0) })
+        let known = Set(try s.rows(TradeStore.Existing(ids: ids)))
         return ids.filter { !known.contains($0) }
     }
 }

@@ -10,13 +10,13 @@ struct OutboxCleanup {
         guard !ids.isEmpty else { return }
         guard let s = connections.postgres() else { return }  // the relay will redo them; harmless
         do {
-            try s.run(Outbox.delete, [pgArray(ids.map(String.init))])
+            try s.execute(Outbox.Delete(ids: ids.map(String.init)))
         } catch { connections.failed(error, "outbox clear") }
     }
 
     /// Records the number of rows waiting in the outbox.
     func recordDepth() {
-        if let s = connections.postgres(), let depth = try? s.run(Outbox.depth, []).int(0, 0) {
+        if let s = connections.postgres(), let depth = try? s.first(Outbox.Depth()) {
             metrics?.outboxDepth.record(depth)
         }
     }

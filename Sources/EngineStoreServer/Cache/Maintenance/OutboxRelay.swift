@@ -18,13 +18,13 @@ struct OutboxRelay {
         guard let s = connections.postgres() else { return false }
         let urgent = cleaner.takeUrgent()
         if !urgent.isEmpty {
-            if batch(s, Outbox.claimIDs, [pgArray(urgent.map(String.init))]) == nil {
+            if batch(s, Outbox.ClaimIDs(ids: urgent)) == nil {
                 cleaner.rebuildSoon(urgent)  // try again next pass
                 return false
             }
         }
         for _ in 0..<Self.batchesPerPass {
-            guard let n = batch(s, Outbox.claimDue, [String(graceMs), String(Self.batchRows)]) else { return false }
+            guard let n = batch(s, Outbox.ClaimDue(graceMs: graceMs, limit: Self.batchRows)) else { return false }
             if n == 0 { break }
         }
         return true
@@ -32,30 +32,29 @@ struct OutboxRelay {
 
     /// Claims rows with `claim`, rebuilds their keys from Postgres, applies, deletes. Returns the
     /// rows handled, or nil when Postgres or Redis failed (the rows stay for a later pass).
-    private func batch(_ s: PostgresSession, _ claim: Statement, _ params: [String?]) -> Int? {
+    private func batch<Claim: PGStatement>(_ s: PostgresSession, _ claim: Claim) -> Int? where Claim.Row == Outbox.Claimed {
         guard let r = connections.redisConnection() else { return nil }
         do {
             try s.exec("BEGIN")
-            let due = try s.run(claim, params)
-            if due.rowCount == 0 {
+            let due = try s.rows(claim)
+            if due.isEmpty {
                 try s.exec("COMMIT")
                 return 0
             }
-            var ids: [String] = []
             var intents: [OutboxIntent] = []
             var seen = Set<String>()
-            for i in 0..<due.rowCount {
-                ids.append(due.string(i, 0) ?? "0")
-                guard let intent = OutboxIntent(kind: due.string(i, 1) ?? "", subject: due.string(i, 2) ?? "", ref: due.string(i, 3) ?? "") else { continue }
+            for row in due {
+                guard let intent = row.intent else { continue }
                 // Rebuilding a key once per batch is enough (stream entries are each kept).
-                let row = intent.row
-                let dedupe = row.kind.hasSuffix("_event") ? ids.last! : "\(row.kind)|\(row.subject)|\(row.ref)"
+                let r = intent.row
+                let dedupe = r.kind.hasSuffix("_event") ? row.id : "\(r.kind)|\(r.subject)|\(r.ref)"
                 if seen.insert(dedupe).inserted { intents.append(intent) }
             }
+            let ids = due.map(\.id)
             let mutations = try rebuilder.mutations(for: intents, s)
             hooks.relayWillApply?(mutations.map(\.key))
             _ = try connections.apply(mutations, r)
-            try s.run(Outbox.delete, [pgArray(ids)])
+            try s.execute(Outbox.Delete(ids: ids))
             try s.exec("COMMIT")
             metrics?.outboxRelayed.increment(by: ids.count)
             return ids.count

@@ -45,22 +45,19 @@ struct TickRetention {
     }
 
     func pass(_ s: PostgresSession) throws -> Outcome {
-        let locked = try s.run(tryLock, [String(Self.lockKey)])
-        guard locked.bool(0, 0) == true else { return Outcome(ran: false) }
-        defer { _ = try? s.run(unlock, [String(Self.lockKey)]) }
+        guard try s.first(MarketDataStore.TryLockRetention(key: Self.lockKey)) == true else { return Outcome(ran: false) }
+        defer { _ = try? s.execute(MarketDataStore.UnlockRetention(key: Self.lockKey)) }
         let cutoff = nowMillis() - Int64(retentionDays) * 86_400_000
         var outcome = Outcome()
         var batches = 0
-        let symbols = try s.run(tickSymbols, [])
-        for row in 0..<symbols.rowCount {
-            guard let symbol = symbols.string(row, 0) else { continue }
+        for symbol in try s.rows(MarketDataStore.TickSymbols()) {
             while true {
                 guard batches < Self.maxBatchesPerPass else {
                     outcome.more = true
                     return log(outcome)
                 }
                 batches += 1
-                let deleted = try s.run(deleteOldTicks, [symbol, String(cutoff), String(batchRows)]).affectedRows
+                let deleted = try s.execute(MarketDataStore.DeleteOldTicks(symbol: symbol, cutoffMs: cutoff, limit: batchRows)).affectedRows
                 outcome.deleted += deleted
                 if deleted < batchRows { break }
             }
@@ -75,19 +72,3 @@ struct TickRetention {
         return outcome
     }
 }
-
-private let tryLock = Statement(name: "ticks_retention_try_lock", sql: "SELECT pg_try_advisory_lock($1::int8)")
-private let unlock = Statement(name: "ticks_retention_unlock", sql: "SELECT pg_advisory_unlock($1::int8)")
-/// The distinct symbols of `price_ticks`, as a loose index scan over nof0's `(symbol, ts_ms DESC)`
-/// index: one probe per symbol, whoever wrote the ticks.
-private let tickSymbols = Statement(name: "ticks_retention_symbols", sql: """
-    WITH RECURSIVE s(symbol) AS (
-        (SELECT symbol FROM price_ticks ORDER BY symbol LIMIT 1)
-        UNION ALL
-        SELECT (SELECT symbol FROM price_ticks WHERE symbol > s.symbol ORDER BY symbol LIMIT 1) FROM s WHERE s.symbol IS NOT NULL)
-    SELECT symbol FROM s WHERE symbol IS NOT NULL
-    """)
-private let deleteOldTicks = Statement(name: "ticks_retention_delete", sql: """
-    DELETE FROM price_ticks WHERE id IN (
-        SELECT id FROM price_ticks WHERE symbol = $1 AND ts_ms < $2::int8 LIMIT $3::int)
-    """)

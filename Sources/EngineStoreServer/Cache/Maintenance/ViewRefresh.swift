@@ -51,31 +51,15 @@ final class ViewRefresher: Sendable {
     /// One round: false when another instance holds the lock (nothing refreshed).
     @discardableResult
     static func refresh(_ s: PostgresSession, logger: Logger) throws -> Bool {
-        guard try s.run(tryLock, [String(advisoryLockKey)]).bool(0, 0) == true else { return false }
-        defer { _ = try? s.run(unlock, [String(advisoryLockKey)]) }
+        guard try s.first(ViewStore.TryLock(key: advisoryLockKey)) == true else { return false }
+        defer { _ = try? s.execute(ViewStore.Unlock(key: advisoryLockKey)) }
         let started = monotonicNanos()
-        let plan = try s.run(refreshPlan, [pgArray(views)])
-        for i in 0..<plan.rowCount {
-            // The name is one of `views` (the plan only returns those), so it is safe in the text.
-            guard let name = plan.string(i, 0), views.contains(name) else { continue }
-            try s.exec("REFRESH MATERIALIZED VIEW \(plan.bool(i, 1) == true ? "CONCURRENTLY " : "")\(name)")
+        let plan = try s.rows(ViewStore.Plan(views: views))
+        // The name is one of `views` (the plan only returns those), so it is safe in the text.
+        for view in plan where views.contains(view.name) {
+            try s.exec("REFRESH MATERIALIZED VIEW \(view.concurrently ? "CONCURRENTLY " : "")\(view.name)")
         }
-        logger.debug("nof0 views refreshed", metadata: ["views": "\(plan.rowCount)", "ms": "\((monotonicNanos() - started) / 1_000_000)"])
+        logger.debug("nof0 views refreshed", metadata: ["views": "\(plan.count)", "ms": "\((monotonicNanos() - started) / 1_000_000)"])
         return true
     }
-
-    static let tryLock = Statement(name: "views_try_lock", sql: "SELECT pg_try_advisory_lock($1)")
-    static let unlock = Statement(name: "views_unlock", sql: "SELECT pg_advisory_unlock($1)")
-
-    /// The views that exist, in the given order, and whether CONCURRENTLY works for each: it needs a
-    /// populated view and a valid unique index over plain columns without a WHERE clause.
-    static let refreshPlan = Statement(name: "views_plan", sql: """
-        SELECT v.matviewname, v.ispopulated AND EXISTS (
-            SELECT 1 FROM pg_index i
-            WHERE i.indrelid = format('%I.%I', v.schemaname, v.matviewname)::regclass
-              AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL)
-        FROM pg_matviews v
-        WHERE v.schemaname = current_schema() AND v.matviewname = ANY($1::text[])
-        ORDER BY array_position($1::text[], v.matviewname::text)
-        """)
 }

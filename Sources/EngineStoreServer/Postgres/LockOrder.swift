@@ -1,0 +1,42 @@
+/// One global order for every row lock a write takes, so that transactions (group commits of many
+/// requests, other instances) never wait on each other in a cycle: a deadlock costs
+/// `deadlock_timeout` and fails the whole batch. A transaction takes its locks in ascending key
+/// order; `rounds` splits a batch into transactions that each keep that order.
+enum LockOrder {
+    /// A position slot (its row lock, its unique open index entry).
+    static func position(_ model: String, _ symbol: String) -> String { "p|" + model + "|" + symbol }
+    /// The per-model snapshot throttle lock, taken before the model's position rows.
+    static func snapshot(_ model: String) -> String { "p|" + model + "|" }
+    static func traderState(_ trader: String) -> String { "t|" + trader }
+    static func analytics(_ model: String) -> String { "a|" + model }
+    static func tradeEvent(_ id: String) -> String { "e|" + id }
+    /// Market-data rows are locked in SQL's sort order, which Swift cannot reproduce: such a job
+    /// spans the whole market-data key space, so it shares a transaction with no other one.
+    static let marketData = ["m|", "m|\u{10FFFF}"]
+
+    /// Groups jobs into transactions, in order, such that inside each the lock keys only ascend.
+    static func rounds(_ jobs: [any PostgresJob]) -> [[any PostgresJob]] {
+        if jobs.count < 2 { return jobs.isEmpty ? [] : [jobs] }  // one job keeps its own order
+        // Keys computed once per job (a snapshot's keys take a sort to build).
+        var rest = jobs.map { (keys: $0.lockKeys, job: $0) }.sorted { ($0.keys.first ?? "") < ($1.keys.first ?? "") }
+        var rounds: [[any PostgresJob]] = []
+        while !rest.isEmpty {
+            var round: [any PostgresJob] = []
+            var later: [(keys: [String], job: any PostgresJob)] = []
+            var highest = ""
+            for entry in rest {
+                guard let first = entry.keys.first else { round.append(entry.job); continue }
+                if first >= highest {
+                    round.append(entry.job)
+                    highest = max(highest, entry.keys.last!)
+                } else {
+                    later.append(entry)
+                }
+            }
+            rounds.append(round)
+            rest = later
+        }
+        return rounds
+    }
+}
+

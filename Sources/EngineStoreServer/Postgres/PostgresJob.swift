@@ -1,0 +1,69 @@
+import LibPQ
+
+/// What a job produced: the bytes to answer with, and the Redis mutations to apply after the commit.
+struct JobOutcome: Sendable {
+    var reply: [UInt8]
+    var cacheMutations: [CacheMutation] = []
+    /// Outbox rows recorded with this write; cleared once the cache writer applied `cacheMutations`.
+    var outboxIDs: [Int64] = []
+    /// Cache writes that may be coalesced (market data), applied through the rate limiter.
+    var rateLimited: [RateLimitedMutation] = []
+    /// Cache work that succeeds or fails on its own (a stream entry): a declined key rebuild in
+    /// `cacheMutations` must not send these rows to the relay too, or the event is added twice.
+    var independentCacheWork: [(mutations: [CacheMutation], outboxIDs: [Int64])] = []
+    /// Outbox rows the direct path never applies (whole-table documents such as the leaderboard):
+    /// the relay rebuilds them from Postgres right after the commit.
+    var relayOutboxIDs: [Int64] = []
+    /// The reply was recorded earlier under the same idempotency key (sent with the `replayed` flag).
+    var replayed = false
+}
+
+/// How a job runs in a pipelined batch: `statements` go out with the batch (BEGIN … COMMIT in one
+/// round trip); `finish` turns their results into the outcome, or throws `PipelineFallback`.
+struct PipelinePlan: Sendable {
+    let statements: [PGCall]
+    let finish: @Sendable ([PGResult]) throws -> JobOutcome
+}
+
+/// A unit of Postgres work queued by an RPC handler.
+protocol PostgresJob: Sendable {
+    /// Monotonic deadline; a job still queued past it is answered deadline_exceeded and not run.
+    var deadlineNanos: UInt64 { get }
+    /// Jobs that write run inside a transaction shared with other queued jobs (group commit).
+    var isTransactional: Bool { get }
+    /// Runs the job. Inside a shared transaction it runs under a savepoint, so a thrown error
+    /// rolls back only this job's statements.
+    func execute(_ session: PostgresSession) throws -> JobOutcome
+    /// Delivers the outcome (after commit) or an error to the waiting client.
+    func complete(_ result: Result<JobOutcome, ServiceError>)
+    /// Non-nil when the job can run in a pipelined batch.
+    var pipelinePlan: PipelinePlan? { get }
+    /// The request behind the job, for latency metrics.
+    var target: ReplyTarget? { get }
+    /// The rows the job locks, as `LockOrder` keys in the order it takes them (ascending).
+    var lockKeys: [String] { get }
+}
+
+extension PostgresJob {
+    var pipelinePlan: PipelinePlan? { nil }
+    var target: ReplyTarget? { nil }
+    var lockKeys: [String] { [] }
+}
+
+/// A read-only statement outside any transaction.
+struct ReadJob: PostgresJob {
+    let deadlineNanos: UInt64
+    let reply: ReplyTarget
+    let body: @Sendable (PostgresSession) throws -> JobOutcome
+    var isTransactional: Bool { false }
+    var target: ReplyTarget? { reply }
+
+    init(deadlineNanos: UInt64, reply: ReplyTarget, body: @escaping @Sendable (PostgresSession) throws -> JobOutcome) {
+        self.deadlineNanos = deadlineNanos
+        self.reply = reply
+        self.body = body
+    }
+
+    func execute(_ session: PostgresSession) throws -> JobOutcome { try body(session) }
+    func complete(_ result: Result<JobOutcome, ServiceError>) { reply.complete(result) }
+}

@@ -1,0 +1,159 @@
+import LibPQ
+import Logging
+
+/// How a worker runs its jobs: reads and pings outside any transaction; writes in transactions,
+/// pipelined when every job of the batch can be, else step by step.
+extension PostgresWorker {
+    /// One group commit: pipelined when every job can be, else step by step.
+    func runTransaction(_ jobs: [any PostgresJob]) {
+        guard let session = self.session ?? liveSession() else {
+            let e = ServiceError(.unavailable, "postgres unavailable; retry with the same idempotency key")
+            jobs.forEach { $0.complete(.failure(e)) }
+            return
+        }
+        if runPipelined(jobs, session) { return }
+        guard let session = self.session else {
+            let e = ServiceError(.unavailable, "postgres connection lost; retry with the same idempotency key")
+            jobs.forEach { $0.complete(.failure(e)) }
+            return
+        }
+        runStepwise(jobs, session)
+    }
+
+    /// A read or a ping, outside any transaction: nothing is committed, so nothing is counted as a
+    /// commit; a read's cache refill is handed on all the same.
+    func runStandalone(_ job: any PostgresJob, _ session: PostgresSession) {
+        do {
+            let outcome = try job.execute(session)
+            pool.handOff([outcome])
+            job.complete(.success(outcome))
+        } catch {
+            job.complete(.failure(failed(error)))
+        }
+    }
+
+    /// The fast path: when every job can be pipelined, the whole batch — BEGIN, each job's
+    /// statement, COMMIT — takes one round trip. A failed statement aborts the batch (rolled back,
+    /// returns false: the batch runs the step-by-step way). Jobs whose results ask for the
+    /// step-by-step path wrote nothing and run again on their own after the commit.
+    func runPipelined(_ jobs: [any PostgresJob], _ session: PostgresSession) -> Bool {
+        let plans = jobs.compactMap(\.pipelinePlan)
+        guard plans.count == jobs.count else { return false }
+        do {
+            try session.ensurePrepared(plans.flatMap { $0.statements.map(\.sql) })
+            var items: [PGPipelineItem] = [.sql("BEGIN")]
+            for plan in plans {
+                for call in plan.statements { items.append(.prepared(name: call.sql.rawValue, params: call.bindings)) }
+            }
+            items.append(.sql("COMMIT"))
+            var results: [PGResult] = []
+            results.reserveCapacity(items.count)
+            for outcome in try session.connection.pipeline(items) {
+                guard case .ok(let r) = outcome else {
+                    if case .failed(let e) = outcome, e.kind == .connection { throw e }
+                    _ = try? session.exec("ROLLBACK")
+                    pool.stats.pipelineFallbacks.add(1, ordering: .relaxed)
+                    return false
+                }
+                results.append(r)
+            }
+            var done: [(any PostgresJob, JobOutcome)] = []
+            var again: [any PostgresJob] = []
+            var index = 1
+            for (job, plan) in zip(jobs, plans) {
+                let mine = Array(results[index..<(index + plan.statements.count)])
+                index += plan.statements.count
+                if let outcome = try? plan.finish(mine) { done.append((job, outcome)) } else { again.append(job) }
+            }
+            if !done.isEmpty {
+                pool.afterCommit(done.map(\.1))
+                pool.stats.pipelinedJobs.add(done.count, ordering: .relaxed)
+                for (job, outcome) in done { job.complete(.success(outcome)) }
+            }
+            if !again.isEmpty {
+                pool.stats.pipelineFallbacks.add(1, ordering: .relaxed)
+                for job in again { runStepwise([job], session) }
+            }
+            return true
+        } catch {
+            // The connection broke: nothing is known to be committed; the clients retry.
+            let e = failed(error)
+            jobs.forEach { $0.complete(.failure(e)) }
+            return true
+        }
+    }
+
+    /// Jobs one after another in one transaction. Several share it, each under a savepoint so that
+    /// one failure stays its own; a lone job needs none (its failure rolls the transaction back).
+    /// Cache mutations are queued before the clients hear back, so a client that waits for its ack
+    /// before the next write sees the cache mutations applied in the same order.
+    func runStepwise(_ jobs: [any PostgresJob], _ session: PostgresSession) {
+        let shared = jobs.count > 1
+        var outcomes: [(any PostgresJob, JobOutcome)] = []
+        outcomes.reserveCapacity(jobs.count)
+        var reached = 0  // jobs[..<reached] have either an outcome or their own error answer
+        do {
+            // BEGIN and each savepoint change ride in one simple-query round trip.
+            var pending = shared ? "BEGIN; SAVEPOINT job" : "BEGIN"
+            for job in jobs {
+                try session.exec(pending)
+                do {
+                    outcomes.append((job, try job.execute(session)))
+                    pending = shared ? "RELEASE SAVEPOINT job; " : ""
+                } catch let error as PGError where error.kind == .connection {
+                    throw error
+                } catch {
+                    guard shared else {
+                        try? session.exec("ROLLBACK")
+                        job.complete(.failure(failed(error)))
+                        return
+                    }
+                    job.complete(.failure(failed(error)))
+                    pending = "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job; "
+                }
+                reached += 1
+                pending += reached == jobs.count ? "COMMIT" : "SAVEPOINT job"
+            }
+            try session.exec(pending)
+        } catch {
+            try? session.exec("ROLLBACK")
+            let e = failed(error)
+            for (job, _) in outcomes { job.complete(.failure(e)) }
+            for job in jobs[reached...] { job.complete(.failure(e)) }
+            return
+        }
+        if !outcomes.isEmpty { pool.afterCommit(outcomes.map(\.1)) }
+        for (job, outcome) in outcomes { job.complete(.success(outcome)) }
+    }
+
+    /// What a failed job answers. A broken connection is dropped here, in the open: every failure
+    /// path goes through this one call, so none can keep using a dead session.
+    func failed(_ error: any Error) -> ServiceError {
+        if let e = error as? PGError, e.kind == .connection { connectionLost(e) }
+        return answer(for: error)
+    }
+
+    /// The answer for an error; no side effect on the worker.
+    func answer(for error: any Error) -> ServiceError {
+        if let e = error as? ServiceError { return e }
+        if let e = error as? PGError {
+            if e.kind == .connection {
+                return ServiceError(.unavailable, "postgres connection lost; retry with the same idempotency key")
+            }
+            if e.sqlState == "40P01" {
+                pool.metrics?.deadlockDetected()
+                logger.warning("deadlock detected", metadata: ["reason": "postgres_deadlock"])
+            }
+            if e.isTransient {
+                return ServiceError(.unavailable, "transient postgres error (SQLSTATE \(e.sqlState ?? "?")); retry")
+            }
+            if let rejected = e.rejectedInput { return rejected }
+            if e.isConstraintViolation {
+                return ServiceError(.conflict, "constraint violation: \(e.message)")
+            }
+            logger.error("statement failed", metadata: ["reason": "postgres_statement", "error": "\(e)"])
+            return ServiceError(.internalError, "database error (SQLSTATE \(e.sqlState ?? "?"))")
+        }
+        return ServiceError(.internalError, "\(error)")
+    }
+}

@@ -1,0 +1,19 @@
+-- Account equity snapshots.
+
+-- name: snapshot_lock_trader_64
+-- The per-model snapshot throttle lock. 64-bit key: a collision of two models would put one lock at
+-- two places of LockOrder.
+SELECT pg_advisory_xact_lock(hashtextextended('engine_store.snapshot:' || $1, 0));
+
+-- name: snapshot_last
+SELECT ts_ms FROM account_equity_snapshots WHERE model_id = $1 ORDER BY ts_ms DESC LIMIT 1;
+
+-- name: snapshot_upsert
+INSERT INTO account_equity_snapshots (model_id, ts_ms, dollar_equity, realized_pnl, total_unrealized_pnl, cum_pnl_pct,
+    sharpe_ratio, since_inception_hourly_marker, since_inception_minute_marker, metadata)
+VALUES ($1, $2, $3, COALESCE($4::float8, 0), COALESCE($5::float8, 0), $6, $7, $8, $9, COALESCE($10::jsonb, '{}'))
+ON CONFLICT (model_id, ts_ms) DO UPDATE SET
+    dollar_equity = EXCLUDED.dollar_equity, realized_pnl = EXCLUDED.realized_pnl,
+    total_unrealized_pnl = EXCLUDED.total_unrealized_pnl, cum_pnl_pct = EXCLUDED.cum_pnl_pct,
+    sharpe_ratio = EXCLUDED.sharpe_ratio, since_inception_hourly_marker = EXCLUDED.since_inception_hourly_marker,
+    since_inception_minute_marker = EXCLUDED.since_inception_minute_marker, metadata = EXCLUDED.metadata;

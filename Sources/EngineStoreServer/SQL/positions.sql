@@ -1,0 +1,109 @@
+-- Positions: one row per lifecycle (model, symbol, entry); at most one open per model and symbol.
+
+-- fragment: position_columns
+id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,
+(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version
+
+-- fragment: position_update_assignments
+exchange_provider = COALESCE($3, exchange_provider),
+side = COALESCE($4, side),
+quantity = COALESCE($5::float8, quantity),
+entry_price = COALESCE($6::float8, entry_price),
+entry_time_ms = COALESCE($7::int8, entry_time_ms),
+leverage = COALESCE($8::float8, leverage),
+confidence = COALESCE($9::float8, confidence),
+risk_usd = COALESCE($10::float8, risk_usd),
+margin = COALESCE($11::float8, margin),
+entry_oid = COALESCE($12::int8, entry_oid),
+tp_oid = COALESCE($13::int8, tp_oid),
+sl_oid = COALESCE($14::int8, sl_oid),
+wait_for_fill = COALESCE($15::bool, wait_for_fill),
+exit_plan = COALESCE($16::jsonb, exit_plan),
+index_col = COALESCE($17::jsonb, index_col),
+current_price = COALESCE($18::float8, current_price),
+unrealized_pnl = COALESCE($19::float8, unrealized_pnl),
+liquidation_price = COALESCE($20::float8, liquidation_price),
+commission = COALESCE($21::float8, commission),
+slippage = COALESCE($22::float8, slippage),
+updated_at = now(),
+cache_version = nextval('engine_store_cache_version')
+
+-- fragment: position_save_tail
+res AS (SELECT *, false AS opened FROM upd UNION ALL SELECT *, true FROM ins),
+idem AS (
+    INSERT INTO engine_store_idempotency (key, method, digest, response)
+    SELECT $23, $25::smallint, $24,
+           '\x0a'::bytea || engine_store_varint(octet_length(convert_to(id, 'UTF8'))) || convert_to(id, 'UTF8')
+           || '\x10'::bytea || CASE WHEN opened THEN '\x01'::bytea ELSE '\x00'::bytea END
+           || '\x18'::bytea || engine_store_varint(updated_ms * 2)
+    FROM res WHERE $23::text IS NOT NULL
+),
+ob AS (INSERT INTO engine_store_outbox (kind, subject, ref) SELECT 'position', $1, $2 FROM res RETURNING id)
+SELECT res.*, (SELECT id FROM ob) AS outbox_id FROM res
+
+-- name: position_save
+-- SavePosition, both paths: update the open row, or open one ($26 the new id) when none is, and record
+-- the outbox row. With a key ($23, digest $24, method $25) it also records the reply,
+-- SavePositionResponse encoded as FieldWriter does (1 position_id, 2 opened, 3 updated_at_ms ZigZag),
+-- and fails when the key exists: a pipelined batch then falls back to the step-by-step path. A
+-- concurrent open leaves both CTEs empty: nothing written, the caller runs position_save_existing.
+WITH upd AS (
+    UPDATE positions SET {{position_update_assignments}}
+    WHERE model_id = $1 AND symbol = $2 AND status = 'open'
+    RETURNING {{position_columns}}
+), ins AS (
+    INSERT INTO positions (
+        model_id, symbol, exchange_provider, side, quantity, entry_price, entry_time_ms, leverage,
+        confidence, risk_usd, margin, entry_oid, tp_oid, sl_oid, wait_for_fill, exit_plan, index_col,
+        current_price, unrealized_pnl, liquidation_price, commission, slippage, id, status)
+    SELECT $1, $2, $3, $4, $5::float8, $6::float8, $7::int8, $8::float8, $9::float8, $10::float8, $11::float8,
+           $12::int8, $13::int8, $14::int8, COALESCE($15::bool, false), $16::jsonb, $17::jsonb, $18::float8,
+           $19::float8, $20::float8, $21::float8, $22::float8, $26, 'open'
+    WHERE NOT EXISTS (SELECT 1 FROM upd)
+    ON CONFLICT (model_id, symbol) WHERE status = 'open' DO NOTHING
+    RETURNING {{position_columns}}
+),
+{{position_save_tail}};
+
+-- name: position_save_existing
+-- position_save for a request that cannot open a position (no $26): updates the open row only.
+WITH upd AS (
+    UPDATE positions SET {{position_update_assignments}}
+    WHERE model_id = $1 AND symbol = $2 AND status = 'open'
+    RETURNING {{position_columns}}
+), ins AS (SELECT * FROM upd WHERE false),
+{{position_save_tail}};
+
+-- name: positions_open_of_model
+SELECT {{position_columns}} FROM positions WHERE model_id = $1 AND status = 'open' ORDER BY symbol;
+
+-- name: position_slots
+-- The newest row of each of a model's symbols: open ones are the hash, closed ones its tombstones.
+SELECT DISTINCT ON (symbol) {{position_columns}}, status = 'open' AS is_open
+FROM positions WHERE model_id = $1 ORDER BY symbol, cache_version DESC, (status = 'open') DESC;
+
+-- name: position_lock_open
+SELECT id, side, quantity, entry_price, entry_time_ms, leverage, confidence, commission, exchange_provider,
+       entry_oid, exit_plan::text AS exit_plan
+FROM positions WHERE model_id = $1 AND symbol = $2 AND status = 'open' FOR UPDATE;
+
+-- name: position_close_full
+UPDATE positions SET status = 'closed', current_price = $2, unrealized_pnl = 0,
+    closed_pnl = COALESCE(closed_pnl, 0) + $3, updated_at = now(), cache_version = nextval('engine_store_cache_version')
+WHERE id = $1
+RETURNING cache_version;
+
+-- name: position_close_partial
+UPDATE positions SET quantity = quantity - $2, commission = commission - $3,
+    closed_pnl = COALESCE(closed_pnl, 0) + $4, current_price = $5, updated_at = now(),
+    cache_version = nextval('engine_store_cache_version')
+WHERE id = $1
+RETURNING {{position_columns}};
+
+-- name: position_mark
+-- A snapshot's mark of an open position.
+UPDATE positions SET current_price = $3, unrealized_pnl = COALESCE($4::float8, unrealized_pnl),
+    liquidation_price = COALESCE($5::float8, liquidation_price), updated_at = now(),
+    cache_version = nextval('engine_store_cache_version')
+WHERE model_id = $1 AND symbol = $2 AND status = 'open'
+RETURNING {{position_columns}};

@@ -1,0 +1,38 @@
+-- Closed trades (one row per close, full or partial) and exchange trade events.
+
+-- fragment: trade_columns
+model_id, symbol, side, quantity, entry_price, exit_price, realized_net_pnl, confidence,
+exit_ts_ms, exchange_provider, entry_ts_ms, leverage, id
+
+-- name: trade_insert
+INSERT INTO trades (
+    id, model_id, exchange_provider, symbol, side, trade_type, trade_id, quantity, leverage, confidence,
+    entry_price, entry_ts_ms, entry_human_time, entry_sz, entry_oid, entry_commission_dollars,
+    exit_price, exit_ts_ms, exit_human_time, exit_sz, exit_tid, exit_oid, exit_crossed, exit_liquidation,
+    exit_commission_dollars, exit_closed_pnl, exit_plan, realized_gross_pnl, realized_net_pnl,
+    total_commission_dollars)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+        $21, $22, $23, $24::jsonb, $25, $26, $27::jsonb, $28, $29, $30);
+
+-- name: trades_recent_of_model
+-- A model's newest closed trades: newest exit first, ties by id in byte order (the order the cache's
+-- merge script keeps; see CacheScripts.tradesMerge).
+SELECT {{trade_columns}}
+FROM trades WHERE model_id = $1 AND exit_ts_ms IS NOT NULL
+ORDER BY exit_ts_ms DESC, id COLLATE "C" DESC LIMIT $2;
+
+-- name: trade_by_id
+SELECT {{trade_columns}} FROM trades WHERE id = $1;
+
+-- name: trades_existing
+-- Which of the given ids are trades rows.
+SELECT id FROM trades WHERE id = ANY($1::text[]);
+
+-- name: trade_event_insert
+INSERT INTO engine_store_trade_events (trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)
+ON CONFLICT (trade_id) DO NOTHING RETURNING 1;
+
+-- name: trade_event_by_id
+SELECT trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload::text AS payload
+FROM engine_store_trade_events WHERE trade_id = $1;
