@@ -32,7 +32,7 @@ import Testing
             FROM conversation_messages WHERE conversation_id = $1 ORDER BY id
             """, [String(first.conversationID)])
         #expect(msgs.rowCount == 2)
-        #expect(msgs.string(0, 0) == "user" && msgs.string(0, 1) == "prompt 1" && msgs.int(0, 2) == Self.t0 + 1)
+        #expect(msgs.string(0, 0) == "system" && msgs.string(0, 1) == "prompt 1" && msgs.int(0, 2) == Self.t0 + 1)
         #expect(msgs.string(1, 0) == "assistant" && msgs.string(1, 1) == "ok 1")
         #expect(msgs.string(0, 3) == "gpt-5" && msgs.string(0, 4) == "100" && msgs.string(0, 6) == "120" && msgs.string(0, 5) == nil)
         #expect(msgs.string(1, 5) == "20" && msgs.string(1, 4) == nil && msgs.int(1, 7) == first.conversationID)
@@ -44,7 +44,11 @@ import Testing
         #expect(try pg.execParams("SELECT count(*) FROM conversation_messages WHERE conversation_id = $1",
                                   [String(noResponse.conversationID)]).int(0, 0) == 1)
         for n in 3...25 { _ = try await client.recordConversation(request("cv", n)) }
-        #expect(try await eventually { try redis.command(["LLEN", key]).integer == 40 })
+        // The list is full from the 20th call on; the last call's messages reach it after its reply.
+        #expect(try await eventually {
+            try redis.command(["LLEN", key]).integer == 40
+                && (try? object(redis.command(["LINDEX", key, "0"]).text))?["content"] as? String == "ok 25"
+        })
         let list = try redis.command(["LRANGE", key, "0", "-1"]).array?.compactMap(\.text) ?? []
         let head = try object(list.first)
         #expect(head["role"] as? String == "assistant" && head["content"] as? String == "ok 25")
@@ -59,7 +63,7 @@ import Testing
         _ = try await client.hydrate(HydrateRequest(models: ["cv"]))
         #expect(try redis.command(["LRANGE", key, "0", "-1"]).array?.compactMap(\.text) == list)
         // A corrupted entry is reported, and repaired from Postgres.
-        _ = try redis.command(["LSET", key, "3", #"{"conversation_id":999999,"id":999999,"role":"user","content":"x","ts":1}"#])
+        _ = try redis.command(["LSET", key, "3", #"{"conversation_id":999999,"id":999999,"role":"system","content":"x","ts":1}"#])
         let check = try await client.checkConsistency(CheckConsistencyRequest(models: ["cv"], repair: true))
         #expect(check.differences.map(\.kind) == ["conversations_cache"])
         #expect(try redis.command(["LRANGE", key, "0", "-1"]).array?.compactMap(\.text) == list)

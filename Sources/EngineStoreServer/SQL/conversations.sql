@@ -9,7 +9,7 @@ m AS (
     INSERT INTO conversation_messages (conversation_id, role, content, ts_ms, metadata)
     SELECT c.id, v.role, v.content, t.ts, v.meta || jsonb_build_object('conversationId', c.id)
     FROM c, t, (VALUES
-        (1, 'user', $4::text, jsonb_build_object('model', $6::text, 'prompt_tokens', $7::bigint, 'total_tokens', $9::bigint)),
+        (1, 'system', $4::text, jsonb_build_object('model', $6::text, 'prompt_tokens', $7::bigint, 'total_tokens', $9::bigint)),
         (2, 'assistant', NULLIF($5::text, ''),
          jsonb_build_object('model', $6::text, 'completion_tokens', $8::bigint, 'total_tokens', $9::bigint))
     ) AS v(n, role, content, meta)

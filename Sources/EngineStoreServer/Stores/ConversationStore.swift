@@ -84,7 +84,7 @@ enum ConversationStore {
     /// The messages just written, as documents (their content is the request's, not read back).
     static func written(_ rows: [Insert.Row], _ r: RecordConversationRequest) -> [Message] {
         rows.map { Message(conversationID: $0.conversationID, id: $0.messageID, role: $0.role,
-                           content: $0.role == "user" ? r.prompt : r.response ?? "", ts: $0.tsMs) }
+                           content: $0.role == "assistant" ? r.response ?? "" : r.prompt, ts: $0.tsMs) }
     }
 
     /// `messages` merged into the model's list; `drop`: cached message ids Postgres does not have (repair).

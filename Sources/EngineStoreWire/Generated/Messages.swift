@@ -2016,7 +2016,7 @@ public struct GetLeaderboardResponse: WireMessage {
 
 /// README.md §10.17. One executor -> LLM interaction, as nof0's executor ConversationRecorder
 /// reports it. Writes one `conversations` row and two `conversation_messages` rows (the prompt as
-/// role 'user', the response as role 'assistant'), in nof0's migration-001 columns.
+/// role 'system', as nof0's writer does, the response as role 'assistant'), in nof0's migration-001 columns.
 public struct RecordConversationRequest: WireMessage {
     /// REQUIRED. check id
     public var idempotencyKey: String
