@@ -52,48 +52,12 @@ public final class EngineStoreClient: PersistenceService {
         return r.payload
     }
 
-    /// Opens or updates a position. An empty idempotency key gets a fresh one, reused on retries.
-    public func savePosition(_ request: SavePositionRequest) async throws -> SavePositionResponse {
-        try await call(RPC.savePosition, request)
-    }
-
-    /// Closes all or part of the open position. `not_found` when nothing is open.
-    public func closePosition(_ request: ClosePositionRequest) async throws -> ClosePositionResponse {
-        try await call(RPC.closePosition, request)
-    }
-
-    public func publishTradeEvent(_ request: PublishTradeEventRequest) async throws -> PublishTradeEventResponse {
-        try await call(RPC.publishTradeEvent, request)
-    }
-
     public func openPositions(model: String) async throws -> GetOpenPositionsResponse {
         try await call(RPC.getOpenPositions, GetOpenPositionsRequest(modelID: model))
     }
 
     public func recentTrades(model: String, limit: Int = 20) async throws -> GetRecentTradesResponse {
         try await call(RPC.getRecentTrades, GetRecentTradesRequest(modelID: model, limit: UInt32(clamping: limit)))
-    }
-
-    /// Stores equity snapshots (one per trader) and applies their position marks; throttled per trader.
-    public func saveSnapshots(_ request: SaveSnapshotRequest) async throws -> SaveSnapshotResponse {
-        try await call(RPC.saveSnapshot, request)
-    }
-
-    public func recordDecisionCycle(_ request: RecordDecisionCycleRequest) async throws -> RecordDecisionCycleResponse {
-        try await call(RPC.recordDecisionCycle, request)
-    }
-
-    /// Stores one prompt/response pair (nof0's executor ConversationRecord) and its messages.
-    public func recordConversation(_ request: RecordConversationRequest) async throws -> RecordConversationResponse {
-        try await call(RPC.recordConversation, request)
-    }
-
-    public func updateAnalytics(_ request: UpdateAnalyticsRequest) async throws -> UpdateAnalyticsResponse {
-        try await call(RPC.updateAnalytics, request)
-    }
-
-    public func saveTraderState(_ request: SaveTraderStateRequest) async throws -> TraderStateResponse {
-        try await call(RPC.saveTraderState, request)
     }
 
     public func traderState(trader: String) async throws -> TraderStateResponse {
@@ -106,19 +70,6 @@ public final class EngineStoreClient: PersistenceService {
 
     public func leaderboard(limit: Int) async throws -> GetLeaderboardResponse {
         try await call(RPC.getLeaderboard, GetLeaderboardRequest(limit: UInt32(clamping: limit)))
-    }
-
-    /// Stores a batch of ticks (one COPY) and advances latest prices. One idempotency key per batch.
-    public func ingestPriceTicks(_ request: IngestPriceTicksRequest) async throws -> IngestPriceTicksResponse {
-        try await call(RPC.ingestPriceTicks, request)
-    }
-
-    public func upsertMarketAssets(_ request: UpsertMarketAssetsRequest) async throws -> UpsertCountResponse {
-        try await call(RPC.upsertMarketAssets, request)
-    }
-
-    public func upsertAssetContexts(_ request: UpsertAssetContextsRequest) async throws -> UpsertCountResponse {
-        try await call(RPC.upsertAssetContexts, request)
     }
 
     /// The service's metrics (Prometheus text format).

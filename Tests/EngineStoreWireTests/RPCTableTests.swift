@@ -29,6 +29,21 @@ import Testing
         }
     }
 
+    /// The `table` label of db_writes_total comes from the `.proto` annotation; dashboards key on these
+    /// values, so a renamed label fails here rather than silently starting a new series.
+    @Test func writesNameTheirTable() {
+        for d in RPC.all {
+            #expect((d.table != nil) == (d.kind == .write), "\(d.name)")
+        }
+        let tables = Dictionary(uniqueKeysWithValues: RPC.all.compactMap { d in d.table.map { (d.method, $0) } })
+        #expect(tables == [
+            .savePosition: "positions", .closePosition: "trades", .publishTradeEvent: "engine_store_trade_events",
+            .saveSnapshot: "account_equity_snapshots", .recordDecisionCycle: "decision_cycles",
+            .recordConversation: "conversations", .updateAnalytics: "model_analytics", .saveTraderState: "trader_state",
+            .ingestPriceTicks: "price_ticks", .upsertMarketAssets: "market_assets", .upsertAssetContexts: "market_asset_ctx",
+        ])
+    }
+
     @Test func typedHandlesMatchTheTable() {
         #expect(ObjectIdentifier(RPC.savePosition.descriptor.requestType) == ObjectIdentifier(SavePositionRequest.self))
         #expect(ObjectIdentifier(RPC.saveTraderState.descriptor.responseType) == ObjectIdentifier(TraderStateResponse.self))

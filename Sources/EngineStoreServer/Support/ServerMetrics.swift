@@ -71,7 +71,7 @@ final class ServerMetrics: Sendable {
                 Metrics.Timer(label: "persistence_latency_seconds", dimensions: [("rpc", rpc.name), ("stage", stage)], factory: f)
             }
             func writes(_ outcome: String) -> Metrics.Counter? {
-                m.table.isEmpty ? nil : Metrics.Counter(label: "db_writes_total", dimensions: [("table", m.table), ("outcome", outcome)], factory: f)
+                rpc.table.map { Metrics.Counter(label: "db_writes_total", dimensions: [("table", $0), ("outcome", outcome)], factory: f) }
             }
             byMethod[Int(m.rawValue)] = MethodMetrics(total: timer("total"), queue: timer("queue"), database: timer("database"),
                                                       ok: writes("ok"), replayed: writes("replayed"), failed: writes("error"),
@@ -154,27 +154,5 @@ final class ServerMetrics: Sendable {
             return new
         }
         gauge.record(ratio)
-    }
-}
-
-extension Method {
-    /// The table a write RPC commits to, for db_writes_total ("" for methods that write no table).
-    /// Exhaustive on purpose: a method added to the RPC table does not compile until it is listed here.
-    var table: String {
-        switch self {
-        case .savePosition: "positions"
-        case .closePosition: "trades"
-        case .publishTradeEvent: "engine_store_trade_events"
-        case .saveSnapshot: "account_equity_snapshots"
-        case .recordDecisionCycle: "decision_cycles"
-        case .recordConversation: "conversations"
-        case .updateAnalytics: "model_analytics"
-        case .saveTraderState: "trader_state"
-        case .ingestPriceTicks: "price_ticks"
-        case .upsertMarketAssets: "market_assets"
-        case .upsertAssetContexts: "market_asset_ctx"
-        case .hello, .health, .stats, .hydrate, .checkConsistency, .ping, .getOpenPositions, .getRecentTrades,
-             .getTraderState, .getLastDecision, .getLeaderboard: ""
-        }
     }
 }

@@ -3,8 +3,9 @@
 /// Method ids. They travel in the frame header (u16 `method`) and in
 /// HelloResponse.methods. No payload field has this type; it is listed here for
 /// convenience. All ids below are implemented; every other id gets error UNIMPLEMENTED.
-/// Each comment reads `<type>: <request payload> -> <response payload>` (README.md §6);
-/// scripts/gen-wire builds the Swift RPC table from it.
+/// Each comment reads `<type>: <request payload> -> <response payload>` (README.md §6), a write's
+/// `write(<table>): ...` with the Postgres table it commits to (the db_writes_total label); the rest
+/// of the comment documents the client call. scripts/gen-wire builds the Swift RPC table from it.
 public enum Method: UInt16, Sendable, CaseIterable, CustomStringConvertible {
     case hello = 1
     case health = 2
@@ -12,11 +13,15 @@ public enum Method: UInt16, Sendable, CaseIterable, CustomStringConvertible {
     case hydrate = 4
     case checkConsistency = 5
     case ping = 6
+    /// Opens a position, or updates the open one for (model, symbol).
     case savePosition = 16
+    /// Closes all (`exit_size` absent) or part of the open position; `not_found` if none is open.
     case closePosition = 17
+    /// Stores a trade event once per trade id; a repeat answers `duplicate = true`.
     case publishTradeEvent = 18
     case getOpenPositions = 19
     case getRecentTrades = 20
+    /// Equity snapshots (one per trader) with position marks; one within the minimum interval is answered `stored = false`.
     case saveSnapshot = 32
     case recordDecisionCycle = 33
     case updateAnalytics = 34
@@ -24,7 +29,9 @@ public enum Method: UInt16, Sendable, CaseIterable, CustomStringConvertible {
     case getTraderState = 36
     case getLastDecision = 37
     case getLeaderboard = 38
+    /// One prompt/response pair of the executor (nof0's ConversationRecorder) and its messages.
     case recordConversation = 39
+    /// A batch of ticks (one COPY): every tick is stored; latest prices only move forward in time.
     case ingestPriceTicks = 48
     case upsertMarketAssets = 49
     case upsertAssetContexts = 50

@@ -22,6 +22,8 @@ public struct RPCDescriptor: Sendable {
     public let kind: RPCKind
     /// The request carries `idempotency_key`: a retry with the same key is answered once (§9).
     public let idempotent: Bool
+    /// The Postgres table a write commits to (the `table` label of db_writes_total); nil for other kinds.
+    public let table: String?
 }
 
 /// A method with its payload types: `client.call(RPC.savePosition, request)` infers the response.
@@ -86,49 +88,49 @@ extension Method {
     public var descriptor: RPCDescriptor {
         switch self {
         case .hello: RPCDescriptor(method: .hello, name: "Hello", requestType: HelloRequest.self,
-                                    responseType: HelloResponse.self, kind: .session, idempotent: false)
+                                    responseType: HelloResponse.self, kind: .session, idempotent: false, table: nil)
         case .health: RPCDescriptor(method: .health, name: "Health", requestType: HealthRequest.self,
-                                    responseType: HealthResponse.self, kind: .read, idempotent: false)
+                                    responseType: HealthResponse.self, kind: .read, idempotent: false, table: nil)
         case .stats: RPCDescriptor(method: .stats, name: "Stats", requestType: StatsRequest.self,
-                                    responseType: StatsResponse.self, kind: .read, idempotent: false)
+                                    responseType: StatsResponse.self, kind: .read, idempotent: false, table: nil)
         case .hydrate: RPCDescriptor(method: .hydrate, name: "Hydrate", requestType: HydrateRequest.self,
-                                    responseType: HydrateResponse.self, kind: .operation, idempotent: false)
+                                    responseType: HydrateResponse.self, kind: .operation, idempotent: false, table: nil)
         case .checkConsistency: RPCDescriptor(method: .checkConsistency, name: "CheckConsistency", requestType: CheckConsistencyRequest.self,
-                                    responseType: CheckConsistencyResponse.self, kind: .operation, idempotent: false)
+                                    responseType: CheckConsistencyResponse.self, kind: .operation, idempotent: false, table: nil)
         case .ping: RPCDescriptor(method: .ping, name: "Ping", requestType: PingMessage.self,
-                                    responseType: PingMessage.self, kind: .session, idempotent: false)
+                                    responseType: PingMessage.self, kind: .session, idempotent: false, table: nil)
         case .savePosition: RPCDescriptor(method: .savePosition, name: "SavePosition", requestType: SavePositionRequest.self,
-                                    responseType: SavePositionResponse.self, kind: .write, idempotent: true)
+                                    responseType: SavePositionResponse.self, kind: .write, idempotent: true, table: "positions")
         case .closePosition: RPCDescriptor(method: .closePosition, name: "ClosePosition", requestType: ClosePositionRequest.self,
-                                    responseType: ClosePositionResponse.self, kind: .write, idempotent: true)
+                                    responseType: ClosePositionResponse.self, kind: .write, idempotent: true, table: "trades")
         case .publishTradeEvent: RPCDescriptor(method: .publishTradeEvent, name: "PublishTradeEvent", requestType: PublishTradeEventRequest.self,
-                                    responseType: PublishTradeEventResponse.self, kind: .write, idempotent: true)
+                                    responseType: PublishTradeEventResponse.self, kind: .write, idempotent: true, table: "engine_store_trade_events")
         case .getOpenPositions: RPCDescriptor(method: .getOpenPositions, name: "GetOpenPositions", requestType: GetOpenPositionsRequest.self,
-                                    responseType: GetOpenPositionsResponse.self, kind: .read, idempotent: false)
+                                    responseType: GetOpenPositionsResponse.self, kind: .read, idempotent: false, table: nil)
         case .getRecentTrades: RPCDescriptor(method: .getRecentTrades, name: "GetRecentTrades", requestType: GetRecentTradesRequest.self,
-                                    responseType: GetRecentTradesResponse.self, kind: .read, idempotent: false)
+                                    responseType: GetRecentTradesResponse.self, kind: .read, idempotent: false, table: nil)
         case .saveSnapshot: RPCDescriptor(method: .saveSnapshot, name: "SaveSnapshot", requestType: SaveSnapshotRequest.self,
-                                    responseType: SaveSnapshotResponse.self, kind: .write, idempotent: true)
+                                    responseType: SaveSnapshotResponse.self, kind: .write, idempotent: true, table: "account_equity_snapshots")
         case .recordDecisionCycle: RPCDescriptor(method: .recordDecisionCycle, name: "RecordDecisionCycle", requestType: RecordDecisionCycleRequest.self,
-                                    responseType: RecordDecisionCycleResponse.self, kind: .write, idempotent: true)
+                                    responseType: RecordDecisionCycleResponse.self, kind: .write, idempotent: true, table: "decision_cycles")
         case .updateAnalytics: RPCDescriptor(method: .updateAnalytics, name: "UpdateAnalytics", requestType: UpdateAnalyticsRequest.self,
-                                    responseType: UpdateAnalyticsResponse.self, kind: .write, idempotent: true)
+                                    responseType: UpdateAnalyticsResponse.self, kind: .write, idempotent: true, table: "model_analytics")
         case .saveTraderState: RPCDescriptor(method: .saveTraderState, name: "SaveTraderState", requestType: SaveTraderStateRequest.self,
-                                    responseType: TraderStateResponse.self, kind: .write, idempotent: true)
+                                    responseType: TraderStateResponse.self, kind: .write, idempotent: true, table: "trader_state")
         case .getTraderState: RPCDescriptor(method: .getTraderState, name: "GetTraderState", requestType: GetTraderStateRequest.self,
-                                    responseType: TraderStateResponse.self, kind: .read, idempotent: false)
+                                    responseType: TraderStateResponse.self, kind: .read, idempotent: false, table: nil)
         case .getLastDecision: RPCDescriptor(method: .getLastDecision, name: "GetLastDecision", requestType: GetLastDecisionRequest.self,
-                                    responseType: LastDecision.self, kind: .read, idempotent: false)
+                                    responseType: LastDecision.self, kind: .read, idempotent: false, table: nil)
         case .getLeaderboard: RPCDescriptor(method: .getLeaderboard, name: "GetLeaderboard", requestType: GetLeaderboardRequest.self,
-                                    responseType: GetLeaderboardResponse.self, kind: .read, idempotent: false)
+                                    responseType: GetLeaderboardResponse.self, kind: .read, idempotent: false, table: nil)
         case .recordConversation: RPCDescriptor(method: .recordConversation, name: "RecordConversation", requestType: RecordConversationRequest.self,
-                                    responseType: RecordConversationResponse.self, kind: .write, idempotent: true)
+                                    responseType: RecordConversationResponse.self, kind: .write, idempotent: true, table: "conversations")
         case .ingestPriceTicks: RPCDescriptor(method: .ingestPriceTicks, name: "IngestPriceTicks", requestType: IngestPriceTicksRequest.self,
-                                    responseType: IngestPriceTicksResponse.self, kind: .write, idempotent: true)
+                                    responseType: IngestPriceTicksResponse.self, kind: .write, idempotent: true, table: "price_ticks")
         case .upsertMarketAssets: RPCDescriptor(method: .upsertMarketAssets, name: "UpsertMarketAssets", requestType: UpsertMarketAssetsRequest.self,
-                                    responseType: UpsertCountResponse.self, kind: .write, idempotent: true)
+                                    responseType: UpsertCountResponse.self, kind: .write, idempotent: true, table: "market_assets")
         case .upsertAssetContexts: RPCDescriptor(method: .upsertAssetContexts, name: "UpsertAssetContexts", requestType: UpsertAssetContextsRequest.self,
-                                    responseType: UpsertCountResponse.self, kind: .write, idempotent: true)
+                                    responseType: UpsertCountResponse.self, kind: .write, idempotent: true, table: "market_asset_ctx")
         }
     }
 }
