@@ -35,6 +35,22 @@ import Testing
         #expect(error?.code == .conflict)
     }
 
+    /// Every write shares one key space (§9): a repeat answers the first response without running
+    /// again; the key under another method is a conflict.
+    @Test func keysAreSharedByEveryWriteMethod() async throws {
+        let store = InMemoryPersistence()
+        let cycle = RecordDecisionCycleRequest(idempotencyKey: "d", modelID: "m", success: true)
+        let first = try await store.recordDecisionCycle(cycle)
+        #expect(try await store.recordDecisionCycle(cycle) == first)
+        #expect(await store.decisions.count == 1)
+        let error = await #expect(throws: EngineStoreError.self) {
+            try await store.publishTradeEvent(PublishTradeEventRequest(idempotencyKey: "d", tradeID: "t1", modelID: "m",
+                                                                       symbol: "BTC", kind: "fill", timestampMs: 1))
+        }
+        #expect(error?.code == .conflict)
+        #expect(await store.tradeEvents.isEmpty)
+    }
+
     @Test func closeComputesPnLAndNotFound() async throws {
         let store = InMemoryPersistence()
         _ = try await store.savePosition(open("BTC"))
