@@ -43,3 +43,22 @@ extension WireMessage {
         }
     }
 }
+
+extension IdempotentRequest {
+    /// Decodes a write request and checks its idempotency key (§9), the first check of every write.
+    static func decodeWrite(_ payload: ArraySlice<UInt8>) throws(ServiceError) -> Self {
+        let request = try decodeRequest(payload)
+        try Validate.identifier(request.idempotencyKey, "idempotency_key")
+        return request
+    }
+}
+
+extension ServiceContext {
+    /// Queues a validated write: `IdempotentWrite` runs `body` once per idempotency key and answers a
+    /// retry (same key, same payload bytes) with the recorded reply (§9).
+    func submitWrite(_ request: some IdempotentRequest, _ method: Method, payload: ArraySlice<UInt8>,
+                     body: some WriteBody, reply: ReplyTarget) {
+        postgres.submit(IdempotentWrite(key: request.idempotencyKey, method: method.rawValue,
+                                        digest: requestDigest(payload), body: body, reply: reply))
+    }
+}

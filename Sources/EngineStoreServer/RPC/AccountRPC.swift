@@ -10,8 +10,7 @@ struct AccountRPC: RPCFamily {
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
         let skew = context.configuration.maxClockSkewMs
-        var r = try SaveSnapshotRequest.decodeRequest(payload)
-        try Validate.identifier(r.idempotencyKey, "idempotency_key")
+        var r = try SaveSnapshotRequest.decodeWrite(payload)
         guard !r.snapshots.isEmpty else { throw .invalid("snapshots", "at least one snapshot") }
         guard r.snapshots.count <= 1000 else { throw .invalid("snapshots", "at most 1000 per call") }
         var models = Set<String>()
@@ -38,12 +37,11 @@ struct AccountRPC: RPCFamily {
                 try Validate.nonNegative(s.marks[j].liquidationPrice, "snapshots.marks.liquidation_price")
             }
         }
-        context.postgres.submit(IdempotentWrite(
-            key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
+        context.submitWrite(r, method, payload: payload,
             body: SaveSnapshotBody(request: r, keys: context.keys, ttl: context.configuration.ttl,
                                    minIntervalMs: context.configuration.snapshotMinIntervalMs,
                                    hooks: context.configuration.testHooks),
-            reply: reply))
+            reply: reply)
     }
 }
 

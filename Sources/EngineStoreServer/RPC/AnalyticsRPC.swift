@@ -12,8 +12,7 @@ struct AnalyticsRPC: RPCFamily {
         let skew = context.configuration.maxClockSkewMs
         switch method {
         case .updateAnalytics:
-            let r = try UpdateAnalyticsRequest.decodeRequest(payload)
-            try Validate.identifier(r.idempotencyKey, "idempotency_key")
+            let r = try UpdateAnalyticsRequest.decodeWrite(payload)
             guard !r.entries.isEmpty else { throw .invalid("entries", "at least one entry") }
             guard r.entries.count <= 1000 else { throw .invalid("entries", "at most 1000 per call") }
             var models = Set<String>()
@@ -25,10 +24,9 @@ struct AnalyticsRPC: RPCFamily {
                 try Validate.jsonObject(e.metadataJSON, "entries.metadata_json")
                 figures.append(try AnalyticsStore.Figures(e.payloadJSON))
             }
-            context.postgres.submit(IdempotentWrite(
-                key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
+            context.submitWrite(r, method, payload: payload,
                 body: UpdateAnalyticsBody(entries: r.entries, figures: figures, keys: context.keys, ttl: context.configuration.ttl),
-                reply: reply))
+                reply: reply)
         case .getLeaderboard:
             let r = try GetLeaderboardRequest.decodeRequest(payload)
             guard (1...1000).contains(r.limit) else { throw .invalid("limit", "must be 1 to 1000") }

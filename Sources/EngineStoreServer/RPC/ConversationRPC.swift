@@ -12,8 +12,7 @@ struct ConversationRPC: RPCFamily {
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
         guard method == .recordConversation else { throw ServiceError(.unimplemented, "\(method) is not implemented") }
-        let r = try RecordConversationRequest.decodeRequest(payload)
-        try Validate.identifier(r.idempotencyKey, "idempotency_key")
+        let r = try RecordConversationRequest.decodeWrite(payload)
         try Validate.keyPart(r.modelID, "model_id")
         guard !r.prompt.isEmpty else { throw .invalid("prompt", "must not be empty") }
         try Validate.text(r.prompt, "prompt", maxBytes: Self.maxTextBytes)
@@ -21,9 +20,8 @@ struct ConversationRPC: RPCFamily {
         try Validate.text(r.modelName, "model_name", maxBytes: 256)
         try Validate.text(r.topic, "topic", maxBytes: 256)
         try Validate.timestampMs(r.timestampMs, "timestamp_ms", maxSkewMs: context.configuration.maxClockSkewMs)
-        context.postgres.submit(IdempotentWrite(
-            key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
-            body: RecordConversationBody(request: r, keys: context.keys, ttl: context.configuration.ttl.long), reply: reply))
+        context.submitWrite(r, method, payload: payload,
+            body: RecordConversationBody(request: r, keys: context.keys, ttl: context.configuration.ttl.long), reply: reply)
     }
 }
 

@@ -14,8 +14,7 @@ struct DecisionRPC: RPCFamily {
         let skew = context.configuration.maxClockSkewMs
         switch method {
         case .recordDecisionCycle:
-            let r = try RecordDecisionCycleRequest.decodeRequest(payload)
-            try Validate.identifier(r.idempotencyKey, "idempotency_key")
+            let r = try RecordDecisionCycleRequest.decodeWrite(payload)
             try Validate.keyPart(r.modelID, "model_id")
             try Validate.text(r.cotTrace, "cot_trace", maxBytes: Self.maxTraceBytes)
             try Validate.text(r.promptDigest, "prompt_digest", maxBytes: 256)
@@ -23,10 +22,9 @@ struct DecisionRPC: RPCFamily {
             try Validate.timestampMs(r.executedAtMs, "executed_at_ms", maxSkewMs: skew)
             if let n = r.cycleNumber, n < 0 || n > Int64(Int32.max) { throw .invalid("cycle_number", "out of INT range") }
             let first = try Self.firstDecision(r.decisionsJSON)
-            context.postgres.submit(IdempotentWrite(
-                key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
+            context.submitWrite(r, method, payload: payload,
                 body: RecordDecisionBody(request: r, first: first, keys: context.keys, ttl: context.configuration.ttl.medium),
-                reply: reply))
+                reply: reply)
         case .getLastDecision:
             let r = try GetLastDecisionRequest.decodeRequest(payload)
             try Validate.keyPart(r.modelID, "model_id")

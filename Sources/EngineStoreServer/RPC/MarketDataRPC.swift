@@ -14,8 +14,7 @@ struct MarketDataRPC: RPCFamily {
         let ttl = context.configuration.ttl
         switch method {
         case .ingestPriceTicks:
-            var r = try IngestPriceTicksRequest.decodeRequest(payload)
-            try Validate.identifier(r.idempotencyKey, "idempotency_key")
+            var r = try IngestPriceTicksRequest.decodeWrite(payload)
             guard !r.ticks.isEmpty else { throw .invalid("ticks", "at least one tick") }
             guard r.ticks.count <= context.configuration.maxTicksPerBatch else {
                 throw .invalid("ticks", "at most \(context.configuration.maxTicksPerBatch) per batch")
@@ -29,12 +28,10 @@ struct MarketDataRPC: RPCFamily {
                 try Validate.text(r.ticks[i].rawJSON, "ticks.raw_json", maxBytes: 16 * 1024)
                 if let raw = r.ticks[i].rawJSON { try Validate.jsonDepth(raw, "ticks.raw_json") }
             }
-            context.postgres.submit(IdempotentWrite(
-                key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
-                body: IngestTicksBody(ticks: r.ticks, keys: keys, ttl: ttl), reply: reply))
+            context.submitWrite(r, method, payload: payload,
+                body: IngestTicksBody(ticks: r.ticks, keys: keys, ttl: ttl), reply: reply)
         case .upsertMarketAssets:
-            var r = try UpsertMarketAssetsRequest.decodeRequest(payload)
-            try Validate.identifier(r.idempotencyKey, "idempotency_key")
+            var r = try UpsertMarketAssetsRequest.decodeWrite(payload)
             guard !r.assets.isEmpty, r.assets.count <= 10_000 else { throw .invalid("assets", "1 to 10000 per call") }
             for i in r.assets.indices {
                 try Validate.keyPart(r.assets[i].provider, "assets.provider", maxBytes: 64)
@@ -45,12 +42,13 @@ struct MarketDataRPC: RPCFamily {
                     if let v, v < 0 || v > Int64(Int32.max) { throw .invalid(f, "out of INT range") }
                 }
             }
-            context.postgres.submit(IdempotentWrite(
-                key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
-                body: UpsertAssetsBody(assets: r.assets, keys: keys, ttl: ttl), reply: reply))
+            context.submitWrite(r, method, payload: payload,
+                body: UpsertDocumentsBody(items: r.assets.map { a in
+                    .init(upsert: MarketDataStore.UpsertAsset(asset: a), slot: "a:" + a.provider + ":" + a.symbol,
+                          key: keys.marketAsset(provider: a.provider, symbol: a.symbol))
+                }, ttlSeconds: ttl.long), reply: reply)
         case .upsertAssetContexts:
-            var r = try UpsertAssetContextsRequest.decodeRequest(payload)
-            try Validate.identifier(r.idempotencyKey, "idempotency_key")
+            var r = try UpsertAssetContextsRequest.decodeWrite(payload)
             guard !r.contexts.isEmpty, r.contexts.count <= 10_000 else { throw .invalid("contexts", "1 to 10000 per call") }
             for i in r.contexts.indices {
                 let c = r.contexts[i]
@@ -66,9 +64,11 @@ struct MarketDataRPC: RPCFamily {
                 try Validate.nonNegative(c.dayBaseVlm, "contexts.day_base_vlm")
                 try Validate.json(c.impactPxsJSON, "contexts.impact_pxs_json")
             }
-            context.postgres.submit(IdempotentWrite(
-                key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
-                body: UpsertContextsBody(contexts: r.contexts, keys: keys, ttl: ttl), reply: reply))
+            context.submitWrite(r, method, payload: payload,
+                body: UpsertDocumentsBody(items: r.contexts.map { c in
+                    .init(upsert: MarketDataStore.UpsertContext(context: c), slot: "x:" + c.provider + ":" + c.symbol,
+                          key: keys.marketContext(provider: c.provider, symbol: c.symbol))
+                }, ttlSeconds: ttl.medium), reply: reply)
         default:
             throw ServiceError(.unimplemented, "\(method) is not implemented")
         }
@@ -96,34 +96,26 @@ struct IngestTicksBody: WriteBody {
     }
 }
 
-struct UpsertAssetsBody: WriteBody {
-    let assets: [MarketAsset]
-    let keys: CacheKeys
-    let ttl: CacheTTL
-
-    func execute(_ session: PostgresSession) throws -> JobOutcome {
-        var limited: [RateLimitedMutation] = []
-        for a in assets {
-            guard let stored = try session.first(MarketDataStore.UpsertAsset(asset: a)) else { continue }
-            limited.append(RateLimitedMutation(slot: "a:" + a.provider + ":" + a.symbol, version: Int64(bitPattern: monotonicNanos()),
-                mutation: .set(key: keys.marketAsset(provider: a.provider, symbol: a.symbol), value: stored, ttlSeconds: ttl.long)))
-        }
-        return JobOutcome(reply: UpsertCountResponse(upserted: UInt32(assets.count)).encodedPayload(), rateLimited: limited)
+/// UpsertMarketAssets and UpsertAssetContexts: one upsert per item; each stored document goes to its
+/// key through the rate limiter. The reply counts the items sent.
+struct UpsertDocumentsBody<Upsert: PGStatement>: WriteBody where Upsert.Row == String {
+    struct Item: Sendable {
+        let upsert: Upsert
+        /// The rate limiter's slot: a letter for the kind of document, then provider:symbol.
+        let slot: String
+        let key: String
     }
-}
 
-struct UpsertContextsBody: WriteBody {
-    let contexts: [AssetContext]
-    let keys: CacheKeys
-    let ttl: CacheTTL
+    let items: [Item]
+    let ttlSeconds: Int
 
     func execute(_ session: PostgresSession) throws -> JobOutcome {
         var limited: [RateLimitedMutation] = []
-        for c in contexts {
-            guard let stored = try session.first(MarketDataStore.UpsertContext(context: c)) else { continue }
-            limited.append(RateLimitedMutation(slot: "x:" + c.provider + ":" + c.symbol, version: Int64(bitPattern: monotonicNanos()),
-                mutation: .set(key: keys.marketContext(provider: c.provider, symbol: c.symbol), value: stored, ttlSeconds: ttl.medium)))
+        for item in items {
+            guard let stored = try session.first(item.upsert) else { continue }
+            limited.append(RateLimitedMutation(slot: item.slot, version: Int64(bitPattern: monotonicNanos()),
+                mutation: .set(key: item.key, value: stored, ttlSeconds: ttlSeconds)))
         }
-        return JobOutcome(reply: UpsertCountResponse(upserted: UInt32(contexts.count)).encodedPayload(), rateLimited: limited)
+        return JobOutcome(reply: UpsertCountResponse(upserted: UInt32(items.count)).encodedPayload(), rateLimited: limited)
     }
 }

@@ -11,19 +11,17 @@ struct PositionRPC: RPCFamily {
         let ttl = context.configuration.ttl
         switch method {
         case .savePosition:
-            var request = try SavePositionRequest.decodeRequest(payload)
+            var request = try SavePositionRequest.decodeWrite(payload)
             request.symbol = try Self.validate(request, maxClockSkewMs: context.configuration.maxClockSkewMs)
-            context.postgres.submit(IdempotentWrite(
-                key: request.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
-                body: SavePositionBody(request: request, keys: context.keys, ttl: ttl.positions), reply: reply))
+            context.submitWrite(request, method, payload: payload,
+                body: SavePositionBody(request: request, keys: context.keys, ttl: ttl.positions), reply: reply)
         case .closePosition:
-            var request = try ClosePositionRequest.decodeRequest(payload)
+            var request = try ClosePositionRequest.decodeWrite(payload)
             request.symbol = try Self.validate(request, maxClockSkewMs: context.configuration.maxClockSkewMs)
-            context.postgres.submit(IdempotentWrite(
-                key: request.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
+            context.submitWrite(request, method, payload: payload,
                 body: ClosePositionBody(request: request, keys: context.keys, ttl: ttl,
                                         streamMaxLength: context.configuration.streamMaxLength),
-                reply: reply))
+                reply: reply)
         case .getOpenPositions:
             let request = try GetOpenPositionsRequest.decodeRequest(payload)
             try Validate.keyPart(request.modelID, "model_id")
@@ -38,9 +36,9 @@ struct PositionRPC: RPCFamily {
         }
     }
 
-    /// Checks every field that was sent; returns the normalised (upper-case) symbol.
+    /// Checks every field that was sent (the idempotency key is checked on decoding); returns the
+    /// normalised (upper-case) symbol.
     static func validate(_ r: SavePositionRequest, maxClockSkewMs: Int64) throws(ServiceError) -> String {
-        try Validate.identifier(r.idempotencyKey, "idempotency_key")
         try Validate.keyPart(r.modelID, "model_id")
         let symbol = try Validate.symbol(r.symbol)
         if let p = r.exchangeProvider { try Validate.identifier(p, "exchange_provider", maxBytes: 64) }
@@ -73,7 +71,6 @@ struct PositionRPC: RPCFamily {
     }
 
     static func validate(_ r: ClosePositionRequest, maxClockSkewMs: Int64) throws(ServiceError) -> String {
-        try Validate.identifier(r.idempotencyKey, "idempotency_key")
         try Validate.keyPart(r.modelID, "model_id")
         let symbol = try Validate.symbol(r.symbol)
         try Validate.positive(r.exitPrice, "exit_price")

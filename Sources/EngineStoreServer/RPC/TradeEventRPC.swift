@@ -10,8 +10,7 @@ struct TradeEventRPC: RPCFamily {
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
         let skew = context.configuration.maxClockSkewMs
-        var r = try PublishTradeEventRequest.decodeRequest(payload)
-        try Validate.identifier(r.idempotencyKey, "idempotency_key")
+        var r = try PublishTradeEventRequest.decodeWrite(payload)
         try Validate.keyPart(r.tradeID, "trade_id")
         try Validate.keyPart(r.modelID, "model_id")
         r.symbol = try Validate.symbol(r.symbol)
@@ -21,10 +20,9 @@ struct TradeEventRPC: RPCFamily {
         try Validate.finite(r.fee, "fee")
         try Validate.timestampMs(r.timestampMs, "timestamp_ms", maxSkewMs: skew)
         try Validate.json(r.payloadJSON, "payload_json")
-        context.postgres.submit(IdempotentWrite(
-            key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
+        context.submitWrite(r, method, payload: payload,
             body: TradeEventBody(request: r, keys: context.keys, streamMaxLength: context.configuration.streamMaxLength),
-            reply: reply))
+            reply: reply)
     }
 }
 

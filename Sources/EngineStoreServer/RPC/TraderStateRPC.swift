@@ -13,8 +13,7 @@ struct TraderStateRPC: RPCFamily {
         let ttl = context.configuration.ttl.medium
         switch method {
         case .saveTraderState:
-            let r = try SaveTraderStateRequest.decodeRequest(payload)
-            try Validate.identifier(r.idempotencyKey, "idempotency_key")
+            let r = try SaveTraderStateRequest.decodeWrite(payload)
             let s = r.state
             try Validate.keyPart(s.traderID, "state.trader_id")
             if let p = s.exchangeProvider { try Validate.identifier(p, "state.exchange_provider", maxBytes: 64) }
@@ -28,10 +27,9 @@ struct TraderStateRPC: RPCFamily {
             if let p = s.pauseUntilMs, p < Validate.earliestMs || p > epochMillis() + 366 * 86_400_000 {
                 throw .invalid("state.pause_until_ms", "\(p) is not a plausible epoch time in milliseconds")
             }
-            context.postgres.submit(IdempotentWrite(
-                key: r.idempotencyKey, method: method.rawValue, digest: requestDigest(payload),
+            context.submitWrite(r, method, payload: payload,
                 body: SaveTraderStateBody(state: s, keys: context.keys, ttl: ttl),
-                reply: reply))
+                reply: reply)
         case .getTraderState:
             let r = try GetTraderStateRequest.decodeRequest(payload)
             try Validate.keyPart(r.traderID, "trader_id")
