@@ -15,16 +15,16 @@ public actor Manager {
         public init() {}
     }
 
+    /// The traders' counts summed (read as `report.cycles`, `report.closes`, ...), the ticks sent and
+    /// the positions open at the end.
+    @dynamicMemberLookup
     public struct Report: Sendable, Equatable {
-        public var cycles = 0
-        public var opens = 0
-        public var closes = 0
-        public var partialCloses = 0
+        public var totals = VirtualTrader.Counts()
         public var ticks = 0
-        public var snapshotsStored = 0
-        public var restoredPositions = 0
         /// trader id → symbols open at the end.
         public var openPositions: [String: [String]] = [:]
+
+        public subscript<T>(dynamicMember count: KeyPath<VirtualTrader.Counts, T>) -> T { totals[keyPath: count] }
     }
 
     public let configuration: Configuration
@@ -66,13 +66,7 @@ public actor Manager {
         var r = Report()
         r.ticks = ticks
         for t in traders {
-            let c = await t.counts
-            r.cycles += c.cycles
-            r.opens += c.opens
-            r.closes += c.closes
-            r.partialCloses += c.partialCloses
-            r.snapshotsStored += c.snapshotsStored
-            r.restoredPositions += c.restoredPositions
+            r.totals.add(await t.counts)
             r.openPositions[t.id] = await t.positions.keys.sorted()
         }
         return r

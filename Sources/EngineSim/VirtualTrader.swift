@@ -20,6 +20,16 @@ public actor VirtualTrader {
         public var snapshotsStored = 0
         public var restoredPositions = 0
         public var closes: Int { fullCloses + partialCloses }
+
+        /// Adds another trader's counts (the manager's report).
+        mutating func add(_ o: Counts) {
+            cycles += o.cycles
+            opens += o.opens
+            fullCloses += o.fullCloses
+            partialCloses += o.partialCloses
+            snapshotsStored += o.snapshotsStored
+            restoredPositions += o.restoredPositions
+        }
     }
 
     public let id: String

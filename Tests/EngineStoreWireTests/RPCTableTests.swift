@@ -33,9 +33,9 @@ import Testing
     /// values, so a renamed label fails here rather than silently starting a new series.
     @Test func writesNameTheirTable() {
         for d in RPC.all {
-            #expect((d.table != nil) == (d.kind == .write), "\(d.name)")
+            #expect(d.table.isEmpty == (d.kind != .write), "\(d.name)")
         }
-        let tables = Dictionary(uniqueKeysWithValues: RPC.all.compactMap { d in d.table.map { (d.method, $0) } })
+        let tables = Dictionary(uniqueKeysWithValues: RPC.all.filter { !$0.table.isEmpty }.map { ($0.method, $0.table) })
         #expect(tables == [
             .savePosition: "positions", .closePosition: "trades", .publishTradeEvent: "engine_store_trade_events",
             .saveSnapshot: "account_equity_snapshots", .recordDecisionCycle: "decision_cycles",

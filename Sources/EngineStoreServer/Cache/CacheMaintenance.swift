@@ -137,21 +137,20 @@ final class CacheMaintenance: Sendable {
             guard monotonicNanos() < target.deadlineNanos else {
                 return target.fail(ServiceError(.deadlineExceeded, "deadline passed before the request ran", retryable: true))
             }
-            switch task {
-            case .hydrate(let request, let reply):
-                guard let s = connections.postgres() else { return reply.fail(ServiceError(.unavailable, "postgres unavailable")) }
-                guard let r = connections.redisConnection() else { return reply.fail(ServiceError(.unavailable, "redis unavailable")) }
-                do { reply.send(try hydrator.run(request, s, r)) } catch {
-                    connections.failed(error, "hydrate")
-                    reply.fail(ServiceError(.unavailable, "hydrate failed: \(error)"))
+            guard let s = connections.postgres() else { return target.fail(ServiceError(.unavailable, "postgres unavailable")) }
+            guard let r = connections.redisConnection() else { return target.fail(ServiceError(.unavailable, "redis unavailable")) }
+            let (name, failure) = switch task {
+            case .hydrate: ("hydrate", "hydrate failed")
+            case .check: ("check", "consistency check failed")
+            }
+            do {
+                switch task {
+                case .hydrate(let request, _): target.send(try hydrator.run(request, s, r))
+                case .check(let request, _): target.send(try checker.run(request, s, r))
                 }
-            case .check(let request, let reply):
-                guard let s = connections.postgres() else { return reply.fail(ServiceError(.unavailable, "postgres unavailable")) }
-                guard let r = connections.redisConnection() else { return reply.fail(ServiceError(.unavailable, "redis unavailable")) }
-                do { reply.send(try checker.run(request, s, r)) } catch {
-                    connections.failed(error, "check")
-                    reply.fail(ServiceError(.unavailable, "consistency check failed: \(error)"))
-                }
+            } catch {
+                connections.failed(error, name)
+                target.fail(ServiceError(.unavailable, "\(failure): \(error)"))
             }
         }
     }

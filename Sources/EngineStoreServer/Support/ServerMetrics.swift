@@ -71,7 +71,7 @@ final class ServerMetrics: Sendable {
                 Metrics.Timer(label: "persistence_latency_seconds", dimensions: [("rpc", rpc.name), ("stage", stage)], factory: f)
             }
             func writes(_ outcome: String) -> Metrics.Counter? {
-                rpc.table.map { Metrics.Counter(label: "db_writes_total", dimensions: [("table", $0), ("outcome", outcome)], factory: f) }
+                rpc.table.isEmpty ? nil : Metrics.Counter(label: "db_writes_total", dimensions: [("table", rpc.table), ("outcome", outcome)], factory: f)
             }
             byMethod[Int(m.rawValue)] = MethodMetrics(total: timer("total"), queue: timer("queue"), database: timer("database"),
                                                       ok: writes("ok"), replayed: writes("replayed"), failed: writes("error"),

@@ -20,10 +20,12 @@ public struct RPCDescriptor: Sendable {
     public let requestType: any WireMessage.Type
     public let responseType: any WireMessage.Type
     public let kind: RPCKind
+    /// The Postgres table a write commits to (the `table` label of db_writes_total); empty for other kinds.
+    public let table: String
+
     /// The request carries `idempotency_key`: a retry with the same key is answered once (§9).
-    public let idempotent: Bool
-    /// The Postgres table a write commits to (the `table` label of db_writes_total); nil for other kinds.
-    public let table: String?
+    /// Exactly the writes (scripts/gen-wire refuses a schema where they differ).
+    public var idempotent: Bool { kind == .write }
 }
 
 /// A method with its payload types: `client.call(RPC.savePosition, request)` infers the response.
@@ -88,49 +90,49 @@ extension Method {
     public var descriptor: RPCDescriptor {
         switch self {
         case .hello: RPCDescriptor(method: .hello, name: "Hello", requestType: HelloRequest.self,
-                                    responseType: HelloResponse.self, kind: .session, idempotent: false, table: nil)
+                                    responseType: HelloResponse.self, kind: .session, table: "")
         case .health: RPCDescriptor(method: .health, name: "Health", requestType: HealthRequest.self,
-                                    responseType: HealthResponse.self, kind: .read, idempotent: false, table: nil)
+                                    responseType: HealthResponse.self, kind: .read, table: "")
         case .stats: RPCDescriptor(method: .stats, name: "Stats", requestType: StatsRequest.self,
-                                    responseType: StatsResponse.self, kind: .read, idempotent: false, table: nil)
+                                    responseType: StatsResponse.self, kind: .read, table: "")
         case .hydrate: RPCDescriptor(method: .hydrate, name: "Hydrate", requestType: HydrateRequest.self,
-                                    responseType: HydrateResponse.self, kind: .operation, idempotent: false, table: nil)
+                                    responseType: HydrateResponse.self, kind: .operation, table: "")
         case .checkConsistency: RPCDescriptor(method: .checkConsistency, name: "CheckConsistency", requestType: CheckConsistencyRequest.self,
-                                    responseType: CheckConsistencyResponse.self, kind: .operation, idempotent: false, table: nil)
+                                    responseType: CheckConsistencyResponse.self, kind: .operation, table: "")
         case .ping: RPCDescriptor(method: .ping, name: "Ping", requestType: PingMessage.self,
-                                    responseType: PingMessage.self, kind: .session, idempotent: false, table: nil)
+                                    responseType: PingMessage.self, kind: .session, table: "")
         case .savePosition: RPCDescriptor(method: .savePosition, name: "SavePosition", requestType: SavePositionRequest.self,
-                                    responseType: SavePositionResponse.self, kind: .write, idempotent: true, table: "positions")
+                                    responseType: SavePositionResponse.self, kind: .write, table: "positions")
         case .closePosition: RPCDescriptor(method: .closePosition, name: "ClosePosition", requestType: ClosePositionRequest.self,
-                                    responseType: ClosePositionResponse.self, kind: .write, idempotent: true, table: "trades")
+                                    responseType: ClosePositionResponse.self, kind: .write, table: "trades")
         case .publishTradeEvent: RPCDescriptor(method: .publishTradeEvent, name: "PublishTradeEvent", requestType: PublishTradeEventRequest.self,
-                                    responseType: PublishTradeEventResponse.self, kind: .write, idempotent: true, table: "engine_store_trade_events")
+                                    responseType: PublishTradeEventResponse.self, kind: .write, table: "engine_store_trade_events")
         case .getOpenPositions: RPCDescriptor(method: .getOpenPositions, name: "GetOpenPositions", requestType: GetOpenPositionsRequest.self,
-                                    responseType: GetOpenPositionsResponse.self, kind: .read, idempotent: false, table: nil)
+                                    responseType: GetOpenPositionsResponse.self, kind: .read, table: "")
         case .getRecentTrades: RPCDescriptor(method: .getRecentTrades, name: "GetRecentTrades", requestType: GetRecentTradesRequest.self,
-                                    responseType: GetRecentTradesResponse.self, kind: .read, idempotent: false, table: nil)
+                                    responseType: GetRecentTradesResponse.self, kind: .read, table: "")
         case .saveSnapshot: RPCDescriptor(method: .saveSnapshot, name: "SaveSnapshot", requestType: SaveSnapshotRequest.self,
-                                    responseType: SaveSnapshotResponse.self, kind: .write, idempotent: true, table: "account_equity_snapshots")
+                                    responseType: SaveSnapshotResponse.self, kind: .write, table: "account_equity_snapshots")
         case .recordDecisionCycle: RPCDescriptor(method: .recordDecisionCycle, name: "RecordDecisionCycle", requestType: RecordDecisionCycleRequest.self,
-                                    responseType: RecordDecisionCycleResponse.self, kind: .write, idempotent: true, table: "decision_cycles")
+                                    responseType: RecordDecisionCycleResponse.self, kind: .write, table: "decision_cycles")
         case .updateAnalytics: RPCDescriptor(method: .updateAnalytics, name: "UpdateAnalytics", requestType: UpdateAnalyticsRequest.self,
-                                    responseType: UpdateAnalyticsResponse.self, kind: .write, idempotent: true, table: "model_analytics")
+                                    responseType: UpdateAnalyticsResponse.self, kind: .write, table: "model_analytics")
         case .saveTraderState: RPCDescriptor(method: .saveTraderState, name: "SaveTraderState", requestType: SaveTraderStateRequest.self,
-                                    responseType: TraderStateResponse.self, kind: .write, idempotent: true, table: "trader_state")
+                                    responseType: TraderStateResponse.self, kind: .write, table: "trader_state")
         case .getTraderState: RPCDescriptor(method: .getTraderState, name: "GetTraderState", requestType: GetTraderStateRequest.self,
-                                    responseType: TraderStateResponse.self, kind: .read, idempotent: false, table: nil)
+                                    responseType: TraderStateResponse.self, kind: .read, table: "")
         case .getLastDecision: RPCDescriptor(method: .getLastDecision, name: "GetLastDecision", requestType: GetLastDecisionRequest.self,
-                                    responseType: LastDecision.self, kind: .read, idempotent: false, table: nil)
+                                    responseType: LastDecision.self, kind: .read, table: "")
         case .getLeaderboard: RPCDescriptor(method: .getLeaderboard, name: "GetLeaderboard", requestType: GetLeaderboardRequest.self,
-                                    responseType: GetLeaderboardResponse.self, kind: .read, idempotent: false, table: nil)
+                                    responseType: GetLeaderboardResponse.self, kind: .read, table: "")
         case .recordConversation: RPCDescriptor(method: .recordConversation, name: "RecordConversation", requestType: RecordConversationRequest.self,
-                                    responseType: RecordConversationResponse.self, kind: .write, idempotent: true, table: "conversations")
+                                    responseType: RecordConversationResponse.self, kind: .write, table: "conversations")
         case .ingestPriceTicks: RPCDescriptor(method: .ingestPriceTicks, name: "IngestPriceTicks", requestType: IngestPriceTicksRequest.self,
-                                    responseType: IngestPriceTicksResponse.self, kind: .write, idempotent: true, table: "price_ticks")
+                                    responseType: IngestPriceTicksResponse.self, kind: .write, table: "price_ticks")
         case .upsertMarketAssets: RPCDescriptor(method: .upsertMarketAssets, name: "UpsertMarketAssets", requestType: UpsertMarketAssetsRequest.self,
-                                    responseType: UpsertCountResponse.self, kind: .write, idempotent: true, table: "market_assets")
+                                    responseType: UpsertCountResponse.self, kind: .write, table: "market_assets")
         case .upsertAssetContexts: RPCDescriptor(method: .upsertAssetContexts, name: "UpsertAssetContexts", requestType: UpsertAssetContextsRequest.self,
-                                    responseType: UpsertCountResponse.self, kind: .write, idempotent: true, table: "market_asset_ctx")
+                                    responseType: UpsertCountResponse.self, kind: .write, table: "market_asset_ctx")
         }
     }
 }
