@@ -9,7 +9,6 @@ struct TradeEventRPC: RPCFamily {
     var methods: [Method] { [.publishTradeEvent] }
 
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
-        let skew = context.configuration.maxClockSkewMs
         var r = try PublishTradeEventRequest.decodeWrite(payload)
         try Validate.keyPart(r.tradeID, "trade_id")
         try Validate.keyPart(r.modelID, "model_id")
@@ -18,7 +17,7 @@ struct TradeEventRPC: RPCFamily {
         try Validate.positive(r.price, "price")
         try Validate.positive(r.size, "size")
         try Validate.finite(r.fee, "fee")
-        try Validate.timestampMs(r.timestampMs, "timestamp_ms", maxSkewMs: skew)
+        try Validate.timestampMs(r.timestampMs, "timestamp_ms", maxSkewMs: context.configuration.maxClockSkewMs)
         try Validate.json(r.payloadJSON, "payload_json")
         context.submitWrite(r, method, payload: payload,
             body: TradeEventBody(request: r, keys: context.keys, streamMaxLength: context.configuration.streamMaxLength),
