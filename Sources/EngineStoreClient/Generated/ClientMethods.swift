@@ -14,14 +14,19 @@ public protocol PersistenceCalls: Sendable {
     func publishTradeEvent(_ request: PublishTradeEventRequest) async throws -> PublishTradeEventResponse
     /// Equity snapshots (one per trader) with position marks; one within the minimum interval is answered `stored = false`.
     func saveSnapshots(_ request: SaveSnapshotRequest) async throws -> SaveSnapshotResponse
+    /// A `decision_cycles` row and `decision:last:<model>`.
     func recordDecisionCycle(_ request: RecordDecisionCycleRequest) async throws -> RecordDecisionCycleResponse
+    /// `model_analytics` upsert (never moves back in time), since-inception, leaderboard.
     func updateAnalytics(_ request: UpdateAnalyticsRequest) async throws -> UpdateAnalyticsResponse
+    /// Upserts only the fields sent.
     func saveTraderState(_ request: SaveTraderStateRequest) async throws -> TraderStateResponse
     /// One prompt/response pair of the executor (nof0's ConversationRecorder) and its messages.
     func recordConversation(_ request: RecordConversationRequest) async throws -> RecordConversationResponse
     /// A batch of ticks (one COPY): every tick is stored; latest prices only move forward in time.
     func ingestPriceTicks(_ request: IngestPriceTicksRequest) async throws -> IngestPriceTicksResponse
+    /// Asset metadata, 1–10 000 per call.
     func upsertMarketAssets(_ request: UpsertMarketAssetsRequest) async throws -> UpsertCountResponse
+    /// Funding, open interest and prices per asset, 1–10 000 per call.
     func upsertAssetContexts(_ request: UpsertAssetContextsRequest) async throws -> UpsertCountResponse
 }
 
@@ -46,14 +51,17 @@ extension EngineStoreClient {
         try await call(RPC.saveSnapshot, request)
     }
 
+    /// A `decision_cycles` row and `decision:last:<model>`.
     public func recordDecisionCycle(_ request: RecordDecisionCycleRequest) async throws -> RecordDecisionCycleResponse {
         try await call(RPC.recordDecisionCycle, request)
     }
 
+    /// `model_analytics` upsert (never moves back in time), since-inception, leaderboard.
     public func updateAnalytics(_ request: UpdateAnalyticsRequest) async throws -> UpdateAnalyticsResponse {
         try await call(RPC.updateAnalytics, request)
     }
 
+    /// Upserts only the fields sent.
     public func saveTraderState(_ request: SaveTraderStateRequest) async throws -> TraderStateResponse {
         try await call(RPC.saveTraderState, request)
     }
@@ -68,10 +76,12 @@ extension EngineStoreClient {
         try await call(RPC.ingestPriceTicks, request)
     }
 
+    /// Asset metadata, 1–10 000 per call.
     public func upsertMarketAssets(_ request: UpsertMarketAssetsRequest) async throws -> UpsertCountResponse {
         try await call(RPC.upsertMarketAssets, request)
     }
 
+    /// Funding, open interest and prices per asset, 1–10 000 per call.
     public func upsertAssetContexts(_ request: UpsertAssetContextsRequest) async throws -> UpsertCountResponse {
         try await call(RPC.upsertAssetContexts, request)
     }

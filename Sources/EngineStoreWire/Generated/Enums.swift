@@ -7,11 +7,17 @@
 /// `write(<table>): ...` with the Postgres table it commits to (the db_writes_total label); the rest
 /// of the comment documents the client call. scripts/gen-wire builds the Swift RPC table from it.
 public enum Method: UInt16, Sendable, CaseIterable, CustomStringConvertible {
+    /// Handshake: version, `max_frame_bytes`, `max_in_flight`, instance id, implemented methods.
     case hello = 1
+    /// Service status plus Postgres and Redis round trips (`ok`/`degraded`/`unhealthy`).
     case health = 2
+    /// The metrics as Prometheus text.
     case stats = 3
+    /// Rebuilds Redis keys from Postgres (all or the given models and traders) under a Redis lock.
     case hydrate = 4
+    /// Postgres vs Redis vs exchange positions supplied by the engine; optional cache repair.
     case checkConsistency = 5
+    /// No-op round trip (touches neither Postgres nor Redis).
     case ping = 6
     /// Opens a position, or updates the open one for (model, symbol).
     case savePosition = 16
@@ -19,21 +25,31 @@ public enum Method: UInt16, Sendable, CaseIterable, CustomStringConvertible {
     case closePosition = 17
     /// Stores a trade event once per trade id; a repeat answers `duplicate = true`.
     case publishTradeEvent = 18
+    /// Open positions of a model.
     case getOpenPositions = 19
+    /// The newest closed trades of a model (1–100).
     case getRecentTrades = 20
     /// Equity snapshots (one per trader) with position marks; one within the minimum interval is answered `stored = false`.
     case saveSnapshot = 32
+    /// A `decision_cycles` row and `decision:last:<model>`.
     case recordDecisionCycle = 33
+    /// `model_analytics` upsert (never moves back in time), since-inception, leaderboard.
     case updateAnalytics = 34
+    /// Upserts only the fields sent.
     case saveTraderState = 35
+    /// A trader's stored state.
     case getTraderState = 36
+    /// The newest decision of a model.
     case getLastDecision = 37
+    /// Models by total PnL %.
     case getLeaderboard = 38
     /// One prompt/response pair of the executor (nof0's ConversationRecorder) and its messages.
     case recordConversation = 39
     /// A batch of ticks (one COPY): every tick is stored; latest prices only move forward in time.
     case ingestPriceTicks = 48
+    /// Asset metadata, 1–10 000 per call.
     case upsertMarketAssets = 49
+    /// Funding, open interest and prices per asset, 1–10 000 per call.
     case upsertAssetContexts = 50
 
     public var description: String {
