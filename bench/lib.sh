@@ -55,5 +55,11 @@ bench_stop_service() {
 
 psql_bench() { "${AS_PG[@]}" "$PGBIN/psql" -h "$BENCH_DIR/pg" -U postgres -d bench -qAt "$@"; }
 
+# CPU clock ticks (user + system) used so far by the given pids; Postgres's processes; ticks per second.
+cpu_ticks() { local t=0; for p in "$@"; do [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t; }
+pg_pids() { pgrep -u postgres -f "postgres" | tr '\n' ' '; }
+pg_ticks() { cpu_ticks $(pg_pids); }
+HZ=$(getconf CLK_TCK)
+
 # Pulls a number out of the load tester's JSON.
 json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
