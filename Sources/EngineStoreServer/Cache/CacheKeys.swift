@@ -14,7 +14,6 @@ struct CacheKeys: Sendable {
     var leaderboard: String { namespace + "leaderboard" }
     var leaderboardCache: String { namespace + "leaderboard:cache" }
     func conversations(model: String) -> String { namespace + "conversations:" + model }
-    func traderState(trader: String) -> String { namespace + "trader:" + trader + ":state" }
     func latestPrice(provider: String, symbol: String) -> String { namespace + "price:latest:" + provider + ":" + symbol }
     func latestPrice(symbol: String) -> String { namespace + "price:latest:" + symbol }
     var cryptoPrices: String { namespace + "crypto_prices" }

@@ -54,10 +54,6 @@ struct CacheRebuilder {
 
     func leaderboard(_ s: PostgresSession) throws -> LeaderboardState { try LeaderboardState(s) }
 
-    func traderState(_ s: PostgresSession, trader: String) throws -> TraderStateStore.Row? {
-        try s.first(TraderStateStore.Select(trader: trader))
-    }
-
     // MARK: mutations
 
     /// What a batch of outbox intents means for Redis now; each key is rebuilt once.
@@ -105,8 +101,8 @@ struct CacheRebuilder {
             return try AnalyticsStore.rebuild(s, model: model, keys: keys, ttl: ttl)
         case .leaderboard:
             return []
-        case .traderState(let trader):
-            return try traderState(s, trader: trader).map { [TraderStateStore.mutation($0, keys: keys, ttl: ttl.medium)] } ?? []
+        case .document(let kind, let subject, let ref):
+            return try CachedDocuments.named(kind)?.rebuild(s, subject: subject, ref: ref, self) ?? []
         case .conversations(let model):
             return [try conversationsMerge(s, model: model)]
         }

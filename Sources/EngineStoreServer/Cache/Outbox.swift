@@ -14,7 +14,8 @@ enum OutboxIntent: Sendable, Equatable {
     case analytics(model: String)
     /// The leaderboard sorted set and its rendered cache.
     case leaderboard
-    case traderState(trader: String)
+    /// A kind in `CachedDocuments.all`, by its `outboxKind` (the row's text as is).
+    case document(kind: String, subject: String, ref: String)
     /// The message list `conversations:<model>`.
     case conversations(model: String)
 
@@ -27,7 +28,7 @@ enum OutboxIntent: Sendable, Equatable {
         case .decision(let m): ("decision", m, "")
         case .analytics(let m): ("analytics", m, "")
         case .leaderboard: ("leaderboard", "", "")
-        case .traderState(let t): ("trader_state", t, "")
+        case .document(let k, let s, let r): (k, s, r)
         case .conversations(let m): ("conversations", m, "")
         }
     }
@@ -41,9 +42,10 @@ enum OutboxIntent: Sendable, Equatable {
         case "decision": self = .decision(model: subject)
         case "analytics": self = .analytics(model: subject)
         case "leaderboard": self = .leaderboard
-        case "trader_state": self = .traderState(trader: subject)
         case "conversations": self = .conversations(model: subject)
-        default: return nil
+        default:
+            guard CachedDocuments.named(kind) != nil else { return nil }
+            self = .document(kind: kind, subject: subject, ref: ref)
         }
     }
 }

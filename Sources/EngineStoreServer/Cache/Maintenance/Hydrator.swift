@@ -52,9 +52,10 @@ struct Hydrator {
             written += try connections.apply(try rebuilder.hydrate(s, model: model, dropTrades: try connections.unknownTrades(list, s),
                                                                    dropMessages: try ConversationStore.unknown(messages, s)), r)
         }
-        let traders = everything ? try s.rows(TraderStateStore.IDs()) : request.traders
-        for trader in traders {
-            written += try connections.apply(try rebuilder.mutations(for: .traderState(trader: trader), s), r)
+        for kind in CachedDocuments.all {
+            for subject in try kind.hydrateSubjects(request, everything: everything, s) {
+                written += try connections.apply(try kind.rebuild(s, subject: subject, ref: "", rebuilder), r)
+            }
         }
         if everything || !models.isEmpty { written += try connections.apply(try rebuilder.hydrateLeaderboard(s), r) }
         return HydrateResponse(ran: true, models: UInt32(models.count), keysWritten: UInt32(written),
