@@ -20,6 +20,8 @@ import Testing
         let row = OutboxIntent.traderState(trader: "t1").row
         #expect([row.kind, row.subject, row.ref] == ["trader_state", "t1", ""])
         #expect(OutboxIntent(kind: "trader_state", subject: "t1", ref: "") == .traderState(trader: "t1"))
+        let conversations = OutboxIntent.conversations(model: "m-1").row
+        #expect([conversations.kind, conversations.subject, conversations.ref] == ["conversations", "m-1", ""])
     }
 
     @Test func unknownKindIsNil() {

@@ -13,7 +13,6 @@ struct CacheKeys: Sendable {
     func sinceInception(model: String) -> String { namespace + "since_inception:" + model }
     var leaderboard: String { namespace + "leaderboard" }
     var leaderboardCache: String { namespace + "leaderboard:cache" }
-    func conversations(model: String) -> String { namespace + "conversations:" + model }
     func latestPrice(provider: String, symbol: String) -> String { namespace + "price:latest:" + provider + ":" + symbol }
     func latestPrice(symbol: String) -> String { namespace + "price:latest:" + symbol }
     var cryptoPrices: String { namespace + "crypto_prices" }

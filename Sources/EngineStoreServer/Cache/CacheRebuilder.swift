@@ -41,17 +41,6 @@ struct CacheRebuilder {
         }
     }
 
-    func conversations(_ s: PostgresSession, model: String) throws -> [String] {
-        try s.rows(ConversationStore.Recent(model: model)).map(\.json)
-    }
-
-    /// The newest messages merged into the list (built if missing); `drop`: cached message ids
-    /// Postgres does not have (repair).
-    func conversationsMerge(_ s: PostgresSession, model: String, drop: [String] = []) throws -> CacheMutation {
-        ConversationStore.merge(try s.rows(ConversationStore.Recent(model: model)), model: model, keys: keys, mode: .build,
-                                ttl: ttl.long, drop: drop)
-    }
-
     func leaderboard(_ s: PostgresSession) throws -> LeaderboardState { try LeaderboardState(s) }
 
     // MARK: mutations
@@ -103,16 +92,14 @@ struct CacheRebuilder {
             return []
         case .document(let kind, let subject, let ref):
             return try CachedDocuments.named(kind)?.rebuild(s, subject: subject, ref: ref, self) ?? []
-        case .conversations(let model):
-            return [try conversationsMerge(s, model: model)]
         }
     }
 
     /// Every key of a model, rebuilt whole (Hydrate).
-    func hydrate(_ s: PostgresSession, model: String, dropTrades: [String] = [], dropMessages: [String] = []) throws -> [CacheMutation] {
+    /// The kinds in `CachedDocuments.all` that are `perModel` add theirs (see `Hydrator`).
+    func hydrate(_ s: PostgresSession, model: String, dropTrades: [String] = []) throws -> [CacheMutation] {
         var out: [CacheMutation] = [try positionsSync(s, model: model, mode: .replace),
-                                    try recentTradesMerge(s, model: model, drop: dropTrades),
-                                    try conversationsMerge(s, model: model, drop: dropMessages)]
+                                    try recentTradesMerge(s, model: model, drop: dropTrades)]
         if let decision = try lastDecision(s, model: model) { out.append(decision) }
         out.append(contentsOf: try AnalyticsStore.rebuild(s, model: model, keys: keys, ttl: ttl))
         return out

@@ -8,12 +8,29 @@ import LibPQ
 protocol CachedDocumentKind: Sendable {
     /// The outbox row's `kind` text. Stored in Postgres: never rename it.
     var outboxKind: String { get }
-    /// The subject's documents as Postgres says they are now (relay, repair, Hydrate).
+    /// A per-model kind's subject is a model: Hydrate and CheckConsistency handle it in their loop over
+    /// models, with that model's other keys. Other kinds name their own subjects.
+    var perModel: Bool { get }
+    /// The subject's documents as Postgres says they are now (relay, repair).
     func rebuild(_ s: PostgresSession, subject: String, ref: String, _ rebuilder: CacheRebuilder) throws -> [CacheMutation]
-    /// The subjects Hydrate rebuilds: every stored one when `everything`, else those the request names.
+    /// Hydrate's rebuild of one subject (default: `rebuild`).
+    func hydrate(_ s: PostgresSession, _ r: RedisConnection, subject: String, _ rebuilder: CacheRebuilder) throws -> [CacheMutation]
+    /// The subjects Hydrate rebuilds when not `perModel`: every stored one when `everything`, else those requested.
     func hydrateSubjects(_ request: HydrateRequest, everything: Bool, _ s: PostgresSession) throws -> [String]
-    /// CheckConsistency of this kind's cached keys, recorded in `tally`.
-    func check(_ s: PostgresSession, _ r: RedisConnection, _ rebuilder: CacheRebuilder, _ tally: inout ConsistencyTally) throws
+    /// The subjects CheckConsistency checks when not `perModel`.
+    func checkSubjects(_ s: PostgresSession) throws -> [String]
+    /// CheckConsistency of one subject's cached keys, recorded in `tally`.
+    func check(_ s: PostgresSession, _ r: RedisConnection, subject: String, _ rebuilder: CacheRebuilder,
+               _ tally: inout ConsistencyTally) throws
+}
+
+extension CachedDocumentKind {
+    var perModel: Bool { false }
+    func hydrate(_ s: PostgresSession, _ r: RedisConnection, subject: String, _ rebuilder: CacheRebuilder) throws -> [CacheMutation] {
+        try rebuild(s, subject: subject, ref: "", rebuilder)
+    }
+    func hydrateSubjects(_ request: HydrateRequest, everything: Bool, _ s: PostgresSession) throws -> [String] { [] }
+    func checkSubjects(_ s: PostgresSession) throws -> [String] { [] }
 }
 
 /// What CheckConsistency has found so far; the repairs are applied once, at the end.
@@ -26,7 +43,7 @@ struct ConsistencyTally {
 
 enum CachedDocuments {
     /// Every descriptor-owned kind. Outbox decode, the relay, Hydrate and CheckConsistency iterate it.
-    static let all: [any CachedDocumentKind] = [TraderStateDocument()]
+    static let all: [any CachedDocumentKind] = [ConversationsDocument(), TraderStateDocument()]
 
     static func named(_ kind: String) -> (any CachedDocumentKind)? { all.first { $0.outboxKind == kind } }
 }

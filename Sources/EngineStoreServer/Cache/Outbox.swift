@@ -16,8 +16,6 @@ enum OutboxIntent: Sendable, Equatable {
     case leaderboard
     /// A kind in `CachedDocuments.all`, by its `outboxKind` (the row's text as is).
     case document(kind: String, subject: String, ref: String)
-    /// The message list `conversations:<model>`.
-    case conversations(model: String)
 
     var row: (kind: String, subject: String, ref: String) {
         switch self {
@@ -29,7 +27,6 @@ enum OutboxIntent: Sendable, Equatable {
         case .analytics(let m): ("analytics", m, "")
         case .leaderboard: ("leaderboard", "", "")
         case .document(let k, let s, let r): (k, s, r)
-        case .conversations(let m): ("conversations", m, "")
         }
     }
 
@@ -42,7 +39,6 @@ enum OutboxIntent: Sendable, Equatable {
         case "decision": self = .decision(model: subject)
         case "analytics": self = .analytics(model: subject)
         case "leaderboard": self = .leaderboard
-        case "conversations": self = .conversations(model: subject)
         default:
             guard CachedDocuments.named(kind) != nil else { return nil }
             self = .document(kind: kind, subject: subject, ref: ref)

@@ -25,18 +25,19 @@ struct TraderStateDocument: CachedDocumentKind {
         everything ? try s.rows(TraderStateStore.IDs()) : request.traders
     }
 
-    /// Every stored trader whose key exists must hold its row's state.
-    func check(_ s: PostgresSession, _ r: RedisConnection, _ rebuilder: CacheRebuilder, _ tally: inout ConsistencyTally) throws {
-        for trader in try s.rows(TraderStateStore.IDs()) {
-            let key = rebuilder.keys.traderState(trader: trader)
-            guard let cached = try r.command(["GET", key]).text else { continue }
-            tally.checked += 1
-            let expected = try s.first(TraderStateStore.Select(trader: trader)).map { TraderStateStore.json($0.state) }
-            if !sameJSON(expected, cached) {
-                tally.differences.append(Inconsistency(kind: "trader_state_cache", key: key, databaseValue: expected ?? "",
-                                                       otherValue: cached, repaired: tally.repair))
-                if tally.repair { tally.repairs.append(contentsOf: try rebuild(s, subject: trader, ref: "", rebuilder)) }
-            }
+    func checkSubjects(_ s: PostgresSession) throws -> [String] { try s.rows(TraderStateStore.IDs()) }
+
+    /// A stored trader whose key exists must hold its row's state.
+    func check(_ s: PostgresSession, _ r: RedisConnection, subject trader: String, _ rebuilder: CacheRebuilder,
+               _ tally: inout ConsistencyTally) throws {
+        let key = rebuilder.keys.traderState(trader: trader)
+        guard let cached = try r.command(["GET", key]).text else { return }
+        tally.checked += 1
+        let expected = try s.first(TraderStateStore.Select(trader: trader)).map { TraderStateStore.json($0.state) }
+        if !sameJSON(expected, cached) {
+            tally.differences.append(Inconsistency(kind: "trader_state_cache", key: key, databaseValue: expected ?? "",
+                                                   otherValue: cached, repaired: tally.repair))
+            if tally.repair { tally.repairs.append(contentsOf: try rebuild(s, subject: trader, ref: "", rebuilder)) }
         }
     }
 }

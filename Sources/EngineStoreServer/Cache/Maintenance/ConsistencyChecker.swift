@@ -78,23 +78,12 @@ struct ConsistencyChecker {
                     }
                 }
             }
-            // Conversations: when the list exists it must be the newest messages, newest first.
-            let messagesKey = keys.conversations(model: model)
-            let messages = (try r.command(["LRANGE", messagesKey, "0", "-1"]).array ?? []).compactMap(\.text)
-            if !messages.isEmpty {
-                tally.checked += 1
-                let expected = try rebuilder.conversations(s, model: model)
-                if messages != expected {
-                    tally.differences.append(Inconsistency(kind: "conversations_cache", key: messagesKey, databaseValue: "\(expected.count) messages",
-                                                           otherValue: "\(messages.count) messages", repaired: request.repair))
-                    if request.repair {
-                        tally.repairs.append(try rebuilder.conversationsMerge(s, model: model, drop: try ConversationStore.unknown(messages, s)))
-                    }
-                }
-            }
+            for kind in CachedDocuments.all where kind.perModel { try kind.check(s, r, subject: model, rebuilder, &tally) }
         }
-        // Descriptor-owned kinds (trader states, ...).
-        for kind in CachedDocuments.all { try kind.check(s, r, rebuilder, &tally) }
+        // Descriptor-owned kinds with their own subjects (trader states, ...).
+        for kind in CachedDocuments.all where !kind.perModel {
+            for subject in try kind.checkSubjects(s) { try kind.check(s, r, subject: subject, rebuilder, &tally) }
+        }
         // Leaderboard: no TTL, so it must exist and match whenever analytics exist.
         let board = try rebuilder.leaderboard(s)
         let cachedBoard = try r.command(["ZRANGE", keys.leaderboard, "0", "-1", "WITHSCORES"]).array ?? []

@@ -48,13 +48,15 @@ struct Hydrator {
         var written = 0
         for model in models {
             let list = (try r.command(["LRANGE", keys.recentTrades(model: model), "0", "-1"]).array ?? []).compactMap(\.text)
-            let messages = (try r.command(["LRANGE", keys.conversations(model: model), "0", "-1"]).array ?? []).compactMap(\.text)
-            written += try connections.apply(try rebuilder.hydrate(s, model: model, dropTrades: try connections.unknownTrades(list, s),
-                                                                   dropMessages: try ConversationStore.unknown(messages, s)), r)
+            var batch = try rebuilder.hydrate(s, model: model, dropTrades: try connections.unknownTrades(list, s))
+            for kind in CachedDocuments.all where kind.perModel {
+                batch.append(contentsOf: try kind.hydrate(s, r, subject: model, rebuilder))
+            }
+            written += try connections.apply(batch, r)
         }
-        for kind in CachedDocuments.all {
+        for kind in CachedDocuments.all where !kind.perModel {
             for subject in try kind.hydrateSubjects(request, everything: everything, s) {
-                written += try connections.apply(try kind.rebuild(s, subject: subject, ref: "", rebuilder), r)
+                written += try connections.apply(try kind.hydrate(s, r, subject: subject, rebuilder), r)
             }
         }
         if everything || !models.isEmpty { written += try connections.apply(try rebuilder.hydrateLeaderboard(s), r) }
