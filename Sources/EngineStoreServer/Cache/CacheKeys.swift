@@ -8,7 +8,6 @@ struct CacheKeys: Sendable {
     func recentTrades(model: String) -> String { namespace + "trades:recent:" + model }
     var tradeStream: String { namespace + "trades:stream" }
     func ingestGuard(tradeID: String) -> String { namespace + "ingest:trade:" + tradeID }
-    func lastDecision(model: String) -> String { namespace + "decision:last:" + model }
     func analytics(model: String) -> String { namespace + "analytics:" + model }
     func sinceInception(model: String) -> String { namespace + "since_inception:" + model }
     var leaderboard: String { namespace + "leaderboard" }

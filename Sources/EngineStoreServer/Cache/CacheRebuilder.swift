@@ -35,12 +35,6 @@ struct CacheRebuilder {
                          drop: drop)
     }
 
-    func lastDecision(_ s: PostgresSession, model: String) throws -> CacheMutation? {
-        try DecisionStore.last(s, model: model).map {
-            DecisionStore.mutation($0.decision, version: $0.version, keys: keys, ttl: ttl.medium)
-        }
-    }
-
     func leaderboard(_ s: PostgresSession) throws -> LeaderboardState { try LeaderboardState(s) }
 
     // MARK: mutations
@@ -84,8 +78,6 @@ struct CacheRebuilder {
         case .tradeEvent(let id):
             guard let event = try s.first(TradeStore.EventByID(id: id)) else { return [] }
             return TradeStore.eventMutations(event, keys: keys, streamMaxLength: streamMaxLength)
-        case .decision(let model):
-            return try lastDecision(s, model: model).map { [$0] } ?? []
         case .analytics(let model):
             return try AnalyticsStore.rebuild(s, model: model, keys: keys, ttl: ttl)
         case .leaderboard:
@@ -100,7 +92,6 @@ struct CacheRebuilder {
     func hydrate(_ s: PostgresSession, model: String, dropTrades: [String] = []) throws -> [CacheMutation] {
         var out: [CacheMutation] = [try positionsSync(s, model: model, mode: .replace),
                                     try recentTradesMerge(s, model: model, drop: dropTrades)]
-        if let decision = try lastDecision(s, model: model) { out.append(decision) }
         out.append(contentsOf: try AnalyticsStore.rebuild(s, model: model, keys: keys, ttl: ttl))
         return out
     }

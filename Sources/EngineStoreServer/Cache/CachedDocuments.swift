@@ -7,7 +7,7 @@ import LibPQ
 /// (descriptor, key name, `OutboxIntent` constructor) plus its entry in `CachedDocuments.all`.
 protocol CachedDocumentKind: Sendable {
     /// The outbox row's `kind` text. Stored in Postgres: never rename it.
-    var outboxKind: String { get }
+    static var kind: String { get }
     /// A per-model kind's subject is a model: Hydrate and CheckConsistency handle it in their loop over
     /// models, with that model's other keys. Other kinds name their own subjects.
     var perModel: Bool { get }
@@ -19,18 +19,23 @@ protocol CachedDocumentKind: Sendable {
     func hydrateSubjects(_ request: HydrateRequest, everything: Bool, _ s: PostgresSession) throws -> [String]
     /// The subjects CheckConsistency checks when not `perModel`.
     func checkSubjects(_ s: PostgresSession) throws -> [String]
-    /// CheckConsistency of one subject's cached keys, recorded in `tally`.
+    /// CheckConsistency of one subject's cached keys, recorded in `tally` (default: not compared).
     func check(_ s: PostgresSession, _ r: RedisConnection, subject: String, _ rebuilder: CacheRebuilder,
                _ tally: inout ConsistencyTally) throws
 }
 
 extension CachedDocumentKind {
+    var outboxKind: String { Self.kind }
+    /// The outbox intent that asks for `subject`'s documents to be rebuilt.
+    static func intent(_ subject: String, ref: String = "") -> OutboxIntent { .document(kind: kind, subject: subject, ref: ref) }
     var perModel: Bool { false }
     func hydrate(_ s: PostgresSession, _ r: RedisConnection, subject: String, _ rebuilder: CacheRebuilder) throws -> [CacheMutation] {
         try rebuild(s, subject: subject, ref: "", rebuilder)
     }
     func hydrateSubjects(_ request: HydrateRequest, everything: Bool, _ s: PostgresSession) throws -> [String] { [] }
     func checkSubjects(_ s: PostgresSession) throws -> [String] { [] }
+    func check(_ s: PostgresSession, _ r: RedisConnection, subject: String, _ rebuilder: CacheRebuilder,
+               _ tally: inout ConsistencyTally) throws {}
 }
 
 /// What CheckConsistency has found so far; the repairs are applied once, at the end.
@@ -43,7 +48,7 @@ struct ConsistencyTally {
 
 enum CachedDocuments {
     /// Every descriptor-owned kind. Outbox decode, the relay, Hydrate and CheckConsistency iterate it.
-    static let all: [any CachedDocumentKind] = [ConversationsDocument(), TraderStateDocument()]
+    static let all: [any CachedDocumentKind] = [ConversationsDocument(), DecisionDocument(), TraderStateDocument()]
 
     static func named(_ kind: String) -> (any CachedDocumentKind)? { all.first { $0.outboxKind == kind } }
 }

@@ -9,7 +9,6 @@ enum OutboxIntent: Sendable, Equatable {
     case closeEvent(tradeRowID: String)
     /// A `trade_event` stream entry plus the ingest guard.
     case tradeEvent(tradeID: String)
-    case decision(model: String)
     /// analytics, since_inception, the leaderboard and its rendered cache.
     case analytics(model: String)
     /// The leaderboard sorted set and its rendered cache.
@@ -23,7 +22,6 @@ enum OutboxIntent: Sendable, Equatable {
         case .recentTrades(let m): ("recent_trades", m, "")
         case .closeEvent(let id): ("close_event", id, "")
         case .tradeEvent(let id): ("trade_event", id, "")
-        case .decision(let m): ("decision", m, "")
         case .analytics(let m): ("analytics", m, "")
         case .leaderboard: ("leaderboard", "", "")
         case .document(let k, let s, let r): (k, s, r)
@@ -36,7 +34,6 @@ enum OutboxIntent: Sendable, Equatable {
         case "recent_trades": self = .recentTrades(model: subject)
         case "close_event": self = .closeEvent(tradeRowID: subject)
         case "trade_event": self = .tradeEvent(tradeID: subject)
-        case "decision": self = .decision(model: subject)
         case "analytics": self = .analytics(model: subject)
         case "leaderboard": self = .leaderboard
         default:

@@ -8,13 +8,12 @@ extension CacheKeys {
 
 extension OutboxIntent {
     /// The message list `conversations:<model>`.
-    static func conversations(model: String) -> OutboxIntent { .document(kind: ConversationsDocument.kind, subject: model, ref: "") }
+    static func conversations(model: String) -> OutboxIntent { ConversationsDocument.intent(model) }
 }
 
 /// `conversations:<model>`, the newest messages of a model, newest first (RecordConversation).
 struct ConversationsDocument: CachedDocumentKind {
     static let kind = "conversations"
-    var outboxKind: String { Self.kind }
     var perModel: Bool { true }
 
     /// The newest messages merged into the list (built if missing); `drop`: cached message ids

@@ -7,13 +7,12 @@ extension CacheKeys {
 }
 
 extension OutboxIntent {
-    static func traderState(trader: String) -> OutboxIntent { .document(kind: TraderStateDocument.kind, subject: trader, ref: "") }
+    static func traderState(trader: String) -> OutboxIntent { TraderStateDocument.intent(trader) }
 }
 
 /// `trader:<id>:state`, one per trader (SaveTraderState, GetTraderState).
 struct TraderStateDocument: CachedDocumentKind {
     static let kind = "trader_state"
-    var outboxKind: String { Self.kind }
 
     func rebuild(_ s: PostgresSession, subject: String, ref: String, _ rebuilder: CacheRebuilder) throws -> [CacheMutation] {
         try s.first(TraderStateStore.Select(trader: subject)).map {
