@@ -5,7 +5,6 @@ struct CacheKeys: Sendable {
     let namespace: String
 
     func positions(model: String) -> String { namespace + "positions:" + model }
-    func recentTrades(model: String) -> String { namespace + "trades:recent:" + model }
     var tradeStream: String { namespace + "trades:stream" }
     func ingestGuard(tradeID: String) -> String { namespace + "ingest:trade:" + tradeID }
     func analytics(model: String) -> String { namespace + "analytics:" + model }

@@ -24,17 +24,6 @@ struct CacheRebuilder {
         try PositionStore.sync(s, model: model, keys: keys, mode: mode, ttl: ttl.positions)
     }
 
-    func recentTrades(_ s: PostgresSession, model: String) throws -> [String] {
-        try s.rows(TradeStore.Recent(model: model)).map(\.json)
-    }
-
-    /// The newest trades merged into the list (built if missing); `drop` removes entries of trades
-    /// that Postgres does not have (repair).
-    func recentTradesMerge(_ s: PostgresSession, model: String, drop: [String] = []) throws -> CacheMutation {
-        TradeStore.merge(try s.rows(TradeStore.Recent(model: model)), model: model, keys: keys, mode: .build, ttl: ttl.medium,
-                         drop: drop)
-    }
-
     func leaderboard(_ s: PostgresSession) throws -> LeaderboardState { try LeaderboardState(s) }
 
     // MARK: mutations
@@ -71,8 +60,6 @@ struct CacheRebuilder {
         switch intent {
         case .position(let model, _):
             return [try positionsSync(s, model: model, mode: .merge)]
-        case .recentTrades(let model):
-            return [try recentTradesMerge(s, model: model)]
         case .closeEvent(let id):
             return try s.first(TradeStore.ByID(id: id)).map { [$0.closeEvent(keys, streamMaxLength: streamMaxLength)] } ?? []
         case .tradeEvent(let id):
@@ -89,9 +76,8 @@ struct CacheRebuilder {
 
     /// Every key of a model, rebuilt whole (Hydrate).
     /// The kinds in `CachedDocuments.all` that are `perModel` add theirs (see `Hydrator`).
-    func hydrate(_ s: PostgresSession, model: String, dropTrades: [String] = []) throws -> [CacheMutation] {
-        var out: [CacheMutation] = [try positionsSync(s, model: model, mode: .replace),
-                                    try recentTradesMerge(s, model: model, drop: dropTrades)]
+    func hydrate(_ s: PostgresSession, model: String) throws -> [CacheMutation] {
+        var out: [CacheMutation] = [try positionsSync(s, model: model, mode: .replace)]
         out.append(contentsOf: try AnalyticsStore.rebuild(s, model: model, keys: keys, ttl: ttl))
         return out
     }

@@ -48,7 +48,51 @@ struct ConsistencyTally {
 
 enum CachedDocuments {
     /// Every descriptor-owned kind. Outbox decode, the relay, Hydrate and CheckConsistency iterate it.
-    static let all: [any CachedDocumentKind] = [ConversationsDocument(), DecisionDocument(), TraderStateDocument()]
+    static let all: [any CachedDocumentKind] = [RecentTradesDocument(), ConversationsDocument(), DecisionDocument(), TraderStateDocument()]
 
     static func named(_ kind: String) -> (any CachedDocumentKind)? { all.first { $0.outboxKind == kind } }
+}
+
+/// A per-model list capped at the newest entries (recent trades, conversations). It is merged, never
+/// replaced, so entries Postgres does not have are removed by id (`unknown`).
+protocol ModelListDocument: CachedDocumentKind {
+    func key(_ keys: CacheKeys, model: String) -> String
+    /// The newest entries merged into the list (built if missing), without the `drop` ids.
+    func merge(_ s: PostgresSession, model: String, drop: [String], _ rebuilder: CacheRebuilder) throws -> CacheMutation
+    /// Ids of cached entries that Postgres does not have.
+    func unknown(_ list: [String], _ s: PostgresSession) throws -> [String]
+    /// The documents the list should hold, newest first.
+    func expected(_ s: PostgresSession, model: String) throws -> [String]
+    func matches(_ cached: [String], _ expected: [String]) -> Bool
+    /// A list as a CheckConsistency difference shows it.
+    func describe(_ list: [String]) -> String
+}
+
+extension ModelListDocument {
+    var perModel: Bool { true }
+
+    func rebuild(_ s: PostgresSession, subject: String, ref: String, _ rebuilder: CacheRebuilder) throws -> [CacheMutation] {
+        [try merge(s, model: subject, drop: [], rebuilder)]
+    }
+
+    func hydrate(_ s: PostgresSession, _ r: RedisConnection, subject: String, _ rebuilder: CacheRebuilder) throws -> [CacheMutation] {
+        [try merge(s, model: subject, drop: try unknown(cached(r, subject, rebuilder), s), rebuilder)]
+    }
+
+    /// When the list exists it must be the newest entries, newest first (`<kind>_cache` if not).
+    func check(_ s: PostgresSession, _ r: RedisConnection, subject model: String, _ rebuilder: CacheRebuilder,
+               _ tally: inout ConsistencyTally) throws {
+        let list = try cached(r, model, rebuilder)
+        guard !list.isEmpty else { return }
+        tally.checked += 1
+        let expected = try expected(s, model: model)
+        guard !matches(list, expected) else { return }
+        tally.differences.append(Inconsistency(kind: Self.kind + "_cache", key: key(rebuilder.keys, model: model),
+                                               databaseValue: describe(expected), otherValue: describe(list), repaired: tally.repair))
+        if tally.repair { tally.repairs.append(try merge(s, model: model, drop: try unknown(list, s), rebuilder)) }
+    }
+
+    func cached(_ r: RedisConnection, _ model: String, _ rebuilder: CacheRebuilder) throws -> [String] {
+        (try r.command(["LRANGE", key(rebuilder.keys, model: model), "0", "-1"]).array ?? []).compactMap(\.text)
+    }
 }

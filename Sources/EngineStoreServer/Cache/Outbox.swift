@@ -4,7 +4,6 @@ import LibPQ
 /// An intent names what to rebuild; the relay reads the current values from Postgres when it runs.
 enum OutboxIntent: Sendable, Equatable {
     case position(model: String, symbol: String)
-    case recentTrades(model: String)
     /// A `position_closed` stream entry for a trades row.
     case closeEvent(tradeRowID: String)
     /// A `trade_event` stream entry plus the ingest guard.
@@ -19,7 +18,6 @@ enum OutboxIntent: Sendable, Equatable {
     var row: (kind: String, subject: String, ref: String) {
         switch self {
         case .position(let m, let s): ("position", m, s)
-        case .recentTrades(let m): ("recent_trades", m, "")
         case .closeEvent(let id): ("close_event", id, "")
         case .tradeEvent(let id): ("trade_event", id, "")
         case .analytics(let m): ("analytics", m, "")
@@ -31,7 +29,6 @@ enum OutboxIntent: Sendable, Equatable {
     init?(kind: String, subject: String, ref: String) {
         switch kind {
         case "position": self = .position(model: subject, symbol: ref)
-        case "recent_trades": self = .recentTrades(model: subject)
         case "close_event": self = .closeEvent(tradeRowID: subject)
         case "trade_event": self = .tradeEvent(tradeID: subject)
         case "analytics": self = .analytics(model: subject)

@@ -12,43 +12,23 @@ extension OutboxIntent {
 }
 
 /// `conversations:<model>`, the newest messages of a model, newest first (RecordConversation).
-struct ConversationsDocument: CachedDocumentKind {
+struct ConversationsDocument: ModelListDocument {
     static let kind = "conversations"
-    var perModel: Bool { true }
 
-    /// The newest messages merged into the list (built if missing); `drop`: cached message ids
-    /// Postgres does not have (repair, Hydrate).
-    func merge(_ s: PostgresSession, model: String, drop: [String] = [], _ rebuilder: CacheRebuilder) throws -> CacheMutation {
+    func key(_ keys: CacheKeys, model: String) -> String { keys.conversations(model: model) }
+
+    func unknown(_ list: [String], _ s: PostgresSession) throws -> [String] { try ConversationStore.unknown(list, s) }
+
+    func merge(_ s: PostgresSession, model: String, drop: [String], _ rebuilder: CacheRebuilder) throws -> CacheMutation {
         ConversationStore.merge(try s.rows(ConversationStore.Recent(model: model)), model: model, keys: rebuilder.keys, mode: .build,
                                 ttl: rebuilder.ttl.long, drop: drop)
     }
 
-    func rebuild(_ s: PostgresSession, subject: String, ref: String, _ rebuilder: CacheRebuilder) throws -> [CacheMutation] {
-        [try merge(s, model: subject, rebuilder)]
+    func expected(_ s: PostgresSession, model: String) throws -> [String] {
+        try s.rows(ConversationStore.Recent(model: model)).map(\.json)
     }
 
-    func hydrate(_ s: PostgresSession, _ r: RedisConnection, subject: String, _ rebuilder: CacheRebuilder) throws -> [CacheMutation] {
-        [try merge(s, model: subject, drop: try ConversationStore.unknown(cached(r, subject, rebuilder), s), rebuilder)]
-    }
+    func matches(_ cached: [String], _ expected: [String]) -> Bool { cached == expected }
 
-    /// When the list exists it must be the newest messages, newest first.
-    func check(_ s: PostgresSession, _ r: RedisConnection, subject model: String, _ rebuilder: CacheRebuilder,
-               _ tally: inout ConsistencyTally) throws {
-        let messages = try cached(r, model, rebuilder)
-        guard !messages.isEmpty else { return }
-        tally.checked += 1
-        let expected = try s.rows(ConversationStore.Recent(model: model)).map(\.json)
-        if messages != expected {
-            tally.differences.append(Inconsistency(kind: "conversations_cache", key: rebuilder.keys.conversations(model: model),
-                                                   databaseValue: "\(expected.count) messages",
-                                                   otherValue: "\(messages.count) messages", repaired: tally.repair))
-            if tally.repair {
-                tally.repairs.append(try merge(s, model: model, drop: try ConversationStore.unknown(messages, s), rebuilder))
-            }
-        }
-    }
-
-    private func cached(_ r: RedisConnection, _ model: String, _ rebuilder: CacheRebuilder) throws -> [String] {
-        (try r.command(["LRANGE", rebuilder.keys.conversations(model: model), "0", "-1"]).array ?? []).compactMap(\.text)
-    }
+    func describe(_ list: [String]) -> String { "\(list.count) messages" }
 }

@@ -63,21 +63,6 @@ struct ConsistencyChecker {
                     tally.repairs.append(try rebuilder.positionsSync(s, model: model, mode: .replace))
                 }
             }
-            // Recent trades: when the list exists it must be the newest trades, newest first.
-            let listKey = keys.recentTrades(model: model)
-            let list = (try r.command(["LRANGE", listKey, "0", "-1"]).array ?? []).compactMap(\.text)
-            if !list.isEmpty {
-                tally.checked += 1
-                let trades = try rebuilder.recentTrades(s, model: model)
-                if list.count != trades.count || zip(list, trades).contains(where: { !sameJSON($0, $1) }) {
-                    tally.differences.append(Inconsistency(kind: "recent_trades_cache", key: listKey,
-                                                           databaseValue: "[" + trades.joined(separator: ",") + "]",
-                                                           otherValue: "[" + list.joined(separator: ",") + "]", repaired: request.repair))
-                    if request.repair {
-                        tally.repairs.append(try rebuilder.recentTradesMerge(s, model: model, drop: try connections.unknownTrades(list, s)))
-                    }
-                }
-            }
             for kind in CachedDocuments.all where kind.perModel { try kind.check(s, r, subject: model, rebuilder, &tally) }
         }
         // Descriptor-owned kinds with their own subjects (trader states, ...).

@@ -47,8 +47,7 @@ struct Hydrator {
         let models = everything ? try s.rows(CacheRebuilder.ModelIDs()) : request.models
         var written = 0
         for model in models {
-            let list = (try r.command(["LRANGE", keys.recentTrades(model: model), "0", "-1"]).array ?? []).compactMap(\.text)
-            var batch = try rebuilder.hydrate(s, model: model, dropTrades: try connections.unknownTrades(list, s))
+            var batch = try rebuilder.hydrate(s, model: model)
             for kind in CachedDocuments.all where kind.perModel {
                 batch.append(contentsOf: try kind.hydrate(s, r, subject: model, rebuilder))
             }
