@@ -12,7 +12,7 @@ enum OutboxIntent: Sendable, Equatable {
     case analytics(model: String)
     /// The leaderboard sorted set and its rendered cache.
     case leaderboard
-    /// A kind in `CachedDocuments.all`, by its `outboxKind` (the row's text as is).
+    /// A kind in `CachedDocuments.all`, by its `kind` (the row's text as is).
     case document(kind: String, subject: String, ref: String)
 
     var row: (kind: String, subject: String, ref: String) {
