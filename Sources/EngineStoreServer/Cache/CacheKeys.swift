@@ -5,16 +5,12 @@ struct CacheKeys: Sendable {
     let namespace: String
 
     func positions(model: String) -> String { namespace + "positions:" + model }
-    func recentTrades(model: String) -> String { namespace + "trades:recent:" + model }
     var tradeStream: String { namespace + "trades:stream" }
     func ingestGuard(tradeID: String) -> String { namespace + "ingest:trade:" + tradeID }
-    func lastDecision(model: String) -> String { namespace + "decision:last:" + model }
     func analytics(model: String) -> String { namespace + "analytics:" + model }
     func sinceInception(model: String) -> String { namespace + "since_inception:" + model }
     var leaderboard: String { namespace + "leaderboard" }
     var leaderboardCache: String { namespace + "leaderboard:cache" }
-    func conversations(model: String) -> String { namespace + "conversations:" + model }
-    func traderState(trader: String) -> String { namespace + "trader:" + trader + ":state" }
     func latestPrice(provider: String, symbol: String) -> String { namespace + "price:latest:" + provider + ":" + symbol }
     func latestPrice(symbol: String) -> String { namespace + "price:latest:" + symbol }
     var cryptoPrices: String { namespace + "crypto_prices" }

@@ -24,39 +24,7 @@ struct CacheRebuilder {
         try PositionStore.sync(s, model: model, keys: keys, mode: mode, ttl: ttl.positions)
     }
 
-    func recentTrades(_ s: PostgresSession, model: String) throws -> [String] {
-        try s.rows(TradeStore.Recent(model: model)).map(\.json)
-    }
-
-    /// The newest trades merged into the list (built if missing); `drop` removes entries of trades
-    /// that Postgres does not have (repair).
-    func recentTradesMerge(_ s: PostgresSession, model: String, drop: [String] = []) throws -> CacheMutation {
-        TradeStore.merge(try s.rows(TradeStore.Recent(model: model)), model: model, keys: keys, mode: .build, ttl: ttl.medium,
-                         drop: drop)
-    }
-
-    func lastDecision(_ s: PostgresSession, model: String) throws -> CacheMutation? {
-        try DecisionStore.last(s, model: model).map {
-            DecisionStore.mutation($0.decision, version: $0.version, keys: keys, ttl: ttl.medium)
-        }
-    }
-
-    func conversations(_ s: PostgresSession, model: String) throws -> [String] {
-        try s.rows(ConversationStore.Recent(model: model)).map(\.json)
-    }
-
-    /// The newest messages merged into the list (built if missing); `drop`: cached message ids
-    /// Postgres does not have (repair).
-    func conversationsMerge(_ s: PostgresSession, model: String, drop: [String] = []) throws -> CacheMutation {
-        ConversationStore.merge(try s.rows(ConversationStore.Recent(model: model)), model: model, keys: keys, mode: .build,
-                                ttl: ttl.long, drop: drop)
-    }
-
     func leaderboard(_ s: PostgresSession) throws -> LeaderboardState { try LeaderboardState(s) }
-
-    func traderState(_ s: PostgresSession, trader: String) throws -> TraderStateStore.Row? {
-        try s.first(TraderStateStore.Select(trader: trader))
-    }
 
     // MARK: mutations
 
@@ -92,32 +60,24 @@ struct CacheRebuilder {
         switch intent {
         case .position(let model, _):
             return [try positionsSync(s, model: model, mode: .merge)]
-        case .recentTrades(let model):
-            return [try recentTradesMerge(s, model: model)]
         case .closeEvent(let id):
             return try s.first(TradeStore.ByID(id: id)).map { [$0.closeEvent(keys, streamMaxLength: streamMaxLength)] } ?? []
         case .tradeEvent(let id):
             guard let event = try s.first(TradeStore.EventByID(id: id)) else { return [] }
             return TradeStore.eventMutations(event, keys: keys, streamMaxLength: streamMaxLength)
-        case .decision(let model):
-            return try lastDecision(s, model: model).map { [$0] } ?? []
         case .analytics(let model):
             return try AnalyticsStore.rebuild(s, model: model, keys: keys, ttl: ttl)
         case .leaderboard:
             return []
-        case .traderState(let trader):
-            return try traderState(s, trader: trader).map { [TraderStateStore.mutation($0, keys: keys, ttl: ttl.medium)] } ?? []
-        case .conversations(let model):
-            return [try conversationsMerge(s, model: model)]
+        case .document(let kind, let subject, let ref):
+            return try CachedDocuments.named(kind)?.rebuild(s, subject: subject, ref: ref, self) ?? []
         }
     }
 
     /// Every key of a model, rebuilt whole (Hydrate).
-    func hydrate(_ s: PostgresSession, model: String, dropTrades: [String] = [], dropMessages: [String] = []) throws -> [CacheMutation] {
-        var out: [CacheMutation] = [try positionsSync(s, model: model, mode: .replace),
-                                    try recentTradesMerge(s, model: model, drop: dropTrades),
-                                    try conversationsMerge(s, model: model, drop: dropMessages)]
-        if let decision = try lastDecision(s, model: model) { out.append(decision) }
+    /// The kinds in `CachedDocuments.all` that are `perModel` add theirs (see `Hydrator`).
+    func hydrate(_ s: PostgresSession, model: String) throws -> [CacheMutation] {
+        var out: [CacheMutation] = [try positionsSync(s, model: model, mode: .replace)]
         out.append(contentsOf: try AnalyticsStore.rebuild(s, model: model, keys: keys, ttl: ttl))
         return out
     }

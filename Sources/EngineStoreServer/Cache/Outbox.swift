@@ -4,46 +4,38 @@ import LibPQ
 /// An intent names what to rebuild; the relay reads the current values from Postgres when it runs.
 enum OutboxIntent: Sendable, Equatable {
     case position(model: String, symbol: String)
-    case recentTrades(model: String)
     /// A `position_closed` stream entry for a trades row.
     case closeEvent(tradeRowID: String)
     /// A `trade_event` stream entry plus the ingest guard.
     case tradeEvent(tradeID: String)
-    case decision(model: String)
     /// analytics, since_inception, the leaderboard and its rendered cache.
     case analytics(model: String)
     /// The leaderboard sorted set and its rendered cache.
     case leaderboard
-    case traderState(trader: String)
-    /// The message list `conversations:<model>`.
-    case conversations(model: String)
+    /// A kind in `CachedDocuments.all`, by its `kind` (the row's text as is).
+    case document(kind: String, subject: String, ref: String)
 
     var row: (kind: String, subject: String, ref: String) {
         switch self {
         case .position(let m, let s): ("position", m, s)
-        case .recentTrades(let m): ("recent_trades", m, "")
         case .closeEvent(let id): ("close_event", id, "")
         case .tradeEvent(let id): ("trade_event", id, "")
-        case .decision(let m): ("decision", m, "")
         case .analytics(let m): ("analytics", m, "")
         case .leaderboard: ("leaderboard", "", "")
-        case .traderState(let t): ("trader_state", t, "")
-        case .conversations(let m): ("conversations", m, "")
+        case .document(let k, let s, let r): (k, s, r)
         }
     }
 
     init?(kind: String, subject: String, ref: String) {
         switch kind {
         case "position": self = .position(model: subject, symbol: ref)
-        case "recent_trades": self = .recentTrades(model: subject)
         case "close_event": self = .closeEvent(tradeRowID: subject)
         case "trade_event": self = .tradeEvent(tradeID: subject)
-        case "decision": self = .decision(model: subject)
         case "analytics": self = .analytics(model: subject)
         case "leaderboard": self = .leaderboard
-        case "trader_state": self = .traderState(trader: subject)
-        case "conversations": self = .conversations(model: subject)
-        default: return nil
+        default:
+            guard CachedDocuments.named(kind) != nil else { return nil }
+            self = .document(kind: kind, subject: subject, ref: ref)
         }
     }
 }

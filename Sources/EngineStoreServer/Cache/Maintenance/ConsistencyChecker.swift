@@ -32,9 +32,7 @@ struct ConsistencyChecker {
     }
 
     func run(_ request: CheckConsistencyRequest, _ s: PostgresSession, _ r: RedisConnection) throws -> CheckConsistencyResponse {
-        var differences: [Inconsistency] = []
-        var checked = 0
-        var repairs: [CacheMutation] = []
+        var tally = ConsistencyTally(repair: request.repair)
         let models: [String]
         if request.models.isEmpty {
             models = try s.rows(CacheRebuilder.ModelIDs())
@@ -53,59 +51,23 @@ struct ConsistencyChecker {
                 while i + 1 < fields.count { actual[fields[i].text ?? ""] = fields[i + 1].text ?? ""; i += 2 }
                 var bad = false
                 for symbol in Set(expected.keys).union(actual.keys).sorted() {
-                    checked += 1
+                    tally.checked += 1
                     if !sameJSON(expected[symbol], actual[symbol]) {
                         bad = true
-                        differences.append(Inconsistency(kind: "positions_cache", key: "\(key) \(symbol)",
-                                                         databaseValue: expected[symbol] ?? "", otherValue: actual[symbol] ?? "",
-                                                         repaired: request.repair))
+                        tally.differences.append(Inconsistency(kind: "positions_cache", key: "\(key) \(symbol)",
+                                                               databaseValue: expected[symbol] ?? "", otherValue: actual[symbol] ?? "",
+                                                               repaired: request.repair))
                     }
                 }
                 if bad && request.repair {
-                    repairs.append(try rebuilder.positionsSync(s, model: model, mode: .replace))
+                    tally.repairs.append(try rebuilder.positionsSync(s, model: model, mode: .replace))
                 }
             }
-            // Recent trades: when the list exists it must be the newest trades, newest first.
-            let listKey = keys.recentTrades(model: model)
-            let list = (try r.command(["LRANGE", listKey, "0", "-1"]).array ?? []).compactMap(\.text)
-            if !list.isEmpty {
-                checked += 1
-                let trades = try rebuilder.recentTrades(s, model: model)
-                if list.count != trades.count || zip(list, trades).contains(where: { !sameJSON($0, $1) }) {
-                    differences.append(Inconsistency(kind: "recent_trades_cache", key: listKey,
-                                                     databaseValue: "[" + trades.joined(separator: ",") + "]",
-                                                     otherValue: "[" + list.joined(separator: ",") + "]", repaired: request.repair))
-                    if request.repair {
-                        repairs.append(try rebuilder.recentTradesMerge(s, model: model, drop: try connections.unknownTrades(list, s)))
-                    }
-                }
-            }
-            // Conversations: when the list exists it must be the newest messages, newest first.
-            let messagesKey = keys.conversations(model: model)
-            let messages = (try r.command(["LRANGE", messagesKey, "0", "-1"]).array ?? []).compactMap(\.text)
-            if !messages.isEmpty {
-                checked += 1
-                let expected = try rebuilder.conversations(s, model: model)
-                if messages != expected {
-                    differences.append(Inconsistency(kind: "conversations_cache", key: messagesKey, databaseValue: "\(expected.count) messages",
-                                                     otherValue: "\(messages.count) messages", repaired: request.repair))
-                    if request.repair {
-                        repairs.append(try rebuilder.conversationsMerge(s, model: model, drop: try ConversationStore.unknown(messages, s)))
-                    }
-                }
-            }
+            for kind in CachedDocuments.all where kind.perModel { try kind.check(s, r, subject: model, rebuilder, &tally) }
         }
-        // Trader states: every stored trader whose key exists.
-        for trader in try s.rows(TraderStateStore.IDs()) {
-            let key = keys.traderState(trader: trader)
-            guard let cached = try r.command(["GET", key]).text else { continue }
-            checked += 1
-            let expected = try rebuilder.traderState(s, trader: trader).map { TraderStateStore.json($0.state) }
-            if !sameJSON(expected, cached) {
-                differences.append(Inconsistency(kind: "trader_state_cache", key: key, databaseValue: expected ?? "",
-                                                 otherValue: cached, repaired: request.repair))
-                if request.repair { repairs.append(contentsOf: try rebuilder.mutations(for: .traderState(trader: trader), s)) }
-            }
+        // Descriptor-owned kinds with their own subjects (trader states, ...).
+        for kind in CachedDocuments.all where !kind.perModel {
+            for subject in try kind.checkSubjects(s) { try kind.check(s, r, subject: subject, rebuilder, &tally) }
         }
         // Leaderboard: no TTL, so it must exist and match whenever analytics exist.
         let board = try rebuilder.leaderboard(s)
@@ -117,14 +79,14 @@ struct ConsistencyChecker {
             j += 2
         }
         let expectedScores = Dictionary(board.members.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })
-        checked += 1
+        tally.checked += 1
         if expectedScores != cachedScores {
             func render(_ d: [String: Double]) -> String {
                 d.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
             }
-            differences.append(Inconsistency(kind: "leaderboard_cache", key: keys.leaderboard, databaseValue: render(expectedScores),
-                                             otherValue: render(cachedScores), repaired: request.repair))
-            if request.repair { repairs.append(contentsOf: try rebuilder.hydrateLeaderboard(s)) }
+            tally.differences.append(Inconsistency(kind: "leaderboard_cache", key: keys.leaderboard, databaseValue: render(expectedScores),
+                                                   otherValue: render(cachedScores), repaired: request.repair))
+            if request.repair { tally.repairs.append(contentsOf: try rebuilder.hydrateLeaderboard(s)) }
         }
         // Exchange positions supplied by the engine: reported, never fixed.
         for model in Set(request.exchangeModels).sorted() {
@@ -133,18 +95,18 @@ struct ConsistencyChecker {
             var exchange: [String: (String, Double)] = [:]
             for p in request.exchangePositions where p.modelID == model { exchange[p.symbol.uppercased()] = (p.side.description, p.quantity) }
             for symbol in Set(dbPositions.keys).union(exchange.keys).sorted() {
-                checked += 1
+                tally.checked += 1
                 let a = dbPositions[symbol], b = exchange[symbol]
                 let same = a != nil && b != nil && a!.0 == b!.0 && abs(a!.1 - b!.1) <= max(abs(a!.1), 1) * 1e-9
                 if !same {
-                    differences.append(Inconsistency(kind: "exchange_positions", key: "\(model)|\(symbol)",
-                                                     databaseValue: a.map { "\($0.0) \($0.1)" } ?? "",
-                                                     otherValue: b.map { "\($0.0) \($0.1)" } ?? "", repaired: false))
+                    tally.differences.append(Inconsistency(kind: "exchange_positions", key: "\(model)|\(symbol)",
+                                                           databaseValue: a.map { "\($0.0) \($0.1)" } ?? "",
+                                                           otherValue: b.map { "\($0.0) \($0.1)" } ?? "", repaired: false))
                 }
             }
         }
-        if !repairs.isEmpty { _ = try connections.apply(repairs, r) }
-        metrics?.inconsistencies.increment(by: differences.count)
-        return CheckConsistencyResponse(differences: differences, checked: UInt32(checked))
+        if !tally.repairs.isEmpty { _ = try connections.apply(tally.repairs, r) }
+        metrics?.inconsistencies.increment(by: tally.differences.count)
+        return CheckConsistencyResponse(differences: tally.differences, checked: UInt32(tally.checked))
     }
 }

@@ -47,14 +47,16 @@ struct Hydrator {
         let models = everything ? try s.rows(CacheRebuilder.ModelIDs()) : request.models
         var written = 0
         for model in models {
-            let list = (try r.command(["LRANGE", keys.recentTrades(model: model), "0", "-1"]).array ?? []).compactMap(\.text)
-            let messages = (try r.command(["LRANGE", keys.conversations(model: model), "0", "-1"]).array ?? []).compactMap(\.text)
-            written += try connections.apply(try rebuilder.hydrate(s, model: model, dropTrades: try connections.unknownTrades(list, s),
-                                                                   dropMessages: try ConversationStore.unknown(messages, s)), r)
+            var batch = try rebuilder.hydrate(s, model: model)
+            for kind in CachedDocuments.all where kind.perModel {
+                batch.append(contentsOf: try kind.hydrate(s, r, subject: model, rebuilder))
+            }
+            written += try connections.apply(batch, r)
         }
-        let traders = everything ? try s.rows(TraderStateStore.IDs()) : request.traders
-        for trader in traders {
-            written += try connections.apply(try rebuilder.mutations(for: .traderState(trader: trader), s), r)
+        for kind in CachedDocuments.all where !kind.perModel {
+            for subject in try kind.hydrateSubjects(request, everything: everything, s) {
+                written += try connections.apply(try kind.hydrate(s, r, subject: subject, rebuilder), r)
+            }
         }
         if everything || !models.isEmpty { written += try connections.apply(try rebuilder.hydrateLeaderboard(s), r) }
         return HydrateResponse(ran: true, models: UInt32(models.count), keysWritten: UInt32(written),

@@ -70,16 +70,6 @@ final class MaintenanceConnections {
         for case .error(let e) in replies { throw RedisRefused(message: e) }
         return mutations.count
     }
-
-    /// Ids of cached trades that Postgres does not have (they can only be removed by name: the
-    /// list is otherwise merged, never replaced).
-    func unknownTrades(_ list: [String], _ s: PostgresSession) throws -> [String] {
-        let ids = list.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
-            .compactMap { $0["id"] as? String }
-        guard !ids.isEmpty else { return [] }
-        let known = Set(try s.rows(TradeStore.Existing(ids: ids)))
-        return ids.filter { !known.contains($0) }
-    }
 }
 
 struct RedisRefused: Error, CustomStringConvertible {

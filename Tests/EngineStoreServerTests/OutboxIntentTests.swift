@@ -1,0 +1,35 @@
+import Testing
+@testable import EngineStoreServer
+
+/// Outbox rows already in Postgres must decode after a release, and intents must encode as before.
+@Suite struct OutboxIntentTests {
+    @Test func rowsRoundTripByteForByte() {
+        let rows: [(String, String, String)] = [
+            ("position", "m-1", "BTC"), ("recent_trades", "m-1", ""), ("close_event", "42", ""),
+            ("trade_event", "t-9", ""), ("decision", "m-1", ""), ("analytics", "m-1", ""),
+            ("leaderboard", "", ""), ("trader_state", "trader-1", ""), ("conversations", "m-1", ""),
+        ]
+        for (kind, subject, ref) in rows {
+            let intent = OutboxIntent(kind: kind, subject: subject, ref: ref)
+            #expect(intent != nil, "\(kind)")
+            #expect(intent.map { [$0.row.kind, $0.row.subject, $0.row.ref] } == [kind, subject, ref])
+        }
+    }
+
+    @Test func descriptorKindsEncodeAsBefore() {
+        let row = OutboxIntent.traderState(trader: "t1").row
+        #expect([row.kind, row.subject, row.ref] == ["trader_state", "t1", ""])
+        #expect(OutboxIntent(kind: "trader_state", subject: "t1", ref: "") == .traderState(trader: "t1"))
+        let conversations = OutboxIntent.conversations(model: "m-1").row
+        #expect([conversations.kind, conversations.subject, conversations.ref] == ["conversations", "m-1", ""])
+    }
+
+    @Test func unknownKindIsNil() {
+        #expect(OutboxIntent(kind: "no_such_kind", subject: "x", ref: "") == nil)
+    }
+
+    @Test func registryKindsAreUnique() {
+        let names = CachedDocuments.all.map(\.outboxKind)
+        #expect(Set(names).count == names.count)
+    }
+}
