@@ -140,12 +140,7 @@ import Testing
         }
         #expect(ok)
         // Every worker finds its way back (a worker that failed during the outage reconnects too).
-        var healthy = false
-        for _ in 0..<20 where !healthy {
-            healthy = (try? await client.health().status) == .ok
-            if !healthy { try await Task.sleep(for: .milliseconds(100)) }
-        }
-        #expect(healthy)
+        #expect(await eventuallyAsync { (try? await client.health().status) == .ok })
         await client.close()
         await s.stop()
     }

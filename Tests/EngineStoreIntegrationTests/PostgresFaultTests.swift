@@ -79,13 +79,3 @@ import Testing
         await s.stop()
     }
 }
-
-/// `eventually` for conditions that need to await.
-func eventuallyAsync(timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let end = ContinuousClock.now + timeout
-    while ContinuousClock.now < end {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(50))
-    }
-    return try await condition()
-}

@@ -208,12 +208,7 @@ import Testing
         let whileDown = try await LoadRunner.run(c)
         // The outage reached the cache writer, and Health sees it: PING goes to every master.
         #expect(try await failures() > before)
-        var degraded = false
-        for _ in 0..<100 where !degraded {
-            degraded = try await client.health().status == .degraded
-            if !degraded { try await Task.sleep(for: .milliseconds(20)) }
-        }
-        #expect(degraded)
+        #expect(try await eventuallyAsync { try await client.health().status == .degraded })
 
         c.count = nil
         c.duration = 3
@@ -236,12 +231,7 @@ import Testing
         let check = try await client.checkConsistency(CheckConsistencyRequest())
         #expect(check.differences.isEmpty, "\(check.differences.prefix(3))")
         #expect(check.checked > 0)
-        var ok = false
-        for _ in 0..<100 where !ok {
-            ok = try await client.health().status == .ok
-            if !ok { try await Task.sleep(for: .milliseconds(20)) }
-        }
-        #expect(ok)
+        #expect(try await eventuallyAsync { try await client.health().status == .ok })
         await client.close()
         await s.stop()
     }

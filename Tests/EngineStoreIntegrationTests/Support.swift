@@ -57,6 +57,16 @@ func eventually(timeout: Duration = .seconds(15), _ condition: () throws -> Bool
     return try condition()
 }
 
+/// `eventually` for conditions that need to await (an RPC, say).
+func eventuallyAsync(timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let end = ContinuousClock.now + timeout
+    while ContinuousClock.now < end {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
+
 /// A bare socket for speaking (and mis-speaking) the protocol byte by byte.
 final class RawConnection {
     let fd: Int32
