@@ -130,6 +130,7 @@ let t0: Int64 = 1_764_201_600_000
         let cached = try await client.lastDecision(model: "dec")
         #expect(cached.source == .cache)
         #expect(cached.confidence == 1)  // nof0 keeps an integer: 0.8 rounds to 1
+        #expect(try await s.cacheSettled())
         _ = try redis.command(["DEL", key])
         let fromDB = try await client.lastDecision(model: "dec")
         #expect(fromDB.source == .postgres)
@@ -179,6 +180,7 @@ let t0: Int64 = 1_764_201_600_000
         let top = try await client.leaderboard(limit: 2)
         #expect(top.source == .cache)
         #expect(top.entries.map(\.modelID) == ["beta", "gamma"])
+        #expect(try await s.cacheSettled())
         _ = try redis.command(["DEL", s.namespace + "leaderboard"])
         let fallback = try await client.leaderboard(limit: 10)
         #expect(fallback.source == .postgres)
@@ -214,6 +216,7 @@ let t0: Int64 = 1_764_201_600_000
         let cached = try await client.traderState(trader: "trader-1")
         #expect(cached.source == .cache)
         #expect(cached.state.marketProvider == "hyperliquid")
+        #expect(try await first.cacheSettled())
         await client.close()
         await first.stop()
 

@@ -331,6 +331,7 @@ final class Gate: @unchecked Sendable {
         #expect(try await eventually { try redis.command(["ZCARD", s.namespace + "leaderboard"]).integer == 4 })
         let cached = try await client.leaderboard(limit: 3)
         #expect(cached.source == .cache)
+        #expect(try await s.cacheSettled())
         _ = try redis.command(["DEL", s.namespace + "leaderboard"])
         let fromPostgres = try await client.leaderboard(limit: 3)
         #expect(fromPostgres.source == .postgres)

@@ -291,9 +291,7 @@ import Testing
         #expect(hit.source == .cache)
         #expect(hit.positions.map(\.symbol) == ["BTC", "ETH"])
 
-        // Nothing owed any more (a relay rebuild still pending would recreate the key after the DEL).
-        let pg = try s.postgres()
-        #expect(try await eventually { try pg.exec("SELECT count(*) FROM engine_store_outbox").int(0, 0) == 0 })
+        #expect(try await s.cacheSettled())
         _ = try redis.command(["DEL", key])
         let miss = try await client.openPositions(model: "reader")
         #expect(miss.source == .postgres)
@@ -320,6 +318,7 @@ import Testing
         let redis = try s.redis()
         let key = s.namespace + "trades:recent:trader"
         #expect(try await eventually { try redis.command(["LLEN", key]).integer == 3 })
+        #expect(try await s.cacheSettled())
         _ = try redis.command(["DEL", key])
         let miss = try await client.recentTrades(model: "trader", limit: 2)
         #expect(miss.source == .postgres)

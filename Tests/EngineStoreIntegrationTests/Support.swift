@@ -44,6 +44,13 @@ struct RunningServer {
 
     func postgres() throws -> PGConnection { try PGConnection(conninfo: postgresURL) }
     func redis() throws -> RedisConnection { try RedisConnection(endpoint: RedisEndpoint(url: redisURL)!) }
+
+    /// Whether every cache write owed has been done (the outbox is empty). A test that deletes a key to
+    /// force a Postgres read waits for this first: a relay rebuild still pending would recreate the key.
+    func cacheSettled() async throws -> Bool {
+        let pg = try postgres()
+        return try await eventually { try pg.exec("SELECT count(*) FROM engine_store_outbox").int(0, 0) == 0 }
+    }
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held. The
