@@ -19,6 +19,8 @@ public final class EngineStoreServer: Sendable {
     private let limiter: CacheRateLimiter
     private let postgres: PostgresPool
     let stats = ServerStats()
+    /// Jobs waiting for a Postgres worker (tests use it to know a batch is queued).
+    var postgresQueueDepth: Int { postgres.queueDepth }
     let metrics = ServerMetrics()
     /// The HTTP metrics port once started (with `metricsListen`).
     public let metricsPort = Mutex<UInt16?>(nil)

@@ -30,4 +30,79 @@ import Testing
     }
 }
 
+extension PipelineTests {
+    /// Requests queued behind a stalled worker run as one batch. Requests that can open share one
+    /// multi-row upsert; a repeat of a slot goes to the next call (an upsert may touch a row once), so
+    /// the three saves of A apply in the order they came; every request gets, and replays, its own reply.
+    @Test func repeatsOfASlotInOneBatchEachTakeTheirTurn() async throws {
+        let gate = Gate()
+        let s = try await RunningServer.start {
+            $0.postgresConnections = 1
+            $0.testHooks.workerDidCommit = { gate.pass($0) }
+        }
+        defer { gate.release() }
+        let client = s.client()
+        gate.arm(s.namespace + "positions:stall")
+        async let stalled = client.savePosition(openRequest(model: "stall", symbol: "X"))
+        #expect(try await eventually { gate.isHolding })
+        let calls = s.server.stats.sharedCalls.load(ordering: .relaxed)
+        let rows = s.server.stats.sharedRows.load(ordering: .relaxed)
+        let fallbacks = s.server.stats.pipelineFallbacks.load(ordering: .relaxed)
+
+        let requests = [("A", 1.0), ("A", 2.0), ("A", 3.0), ("B", 1.0), ("C", 1.0)].enumerated().map { i, r in
+            openRequest(model: "rep", symbol: r.0, key: "rep-\(i)", quantity: r.1)
+        }
+        // Queued one at a time, so the queue holds them in this order.
+        var replies: [Task<SavePositionResponse, any Error>] = []
+        for (i, request) in requests.enumerated() {
+            replies.append(Task { try await client.savePosition(request) })
+            #expect(try await eventually { s.server.postgresQueueDepth == i + 1 })
+        }
+        gate.release()
+        _ = try await stalled
+        var answers: [SavePositionResponse] = []
+        for task in replies { answers.append(try await task.value) }
+
+        #expect(s.server.stats.sharedCalls.load(ordering: .relaxed) - calls == 3)  // [A] [A] [A, B, C]
+        #expect(s.server.stats.sharedRows.load(ordering: .relaxed) - rows == 5)
+        #expect(s.server.stats.pipelineFallbacks.load(ordering: .relaxed) == fallbacks)
+        #expect(answers[0].opened && !answers[1].opened && !answers[2].opened)
+        #expect(Set(answers[0...2].map(\.positionID)).count == 1)
+        let pg = try s.postgres()
+        #expect(try pg.exec("SELECT quantity FROM positions WHERE model_id = 'rep' AND symbol = 'A'").double(0, 0) == 3)
+        // Each reply recorded (built in Swift) replays byte for byte.
+        for (request, answer) in zip(requests, answers) {
+            #expect(try await client.savePosition(request) == answer)
+        }
+        #expect(try await s.cacheSettled())
+        #expect(try await client.checkConsistency(CheckConsistencyRequest(models: ["rep"])).differences.isEmpty)
+        await client.close()
+        await s.stop()
+    }
+
+    /// The shared upsert keeps SavePosition's rule: a field not sent keeps its value, wait_for_fill
+    /// included (the one column the insert defaults).
+    @Test func anOmittedWaitForFillKeepsItsValue() async throws {
+        let s = try await RunningServer.start()
+        let client = s.client()
+        let pg = try s.postgres()
+        func stored() throws -> String? {
+            try pg.exec("SELECT wait_for_fill::text FROM positions WHERE model_id = 'wff' AND status = 'open'").string(0, 0)
+        }
+        var request = openRequest(model: "wff", symbol: "BTC")
+        request.waitForFill = true
+        _ = try await client.savePosition(request)
+        #expect(try stored() == "true")
+        _ = try await client.savePosition(openRequest(model: "wff", symbol: "BTC", quantity: 2))
+        #expect(try stored() == "true")
+        request = openRequest(model: "wff", symbol: "BTC")
+        request.waitForFill = false
+        _ = try await client.savePosition(request)
+        #expect(try stored() == "false")
+        #expect(try s.server.stats.sharedRows.load(ordering: .relaxed) == 3)
+        await client.close()
+        await s.stop()
+    }
+}
+
 func hexOf(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }

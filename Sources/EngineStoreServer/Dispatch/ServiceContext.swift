@@ -8,6 +8,9 @@ final class ServerStats: Sendable {
     /// Jobs committed through the pipelined fast path, and batches that fell back to the step-by-step path.
     let pipelinedJobs = Atomic<Int>(0)
     let pipelineFallbacks = Atomic<Int>(0)
+    /// Multi-row statements shared by several jobs of a pipelined batch, and the jobs they carried.
+    let sharedCalls = Atomic<Int>(0)
+    let sharedRows = Atomic<Int>(0)
     /// Transactions committed by the workers (group commit: fewer commits than jobs).
     let commits = Atomic<Int>(0)
 }

@@ -60,6 +60,14 @@ enum SQLText: String, CaseIterable, Sendable {
     case positionClosePartial = "position_close_partial"
     /// A snapshot's mark of an open position.
     case positionMark = "position_mark"
+    /// SavePosition for a batch of requests that each carry every field an open needs ($1…$22 arrays, one
+    /// element per request, as position_save's parameters; $23 the new ids): one multi-row upsert instead
+    /// of one statement per request (issue 15: executor setup per statement was half of Postgres's time).
+    /// Rows go in request order, each inserting or locking its slot in turn: the batch keeps the ascending
+    /// lock order its requests came sorted in (LockOrder). A model and symbol appears at most once per
+    /// call. Returns one row per request: `ord` (1-based), the row, `opened` and the outbox row id. The
+    /// replies and idempotency records are written after it (idem_record_batch), from Swift.
+    case positionOpenBatch = "position_open_batch"
     /// Claims a key; a concurrent request with the same key waits on our uncommitted row.
     case idemClaim = "idem_claim"
     case idemLookup = "idem_lookup"
@@ -79,6 +87,10 @@ enum SQLText: String, CaseIterable, Sendable {
     case migrationApplied = "migration_applied"
     case migrationRecord = "migration_record"
     case migrationsCurrent = "migrations_current"
+    /// The idempotency records of a batch's multi-row statements, with their replies built in Swift (hex),
+    /// in the same transaction: a key already recorded fails the statement, and the batch falls back to
+    /// the step-by-step path, which replays it.
+    case idemRecordBatch = "idem_record_batch"
     case traderStateSelect = "trader_state_select"
     /// Changes only the fields sent (non-NULL).
     case traderStateUpdate = "trader_state_update"
@@ -157,6 +169,8 @@ enum SQLText: String, CaseIterable, Sendable {
             return "UPDATE positions SET quantity = quantity - $2, commission = commission - $3,\n    closed_pnl = COALESCE(closed_pnl, 0) + $4, current_price = $5, updated_at = now(),\n    cache_version = nextval('engine_store_cache_version')\nWHERE id = $1\nRETURNING id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version"
         case .positionMark:
             return "UPDATE positions SET current_price = $3, unrealized_pnl = COALESCE($4::float8, unrealized_pnl),\n    liquidation_price = COALESCE($5::float8, liquidation_price), updated_at = now(),\n    cache_version = nextval('engine_store_cache_version')\nWHERE model_id = $1 AND symbol = $2 AND status = 'open'\nRETURNING id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version"
+        case .positionOpenBatch:
+            return "WITH input AS (\n    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[], $7::int8[],\n                         $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::int8[], $13::int8[], $14::int8[],\n                         $15::bool[], $16::jsonb[], $17::jsonb[], $18::float8[], $19::float8[], $20::float8[],\n                         $21::float8[], $22::float8[], $23::text[])\n        WITH ORDINALITY AS r(model_id, symbol, exchange_provider, side, quantity, entry_price, entry_time_ms, leverage,\n                             confidence, risk_usd, margin, entry_oid, tp_oid, sl_oid, wait_for_fill, exit_plan, index_col,\n                             current_price, unrealized_pnl, liquidation_price, commission, slippage, new_id, ord)\n), res AS (\n    INSERT INTO positions AS p (\n        id, model_id, symbol, exchange_provider, side, quantity, entry_price, entry_time_ms, leverage,\n        confidence, risk_usd, margin, entry_oid, tp_oid, sl_oid, wait_for_fill, exit_plan, index_col,\n        current_price, unrealized_pnl, liquidation_price, commission, slippage, status)\n    SELECT new_id, model_id, symbol, exchange_provider, side, quantity, entry_price, entry_time_ms, leverage,\n           confidence, risk_usd, margin, entry_oid, tp_oid, sl_oid, COALESCE(wait_for_fill, false), exit_plan, index_col,\n           current_price, unrealized_pnl, liquidation_price, commission, slippage, 'open'\n    FROM input ORDER BY ord\n    ON CONFLICT (model_id, symbol) WHERE status = 'open' DO UPDATE SET\n        exchange_provider = EXCLUDED.exchange_provider,\n        side = EXCLUDED.side,\n        quantity = EXCLUDED.quantity,\n        entry_price = EXCLUDED.entry_price,\n        entry_time_ms = EXCLUDED.entry_time_ms,\n        leverage = COALESCE(EXCLUDED.leverage, p.leverage),\n        confidence = COALESCE(EXCLUDED.confidence, p.confidence),\n        risk_usd = COALESCE(EXCLUDED.risk_usd, p.risk_usd),\n        margin = COALESCE(EXCLUDED.margin, p.margin),\n        entry_oid = COALESCE(EXCLUDED.entry_oid, p.entry_oid),\n        tp_oid = COALESCE(EXCLUDED.tp_oid, p.tp_oid),\n        sl_oid = COALESCE(EXCLUDED.sl_oid, p.sl_oid),\n        -- EXCLUDED holds the inserted default (false), not what was sent: read that from the input.\n        wait_for_fill = COALESCE((SELECT i.wait_for_fill FROM input i WHERE i.new_id = EXCLUDED.id), p.wait_for_fill),\n        exit_plan = COALESCE(EXCLUDED.exit_plan, p.exit_plan),\n        index_col = COALESCE(EXCLUDED.index_col, p.index_col),\n        current_price = COALESCE(EXCLUDED.current_price, p.current_price),\n        unrealized_pnl = COALESCE(EXCLUDED.unrealized_pnl, p.unrealized_pnl),\n        liquidation_price = COALESCE(EXCLUDED.liquidation_price, p.liquidation_price),\n        commission = COALESCE(EXCLUDED.commission, p.commission),\n        slippage = COALESCE(EXCLUDED.slippage, p.slippage),\n        updated_at = now(),\n        cache_version = nextval('engine_store_cache_version')\n    RETURNING p.model_id, id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version, p.xmax = 0 AS opened\n), ob AS (\n    INSERT INTO engine_store_outbox (kind, subject, ref) SELECT 'position', model_id, symbol FROM res\n    RETURNING id, subject, ref\n)\nSELECT input.ord, res.*, ob.id AS outbox_id\nFROM res JOIN input USING (model_id, symbol) JOIN ob ON ob.subject = res.model_id AND ob.ref = res.symbol"
         case .idemClaim:
             return "INSERT INTO engine_store_idempotency (key, method, digest) VALUES ($1, $2, $3)\nON CONFLICT (key) DO NOTHING RETURNING 1"
         case .idemLookup:
@@ -187,6 +201,8 @@ enum SQLText: String, CaseIterable, Sendable {
             return "INSERT INTO engine_store_migrations (version, name) VALUES ($1, $2)"
         case .migrationsCurrent:
             return "SELECT COALESCE(max(version), 0) AS version FROM engine_store_migrations"
+        case .idemRecordBatch:
+            return "INSERT INTO engine_store_idempotency (key, method, digest, response)\nSELECT key, method, digest, decode(reply, 'hex')\nFROM unnest($1::text[], $2::smallint[], $3::text[], $4::text[]) AS r(key, method, digest, reply)"
         case .traderStateSelect:
             return "SELECT trader_id, exchange_provider, market_provider, allocation_pct, cooldown::text AS cooldown,\nrisk_guards::text AS risk_guards, (extract(epoch FROM last_decision_at) * 1000)::bigint AS last_decision_ms,\n(extract(epoch FROM pause_until) * 1000)::bigint AS pause_until_ms,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version FROM trader_state WHERE trader_id = $1"
         case .traderStateUpdate:
@@ -246,6 +262,7 @@ enum SQLText: String, CaseIterable, Sendable {
         case .positionCloseFull: return 3
         case .positionClosePartial: return 5
         case .positionMark: return 5
+        case .positionOpenBatch: return 23
         case .idemClaim: return 3
         case .idemLookup: return 1
         case .idemRecord: return 2
@@ -261,6 +278,7 @@ enum SQLText: String, CaseIterable, Sendable {
         case .migrationApplied: return 1
         case .migrationRecord: return 2
         case .migrationsCurrent: return 0
+        case .idemRecordBatch: return 4
         case .traderStateSelect: return 1
         case .traderStateUpdate: return 8
         case .traderStateInsert: return 8

@@ -24,6 +24,13 @@ protocol PipelinableWrite: WriteBody {
 
 struct PipelineFallback: Error {}
 
+/// A write that can share one multi-row statement with others of its kind (see `BatchPlan`);
+/// `batchRow` is nil when this request cannot (it then runs as a `PipelinableWrite` or step by step).
+protocol BatchableWrite: WriteBody {
+    func batchRow() -> (statement: SQLText, row: [String?])?
+    func outcome(batchRow: PGRow) -> JobOutcome
+}
+
 /// Exactly-once effect for retried writes. In the same transaction as the write:
 ///   1. claim the key (INSERT … ON CONFLICT DO NOTHING) — a concurrent request with the same key
 ///      waits on our uncommitted row and then finds it;
@@ -60,6 +67,12 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
 
     func complete(_ result: Result<JobOutcome, ServiceError>) { reply.complete(result) }
 
+    var batchPlan: BatchPlan? {
+        guard let body = body as? any BatchableWrite, let (statement, row) = body.batchRow() else { return nil }
+        return BatchPlan(statement: statement, slot: body.lockKeys.first ?? key, row: row, key: key, method: method,
+                         digest: digest) { body.outcome(batchRow: $0) }
+    }
+
     var pipelinePlan: PipelinePlan? {
         guard let body = body as? any PipelinableWrite else { return nil }
         return PipelinePlan(statements: body.pipelined(key: key, digest: digest)) { try body.outcome($0) }
@@ -92,6 +105,16 @@ enum Idempotency {
         static let sql = SQLText.idemRecord
         let key: String, reply: [UInt8]
         var bindings: [String?] { [key, hexString(reply)] }
+    }
+
+    /// The records of a batch's shared statements, replies included.
+    struct RecordBatch: PGStatement {
+        static let sql = SQLText.idemRecordBatch
+        let records: [(key: String, method: UInt16, digest: String, reply: [UInt8])]
+        var bindings: [String?] {
+            [pgArray(records.map(\.key)), pgArray(records.map { String($0.method) }), pgArray(records.map(\.digest)),
+             pgArray(records.map { hexString($0.reply) })]
+        }
     }
 
     /// Deletes keys older than `hours`.

@@ -25,6 +25,19 @@ struct PipelinePlan: Sendable {
     let finish: @Sendable ([PGResult]) throws -> JobOutcome
 }
 
+/// How a job shares one multi-row statement with the other jobs of its kind in a pipelined batch:
+/// the statement's parameters are arrays, `row` is this job's element of each. Its idempotency
+/// record (with the reply `finish` builds) is written after the statement, in the same transaction.
+struct BatchPlan: Sendable {
+    let statement: SQLText
+    /// The slot the row writes: a call holds each slot at most once (a repeat starts the next call).
+    let slot: String
+    let row: [String?]
+    let key: String, method: UInt16, digest: String
+    /// The outcome from this job's result row (the row's `ord` column is its place in the call).
+    let finish: @Sendable (PGRow) -> JobOutcome
+}
+
 /// A unit of Postgres work queued by an RPC handler.
 protocol PostgresJob: Sendable {
     /// Monotonic deadline; a job still queued past it is answered deadline_exceeded and not run.
@@ -38,6 +51,8 @@ protocol PostgresJob: Sendable {
     func complete(_ result: Result<JobOutcome, ServiceError>)
     /// Non-nil when the job can run in a pipelined batch.
     var pipelinePlan: PipelinePlan? { get }
+    /// Non-nil when the job can share a multi-row statement there (preferred to `pipelinePlan`).
+    var batchPlan: BatchPlan? { get }
     /// The request behind the job, for latency metrics.
     var target: ReplyTarget? { get }
     /// The rows the job locks, as `LockOrder` keys in the order it takes them (ascending).
@@ -46,6 +61,7 @@ protocol PostgresJob: Sendable {
 
 extension PostgresJob {
     var pipelinePlan: PipelinePlan? { nil }
+    var batchPlan: BatchPlan? { nil }
     var target: ReplyTarget? { nil }
     var lockKeys: [String] { [] }
 }

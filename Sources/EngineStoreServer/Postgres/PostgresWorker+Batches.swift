@@ -32,57 +32,6 @@ extension PostgresWorker {
         }
     }
 
-    /// The fast path: when every job can be pipelined, the whole batch — BEGIN, each job's
-    /// statement, COMMIT — takes one round trip. A failed statement aborts the batch (rolled back,
-    /// returns false: the batch runs the step-by-step way). Jobs whose results ask for the
-    /// step-by-step path wrote nothing and run again on their own after the commit.
-    func runPipelined(_ jobs: [any PostgresJob], _ session: PostgresSession) -> Bool {
-        let plans = jobs.compactMap(\.pipelinePlan)
-        guard plans.count == jobs.count else { return false }
-        do {
-            try session.ensurePrepared(plans.flatMap { $0.statements.map(\.sql) })
-            var items: [PGPipelineItem] = [.sql("BEGIN")]
-            for plan in plans {
-                for call in plan.statements { items.append(.prepared(name: call.sql.rawValue, params: call.bindings)) }
-            }
-            items.append(.sql("COMMIT"))
-            var results: [PGResult] = []
-            results.reserveCapacity(items.count)
-            for outcome in try session.connection.pipeline(items) {
-                guard case .ok(let r) = outcome else {
-                    if case .failed(let e) = outcome, e.kind == .connection { throw e }
-                    _ = try? session.exec("ROLLBACK")
-                    pool.stats.pipelineFallbacks.add(1, ordering: .relaxed)
-                    return false
-                }
-                results.append(r)
-            }
-            var done: [(any PostgresJob, JobOutcome)] = []
-            var again: [any PostgresJob] = []
-            var index = 1
-            for (job, plan) in zip(jobs, plans) {
-                let mine = Array(results[index..<(index + plan.statements.count)])
-                index += plan.statements.count
-                if let outcome = try? plan.finish(mine) { done.append((job, outcome)) } else { again.append(job) }
-            }
-            if !done.isEmpty {
-                pool.afterCommit(done.map(\.1))
-                pool.stats.pipelinedJobs.add(done.count, ordering: .relaxed)
-                for (job, outcome) in done { job.complete(.success(outcome)) }
-            }
-            if !again.isEmpty {
-                pool.stats.pipelineFallbacks.add(1, ordering: .relaxed)
-                for job in again { runStepwise([job], session) }
-            }
-            return true
-        } catch {
-            // The connection broke: nothing is known to be committed; the clients retry.
-            let e = failed(error)
-            jobs.forEach { $0.complete(.failure(e)) }
-            return true
-        }
-    }
-
     /// Jobs one after another in one transaction. Several share it, each under a savepoint so that
     /// one failure stays its own; a lone job needs none (its failure rolls the transaction back).
     /// Cache mutations are queued before the clients hear back, so a client that waits for its ack

@@ -90,7 +90,7 @@ struct PositionRPC: RPCFamily {
 
 /// One statement on both paths (see SQL `position_save`): pipelined, it also records the reply;
 /// step by step (after `IdempotentWrite` claimed the key), the reply is recorded from Swift.
-struct SavePositionBody: PipelinableWrite {
+struct SavePositionBody: PipelinableWrite, BatchableWrite {
     let request: SavePositionRequest
     let keys: CacheKeys
     let ttl: Int
@@ -127,6 +127,14 @@ struct SavePositionBody: PipelinableWrite {
         }
         return makeOutcome(saved)
     }
+
+    /// A request that can open shares `position_open_batch` with the others of its batch.
+    func batchRow() -> (statement: SQLText, row: [String?])? {
+        guard hasOpenFields else { return nil }
+        return (SQLText.positionOpenBatch, PositionStore.fields(request) + [Self.newPositionID(request)])
+    }
+
+    func outcome(batchRow row: PGRow) -> JobOutcome { makeOutcome(PositionStore.Save.decode(row)) }
 
     /// A missing hash is not built here: the cache writer hands it to the relay, which builds it whole.
     func makeOutcome(_ saved: PositionStore.Saved) -> JobOutcome {

@@ -61,3 +61,11 @@ INSERT INTO engine_store_migrations (version, name) VALUES ($1, $2);
 
 -- name: migrations_current
 SELECT COALESCE(max(version), 0) AS version FROM engine_store_migrations;
+
+-- name: idem_record_batch
+-- The idempotency records of a batch's multi-row statements, with their replies built in Swift (hex),
+-- in the same transaction: a key already recorded fails the statement, and the batch falls back to
+-- the step-by-step path, which replays it.
+INSERT INTO engine_store_idempotency (key, method, digest, response)
+SELECT key, method, digest, decode(reply, 'hex')
+FROM unnest($1::text[], $2::smallint[], $3::text[], $4::text[]) AS r(key, method, digest, reply);
