@@ -24,7 +24,7 @@ bench_start() {
   [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$BENCH_DIR/pg"
   "${AS_PG[@]}" "$PGBIN/initdb" -D "$BENCH_DIR/pg/data" -U postgres -A trust -E UTF8 --locale=C >/dev/null
   "${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$BENCH_DIR/pg/data" -l "$BENCH_DIR/pg/log" -w \
-    -o "-k $BENCH_DIR/pg -c listen_addresses='' -c max_connections=300" start >/dev/null
+    -o "-k $BENCH_DIR/pg -c listen_addresses='' -c max_connections=300 ${PG_OPTS:-}" start >/dev/null
   "${AS_PG[@]}" "$PGBIN/psql" -h "$BENCH_DIR/pg" -U postgres -qc "CREATE DATABASE bench" postgres
   redis-server --port 0 --unixsocket "$BENCH_DIR/redis.sock" --unixsocketperm 777 --save "" --daemonize yes \
     --dir "$BENCH_DIR" --logfile "$BENCH_DIR/redis.log" >/dev/null

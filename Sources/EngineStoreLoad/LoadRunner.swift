@@ -58,7 +58,8 @@ public enum LoadRunner {
                     var workload = Workload(run: run, worker: slot, configuration: c, seed: seed)
                     var recorder = Recorder()
                     var ack = Acknowledged()
-                    var mixRNG = SplitMix(seed: seed ^ UInt64(slot &* 7919))
+                    var mixSeeder = SplitMix(seed: ~seed ^ (UInt64(slot) &* 0xD6E8_FEB8_6659_FD93))
+                    var mixRNG = SplitMix(seed: mixSeeder.next())
                     while true {
                         let n = counters.issued.add(1, ordering: .relaxed).newValue
                         if let limit, n > limit { break }

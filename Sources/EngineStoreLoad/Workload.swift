@@ -40,7 +40,10 @@ struct Workload {
         self.symbolsPerModel = max(1, configuration.symbols)
         self.ticksPerBatch = max(1, configuration.ticksPerBatch)
         self.duplicateRate = min(1, max(0, configuration.duplicateRate))
-        self.rng = SplitMix(seed: seed &+ UInt64(worker) &* 0x9E37_79B9_7F4A_7C15)
+        // Each worker its own stream: seeded from a scrambled value, not `seed + worker × γ`, which
+        // made worker w draw worker 0's numbers w steps later (every worker hit the same keys).
+        var seeder = SplitMix(seed: seed ^ (UInt64(worker) &* 0xD6E8_FEB8_6659_FD93))
+        self.rng = SplitMix(seed: seeder.next())
         self.clock = Int64(Date().timeIntervalSince1970 * 1000) - 86_400_000 + Int64(worker) * 1_000_000_000 % 3_600_000
         self.sharedEntryTimeMs = Int64(Date().timeIntervalSince1970 / 86_400) * 86_400_000 - 86_400_000
     }

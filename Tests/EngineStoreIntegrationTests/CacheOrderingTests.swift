@@ -67,12 +67,16 @@ final class Gate: @unchecked Sendable {
     }
 
     /// Worker A commits quantity 2 and stalls before handing its cache write on; worker B commits
-    /// quantity 3 and applies it; then A's (older) write reaches Redis. Redis must keep 3.
+    /// quantity 3 and applies it; then A's (older) write reaches Redis. Redis must keep 3. One
+    /// instance writes a model from one worker only, so B is a second instance on the same database
+    /// and Redis namespace (as in a scale-out).
     @Test func anOlderDirectWriteNeverReplacesANewerOne() async throws {
         let gate = Gate()
         let s = try await RunningServer.start { $0.testHooks.workerDidCommit = { gate.pass($0) } }
         defer { gate.release() }
+        let other = try await RunningServer.start(database: s.postgresURL, namespace: s.namespace)
         let client = s.client()
+        let otherClient = other.client()
         let redis = try s.redis()
         let key = s.namespace + "positions:ord"
         _ = try await client.savePosition(openRequest(model: "ord", symbol: "BTC", quantity: 1))
@@ -81,7 +85,7 @@ final class Gate: @unchecked Sendable {
         gate.arm(key)
         async let older = client.savePosition(update("ord", "BTC", quantity: 2))
         #expect(try await eventually { gate.isHolding })
-        _ = try await client.savePosition(update("ord", "BTC", quantity: 3))
+        _ = try await otherClient.savePosition(update("ord", "BTC", quantity: 3))
         #expect(try await eventually { try quantity(redis, key, "BTC") == 3 })
         gate.release()
         _ = try await older
@@ -90,16 +94,20 @@ final class Gate: @unchecked Sendable {
         #expect(try await client.openPositions(model: "ord").positions.first?.quantity == 3)
         #expect(try await client.checkConsistency(CheckConsistencyRequest(models: ["ord"])).differences.isEmpty)
         await client.close()
+        await otherClient.close()
+        await other.stop()
         await s.stop()
     }
 
-    /// A full close applied first, then an older update of the same position arrives: the
-    /// closed position must not come back.
+    /// A full close applied first (by a second instance), then an older update of the same position
+    /// arrives: the closed position must not come back.
     @Test func aClosedPositionStaysClosed() async throws {
         let gate = Gate()
         let s = try await RunningServer.start { $0.testHooks.workerDidCommit = { gate.pass($0) } }
         defer { gate.release() }
+        let other = try await RunningServer.start(database: s.postgresURL, namespace: s.namespace)
         let client = s.client()
+        let otherClient = other.client()
         let redis = try s.redis()
         let key = s.namespace + "positions:tomb"
         _ = try await client.savePosition(openRequest(model: "tomb", symbol: "BTC", quantity: 1))
@@ -109,7 +117,7 @@ final class Gate: @unchecked Sendable {
         gate.arm(key)
         async let older = client.savePosition(update("tomb", "BTC", quantity: 2))
         #expect(try await eventually { gate.isHolding })
-        _ = try await client.closePosition(ClosePositionRequest(modelID: "tomb", symbol: "BTC", exitPrice: 101, exitTimeMs: 1_764_201_700_000))
+        _ = try await otherClient.closePosition(ClosePositionRequest(modelID: "tomb", symbol: "BTC", exitPrice: 101, exitTimeMs: 1_764_201_700_000))
         #expect(try await eventually { try redis.command(["HEXISTS", key, "BTC"]).integer == 0 })
         gate.release()
         _ = try await older
@@ -117,6 +125,8 @@ final class Gate: @unchecked Sendable {
         #expect(try redis.command(["HEXISTS", key, "BTC"]).integer == 0)
         #expect(try await client.checkConsistency(CheckConsistencyRequest(models: ["tomb"])).differences.isEmpty)
         await client.close()
+        await otherClient.close()
+        await other.stop()
         await s.stop()
     }
 

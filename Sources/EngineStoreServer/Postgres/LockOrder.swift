@@ -14,6 +14,19 @@ enum LockOrder {
     /// spans the whole market-data key space, so it shares a transaction with no other one.
     static let marketData = ["m|", "m|\u{10FFFF}"]
 
+    /// Which of `count` workers writes under `key`: keys that share their kind and subject (the text
+    /// up to a second `|`: a model's position slots and its snapshot lock, all of market data) share
+    /// a worker, so those rows are only ever locked by one worker of an instance.
+    static func partition(_ key: String, of count: Int) -> UInt {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
+        var bars = 0
+        for b in key.utf8 {
+            if b == UInt8(ascii: "|") { bars += 1; if bars == 2 { break } }
+            h = (h ^ UInt64(b)) &* 0x100_0000_01b3
+        }
+        return UInt(h % UInt64(max(1, count)))
+    }
+
     /// Groups jobs into transactions, in order, such that inside each the lock keys only ascend.
     static func rounds(_ jobs: [any PostgresJob]) -> [[any PostgresJob]] {
         if jobs.count < 2 { return jobs.isEmpty ? [] : [jobs] }  // one job keeps its own order

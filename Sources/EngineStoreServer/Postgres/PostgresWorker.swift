@@ -20,10 +20,11 @@ final class PostgresWorker {
     }
 
     func run() {
+        let queue = pool.queues[index]
         while true {
-            let jobs = pool.queue.popBatch(max: pool.maxBatch, timeoutSeconds: 1)
+            let jobs = queue.popBatch(max: pool.maxBatch, timeoutSeconds: 1)
             if jobs.isEmpty {
-                if pool.queue.isClosedAndEmpty { break }
+                if queue.isClosedAndEmpty { break }
                 // Idle: a worker that lost its connection reconnects now, not on the next request.
                 if session == nil { _ = liveSession() }
                 continue

@@ -1,0 +1,62 @@
+@testable import EngineStoreServer
+import EngineStoreWire
+import LibPQ
+import Testing
+
+/// How a pipelined batch is cut into calls: consecutive jobs of one shared statement share a call,
+/// a repeated slot starts the next call, a job with its own statements keeps them.
+@Suite struct PipelineUnitsTests {
+    struct FakeJob: PostgresJob {
+        var slot: String?
+        var ownStatements = 0
+        var deadlineNanos: UInt64 { .max }
+        var isTransactional: Bool { true }
+        func execute(_ session: PostgresSession) throws -> JobOutcome { JobOutcome(reply: []) }
+        func complete(_ result: Result<JobOutcome, ServiceError>) {}
+        var batchPlan: BatchPlan? {
+            slot.map { BatchPlan(statement: .positionOpenBatch, slot: $0, row: [], key: "k", method: 1, digest: "d") { _ in JobOutcome(reply: []) } }
+        }
+        var pipelinePlan: PipelinePlan? {
+            PipelinePlan(statements: (0..<ownStatements).map { _ in PGCall(sql: .idemClaim, bindings: ["", "", ""]) }) { _ in JobOutcome(reply: []) }
+        }
+    }
+
+    func shape(_ jobs: [FakeJob]) -> [String] {
+        (PostgresWorker.pipelineUnits(jobs) ?? []).map {
+            switch $0 {
+            case .own(let j, _): "own \(j)"
+            case .shared(_, let members, _): "shared \(members.map(String.init).joined(separator: ","))"
+            }
+        }
+    }
+
+    @Test func consecutiveSharedJobsShareOneCall() {
+        #expect(shape(["a", "b", "c"].map { FakeJob(slot: $0) }) == ["shared 0,1,2"])
+    }
+
+    @Test func aRepeatedSlotStartsTheNextCall() {
+        #expect(shape(["a", "a", "a", "b"].map { FakeJob(slot: $0) }) == ["shared 0", "shared 1", "shared 2,3"])
+    }
+
+    @Test func aJobWithItsOwnStatementsSplitsTheRun() {
+        let jobs = [FakeJob(slot: "a"), FakeJob(slot: nil, ownStatements: 1), FakeJob(slot: "b"), FakeJob(slot: "a")]
+        #expect(shape(jobs) == ["shared 0", "own 1", "shared 2,3"])
+    }
+}
+
+/// One instance writes a model's rows from one worker only (PostgresPool's queues).
+@Suite struct LockPartitionTests {
+    @Test func aModelsSlotsAndItsSnapshotLockShareAWorker() {
+        for model in ["m0", "m1", "load-x-m7", "μ"] {
+            let worker = LockOrder.partition(LockOrder.snapshot(model), of: 4)
+            for symbol in ["BTC", "ETH", "U1", "U49"] {
+                #expect(LockOrder.partition(LockOrder.position(model, symbol), of: 4) == worker)
+            }
+        }
+    }
+
+    @Test func modelsSpreadOverTheWorkers() {
+        let used = Set((0..<40).map { LockOrder.partition(LockOrder.position("m\($0)", "BTC"), of: 4) })
+        #expect(used == [0, 1, 2, 3])
+    }
+}
