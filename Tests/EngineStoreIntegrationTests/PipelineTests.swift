@@ -63,8 +63,9 @@ extension PipelineTests {
         var answers: [SavePositionResponse] = []
         for task in replies { answers.append(try await task.value) }
 
-        #expect(s.server.stats.sharedCalls.load(ordering: .relaxed) - calls == 3)  // [A] [A] [A, B, C]
-        #expect(s.server.stats.sharedRows.load(ordering: .relaxed) - rows == 5)
+        // [A] [A] [A, B, C]: the lone ones run their own statement.
+        #expect(s.server.stats.sharedCalls.load(ordering: .relaxed) - calls == 1)
+        #expect(s.server.stats.sharedRows.load(ordering: .relaxed) - rows == 3)
         #expect(s.server.stats.pipelineFallbacks.load(ordering: .relaxed) == fallbacks)
         #expect(answers[0].opened && !answers[1].opened && !answers[2].opened)
         #expect(Set(answers[0...2].map(\.positionID)).count == 1)
@@ -80,26 +81,45 @@ extension PipelineTests {
         await s.stop()
     }
 
-    /// The shared upsert keeps SavePosition's rule: a field not sent keeps its value, wait_for_fill
+    /// Both statements (the shared upsert, a lone request's own) keep SavePosition's rule: a field not sent keeps its value, wait_for_fill
     /// included (the one column the insert defaults).
-    @Test func anOmittedWaitForFillKeepsItsValue() async throws {
-        let s = try await RunningServer.start()
+    @Test(arguments: [false, true]) func anOmittedWaitForFillKeepsItsValue(shared: Bool) async throws {
+        let gate = Gate()
+        let s = try await RunningServer.start {
+            $0.postgresConnections = 1
+            $0.testHooks.workerDidCommit = { gate.pass($0) }
+        }
+        defer { gate.release() }
         let client = s.client()
         let pg = try s.postgres()
         func stored() throws -> String? {
-            try pg.exec("SELECT wait_for_fill::text FROM positions WHERE model_id = 'wff' AND status = 'open'").string(0, 0)
+            try pg.exec("SELECT wait_for_fill::text FROM positions WHERE model_id = 'wff' AND status = 'open' AND symbol = 'BTC'").string(0, 0)
+        }
+        /// Saves alone, or (shared) queued with a second save behind a stalled worker, so both share one call.
+        func save(_ request: SavePositionRequest) async throws {
+            guard shared else { _ = try await client.savePosition(request); return }
+            let rows = s.server.stats.sharedRows.load(ordering: .relaxed)
+            gate.arm(s.namespace + "positions:stall")
+            let stalled = Task { try await client.savePosition(openRequest(model: "stall", symbol: "X")) }
+            #expect(try await eventually { gate.isHolding })
+            let mine = Task { try await client.savePosition(request) }
+            #expect(try await eventually { s.server.postgresQueueDepth == 1 })
+            let companion = Task { try await client.savePosition(openRequest(model: "wff", symbol: "ZZZ")) }
+            #expect(try await eventually { s.server.postgresQueueDepth == 2 })
+            gate.release()
+            _ = try await (stalled.value, mine.value, companion.value)
+            #expect(s.server.stats.sharedRows.load(ordering: .relaxed) - rows == 2)
         }
         var request = openRequest(model: "wff", symbol: "BTC")
         request.waitForFill = true
-        _ = try await client.savePosition(request)
+        try await save(request)
         #expect(try stored() == "true")
-        _ = try await client.savePosition(openRequest(model: "wff", symbol: "BTC", quantity: 2))
+        try await save(openRequest(model: "wff", symbol: "BTC", quantity: 2))
         #expect(try stored() == "true")
         request = openRequest(model: "wff", symbol: "BTC")
         request.waitForFill = false
-        _ = try await client.savePosition(request)
+        try await save(request)
         #expect(try stored() == "false")
-        #expect(try s.server.stats.sharedRows.load(ordering: .relaxed) == 3)
         await client.close()
         await s.stop()
     }

@@ -34,13 +34,14 @@ import Testing
         #expect(shape(["a", "b", "c"].map { FakeJob(slot: $0) }) == ["shared 0,1,2"])
     }
 
+    /// A call of one job runs the job's own statement instead.
     @Test func aRepeatedSlotStartsTheNextCall() {
-        #expect(shape(["a", "a", "a", "b"].map { FakeJob(slot: $0) }) == ["shared 0", "shared 1", "shared 2,3"])
+        #expect(shape(["a", "a", "a", "b"].map { FakeJob(slot: $0) }) == ["own 0", "own 1", "shared 2,3"])
     }
 
     @Test func aJobWithItsOwnStatementsSplitsTheRun() {
         let jobs = [FakeJob(slot: "a"), FakeJob(slot: nil, ownStatements: 1), FakeJob(slot: "b"), FakeJob(slot: "a")]
-        #expect(shape(jobs) == ["shared 0", "own 1", "shared 2,3"])
+        #expect(shape(jobs) == ["own 0", "own 1", "shared 2,3"])
     }
 }
 

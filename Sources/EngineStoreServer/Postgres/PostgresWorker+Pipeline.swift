@@ -38,7 +38,12 @@ extension PostgresWorker {
                 return nil
             }
         }
-        return units
+        // A call of one job gains nothing from sharing, and its own statement records the reply with
+        // the COMMIT in the same round trip (no second one for the records): the lone request's latency.
+        return units.map { unit in
+            guard case .shared(_, let members, _) = unit, members.count == 1, let own = jobs[members[0]].pipelinePlan else { return unit }
+            return .own(job: members[0], plan: own)
+        }
     }
 
     /// When every job can be pipelined, the whole batch takes one round trip (BEGIN, each call,
