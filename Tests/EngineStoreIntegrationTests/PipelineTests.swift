@@ -126,3 +126,22 @@ extension PipelineTests {
 }
 
 func hexOf(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+
+/// A shared call's parameters are array literals: every element, however awkward, reads back as sent.
+@Suite struct ArrayLiteralTests {
+    @Test func awkwardElementsRoundTripThroughPostgres() async throws {
+        let s = try await RunningServer.start()
+        let pg = try s.postgres()
+        let items: [String?] = ["plain", "", "NULL", nil, #"quote " and \ backslash"#, "{braces},commas", "μ€😀", " spaced ",
+                                #"{"exit":"tp \"1\"","ok":true}"#, "tab\tnewline\n"]
+        let back = try pg.execParams("SELECT e, e IS NULL FROM unnest($1::text[]) WITH ORDINALITY AS t(e, n) ORDER BY n",
+                                     [pgArray(items)])
+        #expect(back.rowCount == items.count)
+        for (i, item) in items.enumerated() {
+            #expect(back.string(i, 1) == (item == nil ? "t" : "f"))
+            if let item { #expect(back.string(i, 0) == item) }
+        }
+        #expect(try pg.execParams("SELECT cardinality($1::text[])", [pgArray([String?]())]).int(0, 0) == 0)
+        await s.stop()
+    }
+}

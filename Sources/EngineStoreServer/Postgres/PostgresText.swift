@@ -8,20 +8,28 @@ func pgText(_ d: Double) -> String { "\(d)" }
 
 func pgText(_ b: Bool) -> String { b ? "true" : "false" }
 
-/// A Postgres array literal of text elements (nil = NULL), every element quoted.
+/// A Postgres array literal of text elements (nil = NULL), every element quoted. Built as bytes:
+/// a batch's parameters are such literals, and String appends were a fifth of the service's CPU.
 func pgArray(_ items: [String?]) -> String {
-    var out = "{"
+    let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+    var out: [UInt8] = []
+    out.reserveCapacity(items.reduce(2) { $0 + ($1?.utf8.count ?? 4) + 3 })
+    out.append(UInt8(ascii: "{"))
     for (i, item) in items.enumerated() {
-        if i > 0 { out += "," }
-        guard let item else { out += "NULL"; continue }
-        out += "\""
-        for c in item.unicodeScalars {
-            if c == "\"" || c == "\\" { out += "\\" }
-            out.unicodeScalars.append(c)
+        if i > 0 { out.append(UInt8(ascii: ",")) }
+        guard var item else { out.append(contentsOf: "NULL".utf8); continue }
+        out.append(quote)
+        item.withUTF8 { bytes in
+            if !bytes.contains(where: { $0 == quote || $0 == backslash }) { out.append(contentsOf: bytes); return }
+            for b in bytes {
+                if b == quote || b == backslash { out.append(backslash) }
+                out.append(b)
+            }
         }
-        out += "\""
+        out.append(quote)
     }
-    return out + "}"
+    out.append(UInt8(ascii: "}"))
+    return String(decoding: out, as: UTF8.self)
 }
 
 func pgArray(_ items: [String]) -> String { pgArray(items.map { Optional($0) }) }
