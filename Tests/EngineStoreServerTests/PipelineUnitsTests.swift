@@ -9,6 +9,10 @@ import Testing
     struct FakeJob: PostgresJob {
         var slot: String?
         var ownStatements = 0
+        var slow = false
+        var keys: [String] = []
+        var lockKeys: [String] { keys.isEmpty ? slot.map { [$0] } ?? [] : keys }
+        var canPipeline: Bool { !slow }
         var deadlineNanos: UInt64 { .max }
         var isTransactional: Bool { true }
         func execute(_ session: PostgresSession) throws -> JobOutcome { JobOutcome(reply: []) }
@@ -37,6 +41,20 @@ import Testing
     /// A call of one job runs the job's own statement instead.
     @Test func aRepeatedSlotStartsTheNextCall() {
         #expect(shape(["a", "a", "a", "b"].map { FakeJob(slot: $0) }) == ["own 0", "own 1", "shared 2,3"])
+    }
+
+    /// Jobs that cannot be pipelined commit apart, unless they share a lock key with one that can.
+    @Test func jobsThatCannotBePipelinedCommitApartWhenTheirRowsDiffer() {
+        let save = FakeJob(slot: "p|m|BTC"), other = FakeJob(slot: "p|m|ETH")
+        let close = FakeJob(slot: nil, slow: true, keys: ["p|m|SOL"])
+        let parts = PostgresWorker.independentParts([save, close, other])
+        #expect(parts?.fast.count == 2 && parts?.slow.count == 1)
+        let closeSame = FakeJob(slot: nil, slow: true, keys: ["p|m|BTC"])
+        #expect(PostgresWorker.independentParts([save, closeSame, other]) == nil)
+        let snapshot = FakeJob(slot: nil, slow: true, keys: ["p|m|", "p|m|ETH"])
+        #expect(PostgresWorker.independentParts([save, snapshot, other]) == nil)
+        #expect(PostgresWorker.independentParts([save, other]) == nil)
+        #expect(PostgresWorker.independentParts([close]) == nil)
     }
 
     @Test func aJobWithItsOwnStatementsSplitsTheRun() {

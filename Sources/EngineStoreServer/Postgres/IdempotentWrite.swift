@@ -67,6 +67,8 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
 
     func complete(_ result: Result<JobOutcome, ServiceError>) { reply.complete(result) }
 
+    var canPipeline: Bool { body is any PipelinableWrite || body is any BatchableWrite }
+
     var batchPlan: BatchPlan? {
         guard let body = body as? any BatchableWrite, let (statement, row) = body.batchRow() else { return nil }
         return BatchPlan(statement: statement, slot: body.lockKeys.first ?? key, row: row, key: key, method: method,

@@ -53,6 +53,8 @@ protocol PostgresJob: Sendable {
     var pipelinePlan: PipelinePlan? { get }
     /// Non-nil when the job can share a multi-row statement there (preferred to `pipelinePlan`).
     var batchPlan: BatchPlan? { get }
+    /// Whether `pipelinePlan` or `batchPlan` is non-nil for this kind of job (cheap: builds neither).
+    var canPipeline: Bool { get }
     /// The request behind the job, for latency metrics.
     var target: ReplyTarget? { get }
     /// The rows the job locks, as `LockOrder` keys in the order it takes them (ascending).
@@ -62,6 +64,7 @@ protocol PostgresJob: Sendable {
 extension PostgresJob {
     var pipelinePlan: PipelinePlan? { nil }
     var batchPlan: BatchPlan? { nil }
+    var canPipeline: Bool { false }
     var target: ReplyTarget? { nil }
     var lockKeys: [String] { [] }
 }

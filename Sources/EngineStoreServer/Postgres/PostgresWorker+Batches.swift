@@ -4,8 +4,16 @@ import Logging
 /// How a worker runs its jobs: reads and pings outside any transaction; writes in transactions,
 /// pipelined when every job of the batch can be, else step by step.
 extension PostgresWorker {
-    /// One group commit: pipelined when every job can be, else step by step.
+    /// One group commit: pipelined when every job can be, else step by step. Jobs that can be
+    /// pipelined commit apart from the others when no other job of the batch takes one of their lock
+    /// keys: a single job that cannot be (a close, a snapshot) would otherwise send the whole batch
+    /// the step-by-step way.
     func runTransaction(_ jobs: [any PostgresJob]) {
+        if let (fast, slow) = Self.independentParts(jobs) {
+            runTransaction(fast)
+            runTransaction(slow)
+            return
+        }
         guard let session = self.session ?? liveSession() else {
             let e = ServiceError(.unavailable, "postgres unavailable; retry with the same idempotency key")
             jobs.forEach { $0.complete(.failure(e)) }
@@ -18,6 +26,19 @@ extension PostgresWorker {
             return
         }
         runStepwise(jobs, session)
+    }
+
+    /// The jobs that can be pipelined and the others, when both are there and share no lock key
+    /// (so the order of their commits cannot matter); nil otherwise.
+    static func independentParts(_ jobs: [any PostgresJob]) -> (fast: [any PostgresJob], slow: [any PostgresJob])? {
+        var fast: [any PostgresJob] = [], slow: [any PostgresJob] = []
+        for job in jobs {
+            if job.canPipeline { fast.append(job) } else { slow.append(job) }
+        }
+        guard !fast.isEmpty, !slow.isEmpty else { return nil }
+        let fastKeys = Set(fast.flatMap(\.lockKeys))
+        guard !slow.contains(where: { $0.lockKeys.contains(where: fastKeys.contains) }) else { return nil }
+        return (fast, slow)
     }
 
     /// A read or a ping, outside any transaction: nothing is committed, so nothing is counted as a
