@@ -81,6 +81,46 @@ extension PipelineTests {
         await s.stop()
     }
 
+    /// Trade events queued together share one insert; a repeated trade id goes to the next call and
+    /// is acknowledged as a duplicate that publishes nothing.
+    @Test func tradeEventsOfABatchShareOneInsertAndARepeatIsADuplicate() async throws {
+        let gate = Gate()
+        let s = try await RunningServer.start {
+            $0.postgresConnections = 1
+            $0.testHooks.workerDidCommit = { gate.pass($0) }
+        }
+        defer { gate.release() }
+        let client = s.client()
+        gate.arm(s.namespace + "positions:stall")
+        let stalled = Task { try await client.savePosition(openRequest(model: "stall", symbol: "X")) }
+        #expect(try await eventually { gate.isHolding })
+        let rows = s.server.stats.sharedRows.load(ordering: .relaxed)
+        let events = [("T1", "k1"), ("T1", "k2"), ("T2", "k3"), ("T3", "k4")].map { id, key in
+            PublishTradeEventRequest(idempotencyKey: key, tradeID: id, modelID: "ev", symbol: "BTC", kind: "fill", side: .long,
+                                     price: 100, size: 1, fee: 0.01, timestampMs: 1_764_201_600_000, payloadJSON: #"{"n":"\#(key)"}"#)
+        }
+        var replies: [Task<PublishTradeEventResponse, any Error>] = []
+        for (i, event) in events.enumerated() {
+            replies.append(Task { try await client.publishTradeEvent(event) })
+            #expect(try await eventually { s.server.postgresQueueDepth == i + 1 })
+        }
+        gate.release()
+        _ = try await stalled.value
+        var answers: [PublishTradeEventResponse] = []
+        for task in replies { answers.append(try await task.value) }
+        #expect(answers.map(\.duplicate) == [false, true, false, false])
+        // [T1], then [T1, T2, T3] (an event has no statement of its own: a lone one shares a call too)
+        #expect(s.server.stats.sharedRows.load(ordering: .relaxed) - rows == 4)
+        let redis = try s.redis()
+        #expect(try await eventually { try redis.command(["XLEN", s.namespace + "trades:stream"]).integer == 3 })
+        // The duplicate's key replays its own reply.
+        #expect(try await client.publishTradeEvent(events[1]) == answers[1])
+        #expect(try await s.cacheSettled())
+        #expect(try redis.command(["XLEN", s.namespace + "trades:stream"]).integer == 3)
+        await client.close()
+        await s.stop()
+    }
+
     /// Both statements (the shared upsert, a lone request's own) keep SavePosition's rule: a field not sent keeps its value, wait_for_fill
     /// included (the one column the insert defaults).
     @Test(arguments: [false, true]) func anOmittedWaitForFillKeepsItsValue(shared: Bool) async throws {

@@ -105,6 +105,10 @@ enum SQLText: String, CaseIterable, Sendable {
     case tradesExisting = "trades_existing"
     case tradeEventInsert = "trade_event_insert"
     case tradeEventById = "trade_event_by_id"
+    /// trade_event_insert for a batch ($1…$10 arrays, one element per request, in its parameters' order),
+    /// with each new event's outbox row. One row per request: `ord` (1-based) and `outbox_id`, NULL when
+    /// the trade id was already recorded (a duplicate). A trade id appears at most once per call.
+    case tradeEventInsertBatch = "trade_event_insert_batch"
     /// Nof0ViewsTests looks for this exact text in pg_stat_activity.
     case viewsTryLock = "views_try_lock"
     case viewsUnlock = "views_unlock"
@@ -223,6 +227,8 @@ enum SQLText: String, CaseIterable, Sendable {
             return "INSERT INTO engine_store_trade_events (trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload)\nVALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)\nON CONFLICT (trade_id) DO NOTHING RETURNING 1"
         case .tradeEventById:
             return "SELECT trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload::text AS payload\nFROM engine_store_trade_events WHERE trade_id = $1"
+        case .tradeEventInsertBatch:
+            return "WITH input AS (\n    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::float8[],\n                         $8::float8[], $9::int8[], $10::jsonb[])\n        WITH ORDINALITY AS r(trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload, ord)\n), ins AS (\n    INSERT INTO engine_store_trade_events (trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload)\n    SELECT trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload FROM input ORDER BY ord\n    ON CONFLICT (trade_id) DO NOTHING\n    RETURNING trade_id\n), ob AS (\n    INSERT INTO engine_store_outbox (kind, subject, ref) SELECT 'trade_event', trade_id, '' FROM ins\n    RETURNING id, subject\n)\nSELECT input.ord, ob.id AS outbox_id FROM input LEFT JOIN ob ON ob.subject = input.trade_id"
         case .viewsTryLock:
             return "SELECT pg_try_advisory_lock($1)"
         case .viewsUnlock:
@@ -289,6 +295,7 @@ enum SQLText: String, CaseIterable, Sendable {
         case .tradesExisting: return 1
         case .tradeEventInsert: return 10
         case .tradeEventById: return 1
+        case .tradeEventInsertBatch: return 10
         case .viewsTryLock: return 1
         case .viewsUnlock: return 1
         case .viewsPlan: return 1

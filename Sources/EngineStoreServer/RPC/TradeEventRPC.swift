@@ -25,7 +25,7 @@ struct TradeEventRPC: RPCFamily {
     }
 }
 
-struct TradeEventBody: WriteBody {
+struct TradeEventBody: BatchableWrite {
     let request: PublishTradeEventRequest
     let keys: CacheKeys
     let streamMaxLength: Int
@@ -33,11 +33,26 @@ struct TradeEventBody: WriteBody {
     var lockKeys: [String] { [LockOrder.tradeEvent(request.tradeID)] }
 
     func execute(_ session: PostgresSession) throws -> JobOutcome {
-        let r = request
-        let duplicate = try session.first(TradeStore.InsertEvent(event: r)) == nil
-        let response = PublishTradeEventResponse(duplicate: duplicate, eventID: r.tradeID).encodedPayload()
+        let duplicate = try session.first(TradeStore.InsertEvent(event: request)) == nil
+        return outcome(outboxID: duplicate ? nil : try Outbox.record(session, [.tradeEvent(tradeID: request.tradeID)]).first,
+                       duplicate: duplicate)
+    }
+
+    /// Events of a batch share `trade_event_insert_batch`.
+    func batchRow() -> (statement: SQLText, row: [String?])? {
+        (SQLText.tradeEventInsertBatch, TradeStore.InsertEvent(event: request).bindings)
+    }
+
+    func outcome(batchRow row: PGRow) -> JobOutcome {
+        let outboxID = row.int("outbox_id")
+        return outcome(outboxID: outboxID, duplicate: outboxID == nil)
+    }
+
+    /// A new event's reply and cache work (the ingest guard, the stream entry); a duplicate's reply.
+    func outcome(outboxID: Int64?, duplicate: Bool) -> JobOutcome {
+        let response = PublishTradeEventResponse(duplicate: duplicate, eventID: request.tradeID).encodedPayload()
         guard !duplicate else { return JobOutcome(reply: response) }
-        return JobOutcome(reply: response, cacheMutations: TradeStore.eventMutations(r, keys: keys, streamMaxLength: streamMaxLength),
-                          outboxIDs: try Outbox.record(session, [.tradeEvent(tradeID: r.tradeID)]))
+        return JobOutcome(reply: response, cacheMutations: TradeStore.eventMutations(request, keys: keys, streamMaxLength: streamMaxLength),
+                          outboxIDs: outboxID.map { [$0] } ?? [])
     }
 }

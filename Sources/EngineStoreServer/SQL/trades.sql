@@ -36,3 +36,22 @@ ON CONFLICT (trade_id) DO NOTHING RETURNING 1;
 -- name: trade_event_by_id
 SELECT trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload::text AS payload
 FROM engine_store_trade_events WHERE trade_id = $1;
+
+-- name: trade_event_insert_batch
+-- trade_event_insert for a batch ($1…$10 arrays, one element per request, in its parameters' order),
+-- with each new event's outbox row. One row per request: `ord` (1-based) and `outbox_id`, NULL when
+-- the trade id was already recorded (a duplicate). A trade id appears at most once per call.
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::float8[],
+                         $8::float8[], $9::int8[], $10::jsonb[])
+        WITH ORDINALITY AS r(trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload, ord)
+), ins AS (
+    INSERT INTO engine_store_trade_events (trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload)
+    SELECT trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload FROM input ORDER BY ord
+    ON CONFLICT (trade_id) DO NOTHING
+    RETURNING trade_id
+), ob AS (
+    INSERT INTO engine_store_outbox (kind, subject, ref) SELECT 'trade_event', trade_id, '' FROM ins
+    RETURNING id, subject
+)
+SELECT input.ord, ob.id AS outbox_id FROM input LEFT JOIN ob ON ob.subject = input.trade_id;
