@@ -265,7 +265,9 @@ extension PGConnection {
         var outcomes: [PGPipelineOutcome] = []
         outcomes.reserveCapacity(items.count)
         for _ in items {
-            guard let result = PQgetResult(rawHandle) else { throw lastError() }
+            // A result owed but none came: the server went away mid-pipeline (a shutdown, a kill),
+            // whatever PQstatus says yet. Nothing after this is known, so it is a connection failure.
+            guard let result = PQgetResult(rawHandle) else { throw brokenPipeline() }
             switch PQresultStatus(result) {
             case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
                 outcomes.append(.ok(PGResult(result)))
@@ -288,9 +290,13 @@ extension PGConnection {
             PQclear(sync)
             if !ok { throw lastError() }
         } else {
-            throw lastError()
+            throw brokenPipeline()
         }
         return outcomes
+    }
+
+    private func brokenPipeline() -> PGError {
+        PGError(kind: .connection, sqlState: nil, message: errorText(PQerrorMessage(rawHandle)))
     }
 
     private func lastError() -> PGError {
