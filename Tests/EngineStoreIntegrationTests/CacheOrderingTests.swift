@@ -5,6 +5,7 @@ import Foundation
 import Hiredis
 import LibPQ
 import TestHarness
+import Synchronization
 import Testing
 
 /// Holds the first server thread that reaches a hook with `key` until the test releases it.
@@ -96,6 +97,44 @@ final class Gate: @unchecked Sendable {
         await client.close()
         await otherClient.close()
         await other.stop()
+        await s.stop()
+    }
+
+    /// Redis drops a hash whose last field is deleted. The hash is then known empty, not missing: the
+    /// next open is written directly, and the relay rebuilds nothing. A hash deleted from outside is
+    /// still missing: the next write leaves it to the relay, which builds it whole.
+    @Test func anOpenAfterTheLastCloseIsWrittenDirectly() async throws {
+        let rebuilds = Atomic<Int>(0)
+        let s = try await RunningServer.start {
+            $0.testHooks.relayWillApply = { keys in
+                if keys.contains(where: { $0.hasSuffix("positions:empty") }) { rebuilds.add(1, ordering: .relaxed) }
+            }
+        }
+        let client = s.client()
+        let redis = try s.redis()
+        let key = s.namespace + "positions:empty"
+        _ = try await client.savePosition(openRequest(model: "empty", symbol: "BTC"))
+        #expect(try await eventually { try redis.command(["HEXISTS", key, "BTC"]).integer == 1 })
+        #expect(try await s.cacheSettled())
+        _ = try await client.closePosition(ClosePositionRequest(modelID: "empty", symbol: "BTC", exitPrice: 101, exitTimeMs: 1_764_201_700_000))
+        #expect(try await eventually { try redis.command(["EXISTS", key]).integer == 0 })
+        #expect(try await s.cacheSettled())
+        // The first open found no hash, and the close no recent-trades list: the relay built those.
+        let built = rebuilds.load(ordering: .relaxed)
+        _ = try await client.savePosition(openRequest(model: "empty", symbol: "ETH"))
+        #expect(try await eventually { try redis.command(["HEXISTS", key, "ETH"]).integer == 1 })
+        #expect(try await s.cacheSettled())
+        #expect(rebuilds.load(ordering: .relaxed) == built)
+        #expect(try redis.command(["HLEN", key]).integer == 1)
+
+        // Deleted from outside while it held ETH: missing again, so SOL's write goes to the relay,
+        // which builds the whole hash (ETH and SOL), never SOL alone.
+        _ = try redis.command(["DEL", key])
+        _ = try await client.savePosition(openRequest(model: "empty", symbol: "SOL"))
+        #expect(try await eventually { try redis.command(["HLEN", key]).integer == 2 })
+        #expect(rebuilds.load(ordering: .relaxed) > built)
+        #expect(try await client.checkConsistency(CheckConsistencyRequest(models: ["empty"])).differences.isEmpty)
+        await client.close()
         await s.stop()
     }
 

@@ -140,29 +140,36 @@ enum CacheScripts {
         return 1
         """
 
-    /// KEYS hash, ver; ARGV ttl, field, version, value. 0 when the hash is missing.
+    /// KEYS hash, ver; ARGV ttl, field, version, value. 0 when the hash is missing, unless the version
+    /// hash marks it as known empty (`~empty`: its last field was deleted, or a rebuild found no open
+    /// position). Redis drops an empty hash, so without the mark every open after a model's last
+    /// close went to the relay for a rebuild from Postgres. `~` is in no symbol (Validate.symbol).
     static let positionSet = newer + """
 
-        if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+        if redis.call('EXISTS', KEYS[1]) == 0 and not redis.call('HGET', KEYS[2], '~empty') then return 0 end
         local cur = redis.call('HGET', KEYS[2], ARGV[2])
         if cur == false then cur = nil end
         if not (cur and newer(cur, ARGV[3])) then
           redis.call('HSET', KEYS[1], ARGV[2], ARGV[4])
           redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
         end
+        if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HDEL', KEYS[2], '~empty') end
         redis.call('EXPIRE', KEYS[1], ARGV[1])
         redis.call('EXPIRE', KEYS[2], ARGV[1])
         return 1
         """
 
-    /// KEYS hash, ver; ARGV ttl, field, version. The version stays as a tombstone.
+    /// KEYS hash, ver; ARGV ttl, field, version. The version stays as a tombstone. Deleting the last
+    /// field of a hash that was there marks it known empty (see positionSet).
     static let positionDelete = newer + """
 
+        local had = redis.call('EXISTS', KEYS[1]) == 1
         local cur = redis.call('HGET', KEYS[2], ARGV[2])
         if cur == false then cur = nil end
         if not (cur and newer(cur, ARGV[3])) then
           redis.call('HDEL', KEYS[1], ARGV[2])
           redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+          if had and redis.call('EXISTS', KEYS[1]) == 0 then redis.call('HSET', KEYS[2], '~empty', '1') end
           redis.call('EXPIRE', KEYS[2], ARGV[1])
         end
         return 1
@@ -222,6 +229,12 @@ enum CacheScripts {
             if not known[f] then extra[#extra + 1] = f end
           end
           bulk('HDEL', KEYS[1], extra)
+        end
+        -- Every slot of the model was given: a hash left empty is known empty (see positionSet).
+        if redis.call('EXISTS', KEYS[1]) == 1 then
+          redis.call('HDEL', KEYS[2], '~empty')
+        else
+          redis.call('HSET', KEYS[2], '~empty', '1')
         end
         redis.call('EXPIRE', KEYS[1], ARGV[1])
         redis.call('EXPIRE', KEYS[2], ARGV[1])
