@@ -7,6 +7,31 @@ import TestHarness
 import Testing
 
 @Suite struct PositionLifecycleTests {
+    /// A close's reply is built before its statements run (they go out in one round trip with the
+    /// idempotency record): the remaining size it reports is the row's, to the last bit, and a replay
+    /// returns the same bytes.
+    @Test func aPartialCloseReportsTheRowsRemainingSizeExactly() async throws {
+        let s = try await RunningServer.start()
+        let client = s.client()
+        let pg = try s.postgres()
+        _ = try await client.savePosition(openRequest(model: "exact", symbol: "BTC", quantity: 0.3))
+        var remaining = 0.3
+        for (i, size) in [0.1, 0.07, 1e-9 * 3, 0.033333333333333333].enumerated() {
+            let request = ClosePositionRequest(idempotencyKey: "exact-\(i)", modelID: "exact", symbol: "BTC", exitPrice: 101.7,
+                                               exitSize: size, exitTimeMs: 1_764_201_700_000 + Int64(i), exitCommission: 0.013)
+            let reply = try await client.closePosition(request)
+            remaining -= size
+            let stored = try #require(try pg.exec("SELECT quantity::text FROM positions WHERE model_id = 'exact' AND status = 'open'")
+                .string(0, 0).flatMap(Double.init))
+            #expect(!reply.fullyClosed)
+            #expect(reply.remainingSize.bitPattern == stored.bitPattern)
+            #expect(stored.bitPattern == remaining.bitPattern)
+            #expect(try await client.closePosition(request) == reply)
+        }
+        await client.close()
+        await s.stop()
+    }
+
     @Test func openFillProtectMarkPartialCloseClose() async throws {
         let s = try await RunningServer.start()
         let client = s.client()

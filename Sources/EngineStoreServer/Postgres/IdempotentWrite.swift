@@ -4,12 +4,18 @@ import LibPQ
 /// The part of a write RPC that touches the database; `IdempotentWrite` wraps it with the key check.
 protocol WriteBody: Sendable {
     func execute(_ session: PostgresSession) throws -> JobOutcome
+    /// As `execute`, and sends `record(reply)` (the idempotency record) in the same round trip as its
+    /// last statements when it can, saving one; returns whether it did.
+    func execute(_ session: PostgresSession, record: ([UInt8]) -> PGCall) throws -> (JobOutcome, recorded: Bool)
     /// The rows it locks, ascending (see `LockOrder`).
     var lockKeys: [String] { get }
 }
 
 extension WriteBody {
     var lockKeys: [String] { [] }
+    func execute(_ session: PostgresSession, record: ([UInt8]) -> PGCall) throws -> (JobOutcome, recorded: Bool) {
+        (try execute(session), false)
+    }
 }
 
 /// A write whose statements need no earlier result and also insert the idempotency record (with
@@ -60,8 +66,8 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
             }
             return JobOutcome(reply: reply, replayed: true)
         }
-        let outcome = try body.execute(session)
-        try session.execute(Idempotency.Record(key: key, reply: outcome.reply))
+        let (outcome, recorded) = try body.execute(session) { Idempotency.Record(key: key, reply: $0).call }
+        if !recorded { try session.execute(Idempotency.Record(key: key, reply: outcome.reply)) }
         return outcome
     }
 

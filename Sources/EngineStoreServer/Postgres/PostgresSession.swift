@@ -86,6 +86,22 @@ final class PostgresSession {
 
     func exec(_ sql: String) throws(PGError) { try connection.exec(sql) }
 
+    /// Statements that need no earlier result, in one round trip; throws the first failure (the
+    /// rest are skipped, and an open transaction is then failed, as after any failed statement).
+    func runAll(_ calls: [PGCall]) throws(PGError) -> [PGResult] {
+        try ensurePrepared(calls.map(\.sql))
+        var results: [PGResult] = []
+        results.reserveCapacity(calls.count)
+        for outcome in try connection.pipeline(calls.map { .prepared(name: $0.sql.rawValue, params: $0.bindings) }) {
+            switch outcome {
+            case .ok(let r): results.append(r)
+            case .failed(let e): throw e
+            case .aborted: throw PGError(kind: .statement, sqlState: nil, message: "skipped after an earlier failure")
+            }
+        }
+        return results
+    }
+
     /// Prepares what is not prepared yet (pipeline mode needs statements prepared beforehand).
     func ensurePrepared(_ statements: [SQLText]) throws(PGError) {
         for s in statements where !prepared.contains(s) {

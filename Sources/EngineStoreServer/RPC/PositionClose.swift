@@ -51,7 +51,16 @@ struct ClosePositionBody: WriteBody {
 
     var lockKeys: [String] { [LockOrder.position(request.modelID, request.symbol)] }
 
-    func execute(_ session: PostgresSession) throws -> JobOutcome {
+    func execute(_ session: PostgresSession) throws -> JobOutcome { try close(session) { _ in nil } }
+
+    func execute(_ session: PostgresSession, record: ([UInt8]) -> PGCall) throws -> (JobOutcome, recorded: Bool) {
+        (try close(session, record: record), true)
+    }
+
+    /// Locks the open row (one round trip), then sends the position update, the trades row, the
+    /// outbox rows and (given `record`) the idempotency record in one more: none needs another's
+    /// result, and the reply is known before they run.
+    func close(_ session: PostgresSession, record: ([UInt8]) -> PGCall?) throws -> JobOutcome {
         let r = request
         guard let open = try session.first(PositionStore.LockOpen(model: r.modelID, symbol: r.symbol)) else {
             throw ServiceError(.notFound, "no open position for \(r.modelID) \(r.symbol)")
@@ -72,41 +81,46 @@ struct ClosePositionBody: WriteBody {
         // Before anything is written: a non-finite result rolls back this request alone.
         try CloseMath.requireFinite(math, closedSize: closed, entryPrice: entryPrice, exitPrice: r.exitPrice)
 
-        var mutations: [CacheMutation] = []
-        var remaining = 0.0
-        if full {
-            let version = try session.first(PositionStore.CloseFull(id: positionID, exitPrice: r.exitPrice, net: math.net)) ?? 0
-            mutations.append(PositionStore.closed(model: r.modelID, symbol: r.symbol, version: version, keys: keys, ttl: ttl.positions))
-        } else {
-            guard let row = try session.first(PositionStore.ClosePartial(
-                id: positionID, closed: closed, commissionShare: math.entryCommissionShare, net: math.net, exitPrice: r.exitPrice))
-            else { throw ServiceError(.internalError, "open position vanished under its lock") }
-            remaining = row.quantity
-            mutations.append(row.cacheMutation(keys, model: r.modelID, ttl: ttl.positions))
-        }
-
         let tradeRowID = "\(r.modelID)|\(r.symbol)|\(r.exitTimeMs)|\(randomSuffix())"
         let tradeType = r.tradeType ?? (side == "short" ? "close_short" : "close_long")
         let trade = TradeRow(id: tradeRowID, modelID: r.modelID, symbol: r.symbol, side: side, exchange: exchange, quantity: closed,
                              entryPrice: entryPrice, exitPrice: r.exitPrice, realizedPnl: math.net, confidence: confidence,
                              leverage: leverage, closedAtMs: r.exitTimeMs, entryTimeMs: entryTimeMs)
-        try session.execute(TradeStore.Insert(
+        // What position_close_partial computes (`quantity - $2`, the same doubles): the reply is known now.
+        let remaining = full ? 0 : openSize - closed
+        let response = ClosePositionResponse(
+            tradeRowID: tradeRowID, positionID: positionID, fullyClosed: full, closedSize: closed, remainingSize: remaining,
+            realizedGrossPnl: math.gross, realizedNetPnl: math.net, totalCommission: math.totalCommission).encodedPayload()
+        let update = full
+            ? PositionStore.CloseFull(id: positionID, exitPrice: r.exitPrice, net: math.net).call
+            : PositionStore.ClosePartial(id: positionID, closed: closed, commissionShare: math.entryCommissionShare, net: math.net,
+                                         exitPrice: r.exitPrice).call
+        let insert = TradeStore.Insert(
             trade: trade, tradeType: tradeType, exchangeTradeID: r.tradeID, entryOID: open.entryOID, exitTID: r.exitTID,
             exitOID: r.exitOID, exitCrossed: r.exitCrossed ?? false, exitLiquidationJSON: r.exitLiquidationJSON,
             exitPlanJSON: open.exitPlan, gross: math.gross, entryCommission: math.entryCommissionShare,
-            exitCommission: math.exitCommission, totalCommission: math.totalCommission))
+            exitCommission: math.exitCommission, totalCommission: math.totalCommission).call
+        let outbox = Outbox.Insert(intents: [.position(model: r.modelID, symbol: r.symbol), .recentTrades(model: r.modelID),
+                                             .closeEvent(tradeRowID: tradeRowID)]).call
+        let results = try session.runAll([update, insert, outbox] + [record(response)].compactMap { $0 })
+
+        var mutations: [CacheMutation] = []
+        if full {
+            let version = results[0].rowCount > 0 ? PositionStore.CloseFull.decode(PGRow(results[0], 0)) : 0
+            mutations.append(PositionStore.closed(model: r.modelID, symbol: r.symbol, version: version, keys: keys, ttl: ttl.positions))
+        } else {
+            guard results[0].rowCount > 0 else { throw ServiceError(.internalError, "open position vanished under its lock") }
+            mutations.append(PositionStore.ClosePartial.decode(PGRow(results[0], 0)).cacheMutation(keys, model: r.modelID, ttl: ttl.positions))
+        }
         // Merged where it belongs by exit time; a missing list is left to the relay to build.
         mutations.append(TradeStore.merge([trade], model: r.modelID, keys: keys, mode: .existing, ttl: ttl.medium))
-        let response = ClosePositionResponse(
-            tradeRowID: tradeRowID, positionID: positionID, fullyClosed: full, closedSize: closed, remainingSize: remaining,
-            realizedGrossPnl: math.gross, realizedNetPnl: math.net, totalCommission: math.totalCommission)
-        let outbox = try Outbox.record(session, [.position(model: r.modelID, symbol: r.symbol), .recentTrades(model: r.modelID),
-                                                 .closeEvent(tradeRowID: tradeRowID)])
-        // Ids in the order of the intents: the two keys go with `mutations`, the event on its own.
-        var outcome = JobOutcome(reply: response.encodedPayload(), cacheMutations: mutations, outboxIDs: Array(outbox.prefix(2)))
+        // Ids come from the sequence in row order, so sorted they follow the intents: the two keys go
+        // with `mutations`, the event on its own.
+        let outboxIDs = Outbox.Insert.rows(results[2]).sorted()
+        var outcome = JobOutcome(reply: response, cacheMutations: mutations, outboxIDs: Array(outboxIDs.prefix(2)))
         outcome.independentCacheWork = [(
             [trade.closeEvent(keys, streamMaxLength: streamMaxLength)],
-            Array(outbox.dropFirst(2)))]
+            Array(outboxIDs.dropFirst(2)))]
         return outcome
     }
 }
