@@ -243,8 +243,9 @@ enum CacheScripts {
 
     /// KEYS list; ARGV ttl, max, mode, n, then n trade JSON items, then ids to drop. The list becomes the newest `max` of
     /// (list ∪ items) by closed_at_ms desc, then id desc (bytewise, as Postgres's COLLATE "C"),
-    /// without duplicate ids; entries that are not trade JSON with an id are dropped.
-    /// 0 when the list is missing and mode is 'existing'.
+    /// without duplicate ids; entries that are not trade JSON with an id are dropped (by the full merge: the
+    /// fast path for one trade newer than the head trusts the list, which only this script writes).
+    /// 0 when the list is missing and mode is 'existing'. `RecentTradesMergeTests` checks both paths.
     static let tradesMerge = """
         local exists = redis.call('EXISTS', KEYS[1]) == 1
         if not exists and ARGV[3] == 'existing' then return 0 end
@@ -266,6 +267,19 @@ enum CacheScripts {
           return la > lb
         end
         local n = tonumber(ARGV[4])
+        -- The usual close: one trade, newer than the list's head. The list is kept sorted and without
+        -- repeats (only this script writes it), and a trade's closed_at_ms never changes, so a trade
+        -- newer than the head is in no entry: push it and trim, instead of decoding every entry.
+        if exists and n == 1 and #ARGV == 5 then
+          local e, head = entry(ARGV[5]), redis.call('LINDEX', KEYS[1], 0)
+          local h = head and entry(head)
+          if e and h and first(e, h) then
+            redis.call('LPUSH', KEYS[1], ARGV[5])
+            redis.call('LTRIM', KEYS[1], 0, max - 1)
+            redis.call('EXPIRE', KEYS[1], ARGV[1])
+            return 1
+          end
+        end
         local seen = {}
         for k = 5 + n, #ARGV do seen[ARGV[k]] = true end
         local current = exists and redis.call('LRANGE', KEYS[1], 0, -1) or {}
