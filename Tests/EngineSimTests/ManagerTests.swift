@@ -24,8 +24,9 @@ import Testing
         }
         #expect(await store.trades.count == r.closes)
         #expect(await store.decisions.count == 120)
-        // One conversation per decision, as nof0's executor records them.
-        #expect(await store.conversations.map(\.response) == store.decisions.map(\.decisionsJSON))
+        // One conversation per decision, as nof0's executor records them. Traders run concurrently, so
+        // the two lists interleave the traders differently: compare them as multisets.
+        #expect(await store.conversations.map { $0.response ?? "-" }.sorted() == store.decisions.map { $0.decisionsJSON ?? "-" }.sorted())
         #expect(await store.ticks.count == 160)
         // One stored snapshot per trader at most every five simulated minutes (one minute per round).
         #expect(await store.snapshots.count == 3 * 8)
