@@ -81,6 +81,50 @@ extension PipelineTests {
         await s.stop()
     }
 
+    /// A retry of an acknowledged save, queued with a new save so both share one upsert: the upsert
+    /// applies the retry again before its key is recorded, so the records' insert fails, the round rolls
+    /// back and runs step by step. The retry gets its first reply and changes nothing; the new save
+    /// is applied once.
+    @Test func aRetryInASharedCallIsRolledBackAndReplayed() async throws {
+        let gate = Gate()
+        let s = try await RunningServer.start {
+            $0.postgresConnections = 1
+            $0.testHooks.workerDidCommit = { gate.pass($0) }
+        }
+        defer { gate.release() }
+        let client = s.client()
+        let pg = try s.postgres()
+        let first = openRequest(model: "retry", symbol: "A", key: "retry-a", quantity: 1)
+        let original = try await client.savePosition(first)
+        // Another save moves A on, so a second application of `first` would show (quantity 1 again).
+        _ = try await client.savePosition(openRequest(model: "retry", symbol: "A", key: "retry-a2", quantity: 2))
+
+        gate.arm(s.namespace + "positions:stall")
+        let stalled = Task { try await client.savePosition(openRequest(model: "stall", symbol: "X")) }
+        #expect(try await eventually { gate.isHolding })
+        let fallbacks = s.server.stats.pipelineFallbacks.load(ordering: .relaxed)
+        let calls = s.server.stats.sharedCalls.load(ordering: .relaxed)
+        let retry = Task { try await client.savePosition(first) }
+        #expect(try await eventually { s.server.postgresQueueDepth == 1 })
+        let fresh = Task { try await client.savePosition(openRequest(model: "retry", symbol: "B", key: "retry-b", quantity: 5)) }
+        #expect(try await eventually { s.server.postgresQueueDepth == 2 })
+        gate.release()
+        _ = try await stalled.value
+        #expect(try await retry.value == original)
+        #expect(try await fresh.value.opened)
+        #expect(s.server.stats.sharedCalls.load(ordering: .relaxed) - calls == 1)
+        #expect(s.server.stats.pipelineFallbacks.load(ordering: .relaxed) > fallbacks)
+        let rows = try pg.exec("SELECT symbol, quantity FROM positions WHERE model_id = 'retry' AND status = 'open' ORDER BY symbol")
+        #expect(rows.rowCount == 2)
+        #expect(rows.double(0, 1) == 2)  // the retry was not applied a second time
+        #expect(rows.double(1, 1) == 5)
+        #expect(try pg.exec("SELECT count(*) FROM engine_store_idempotency WHERE key LIKE 'retry-%'").int(0, 0) == 3)
+        #expect(try await s.cacheSettled())
+        #expect(try await client.checkConsistency(CheckConsistencyRequest(models: ["retry"])).differences.isEmpty)
+        await client.close()
+        await s.stop()
+    }
+
     /// Trade events queued together share one insert; a repeated trade id goes to the next call and
     /// is acknowledged as a duplicate that publishes nothing.
     @Test func tradeEventsOfABatchShareOneInsertAndARepeatIsADuplicate() async throws {

@@ -56,7 +56,17 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
     var deadlineNanos: UInt64 { reply.deadlineNanos }
     var isTransactional: Bool { true }
     var target: ReplyTarget? { reply }
-    var lockKeys: [String] { body.lockKeys }
+    /// The body's, computed once: the pool's routing, the lock-order rounds and the batch plan read them.
+    let lockKeys: [String]
+
+    init(key: String, method: UInt16, digest: String, body: Body, reply: ReplyTarget) {
+        self.key = key
+        self.method = method
+        self.digest = digest
+        self.body = body
+        self.reply = reply
+        self.lockKeys = body.lockKeys
+    }
 
     func execute(_ session: PostgresSession) throws -> JobOutcome {
         guard try session.first(Idempotency.Claim(key: key, method: method, digest: digest)) != nil else {
@@ -77,7 +87,7 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
 
     var batchPlan: BatchPlan? {
         guard let body = body as? any BatchableWrite, let (statement, row) = body.batchRow() else { return nil }
-        return BatchPlan(statement: statement, slot: body.lockKeys.first ?? key, row: row, key: key, method: method,
+        return BatchPlan(statement: statement, slot: lockKeys.first ?? key, row: row, key: key, method: method,
                          digest: digest) { body.outcome(batchRow: $0) }
     }
 

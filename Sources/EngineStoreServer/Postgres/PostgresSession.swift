@@ -90,9 +90,14 @@ final class PostgresSession {
     /// rest are skipped, and an open transaction is then failed, as after any failed statement).
     func runAll(_ calls: [PGCall]) throws(PGError) -> [PGResult] {
         try ensurePrepared(calls.map(\.sql))
+        return try runAll(calls.map { .prepared(name: $0.sql.rawValue, params: $0.bindings) })
+    }
+
+    /// `runAll` for items already prepared (or plain SQL such as BEGIN and COMMIT).
+    func runAll(_ items: [PGPipelineItem]) throws(PGError) -> [PGResult] {
         var results: [PGResult] = []
-        results.reserveCapacity(calls.count)
-        for outcome in try connection.pipeline(calls.map { .prepared(name: $0.sql.rawValue, params: $0.bindings) }) {
+        results.reserveCapacity(items.count)
+        for outcome in try connection.pipeline(items) {
             switch outcome {
             case .ok(let r): results.append(r)
             case .failed(let e): throw e

@@ -128,26 +128,19 @@ extension PostgresWorker {
     /// The results of a pipeline, or nil when a statement failed: the transaction is then rolled
     /// back and counted as a fallback. A broken connection throws.
     func pipelineResults(_ items: [PGPipelineItem], _ session: PostgresSession) throws(PGError) -> [PGResult]? {
-        var results: [PGResult] = []
-        results.reserveCapacity(items.count)
-        for outcome in try session.connection.pipeline(items) {
-            guard case .ok(let r) = outcome else {
-                if case .failed(let e) = outcome, e.kind == .connection { throw e }
-                _ = try? session.exec("ROLLBACK")
-                pool.stats.pipelineFallbacks.add(1, ordering: .relaxed)
-                return nil
-            }
-            results.append(r)
+        do {
+            return try session.runAll(items)
+        } catch where error.kind != .connection {
+            _ = try? session.exec("ROLLBACK")
+            pool.stats.pipelineFallbacks.add(1, ordering: .relaxed)
+            return nil
         }
-        return results
     }
 
     /// A shared call's parameters: element k of array parameter i is `plans[k].row[i]`.
     static func columns(_ plans: [BatchPlan], _ statement: SQLText) -> [String?] {
         let width = statement.parameterCount
-        return (0..<width).map { i in
-            assert(plans.allSatisfy { $0.row.count == width }, "\(statement.rawValue) takes \(width) arrays")
-            return pgArray(plans.map { $0.row[i] })
-        }
+        assert(plans.allSatisfy { $0.row.count == width }, "\(statement.rawValue) takes \(width) arrays")
+        return (0..<width).map { i in pgArray(plans.map { $0.row[i] }) }
     }
 }
