@@ -43,5 +43,22 @@ import Testing
         let limiter = CacheRateLimiter(intervalMs: 0) { m in sink.written.withLock { $0.append(contentsOf: m) } }
         limiter.submit([price(1, 1), price(2, 2)], now: 1)
         #expect(sink.take().count == 2)
+        // Still never older after newer: a worker that committed first may hand its price on last.
+        limiter.submit([price(4, 4)], now: 2)
+        limiter.submit([price(3, 3)], now: 3)
+        #expect(sink.take() == [.set(key: "k", value: "4", ttlSeconds: 10)])
+    }
+
+    /// Two threads submitting newer and older prices at once: whatever the interleaving, the last
+    /// write the sink sees is the newest.
+    @Test func concurrentSubmitsEndOnTheNewest() async {
+        for _ in 0..<50 {
+            let sink = Sink()
+            let limiter = CacheRateLimiter(intervalMs: 0) { m in sink.written.withLock { $0.append(contentsOf: m) } }
+            await withTaskGroup(of: Void.self) { group in
+                for v in 1...8 { group.addTask { limiter.submit([self.price(v, Int64(v))]) } }
+            }
+            #expect(sink.take().last == .set(key: "k", value: "8", ttlSeconds: 10))
+        }
     }
 }

@@ -51,19 +51,18 @@ final class CacheRateLimiter: Sendable {
 
     func stop() { running.store(false, ordering: .relaxed) }
 
+    /// Called by the Postgres workers after their commits, in any order between workers. The version
+    /// check and the hand-off to the sink happen under one lock, so the writes reach the sink in
+    /// version order per slot: with an interval of 0 too, an older price never follows a newer one.
     func submit(_ items: [RateLimitedMutation], now: UInt64 = monotonicNanos()) {
         guard !items.isEmpty else { return }
-        guard intervalNanos > 0 else {
-            sink(items.map(\.mutation))
-            return
-        }
-        let immediate = slots.withLock { slots -> [CacheMutation] in
+        slots.withLock { slots in
             var out: [CacheMutation] = []
             for item in items {
                 var slot = slots[item.slot] ?? Slot(lastWriteNanos: 0, newestVersion: .min, pending: nil)
                 guard item.version >= slot.newestVersion else { continue }
                 slot.newestVersion = item.version
-                if now &- slot.lastWriteNanos >= intervalNanos && slot.pending == nil {
+                if intervalNanos == 0 || (now &- slot.lastWriteNanos >= intervalNanos && slot.pending == nil) {
                     slot.lastWriteNanos = now
                     out.append(item.mutation)
                 } else {
@@ -71,14 +70,13 @@ final class CacheRateLimiter: Sendable {
                 }
                 slots[item.slot] = slot
             }
-            return out
+            if !out.isEmpty { sink(out) }
         }
-        if !immediate.isEmpty { sink(immediate) }
     }
 
     /// Sends the trailing writes whose interval has passed; forgets slots quiet for a while.
     func flushDue(now: UInt64) {
-        let due = slots.withLock { slots -> [CacheMutation] in
+        slots.withLock { slots in
             var out: [CacheMutation] = []
             var idle: [String] = []
             for (key, var slot) in slots {
@@ -92,8 +90,7 @@ final class CacheRateLimiter: Sendable {
                 }
             }
             for key in idle { slots[key] = nil }
-            return out
+            if !out.isEmpty { sink(out) }  // under the lock, as in submit
         }
-        if !due.isEmpty { sink(due) }
     }
 }
