@@ -9,10 +9,10 @@ import Synchronization
 /// answers the clients and hands the cache mutations to the `CacheWriter`.
 final class PostgresPool: Sendable {
     /// One queue per worker. A write goes to the worker of its first lock key's partition (a model's
-    /// positions and snapshots, one trader's state, all market data: `LockOrder.partition`), so two
+    /// positions and snapshots, one trader's state: `LockOrder.partition`), so two
     /// workers of one instance never wait on each other's row locks. Lock waits, not CPU, capped
     /// throughput (issue 15: Lock:transactionid was the top wait event with 4 workers). Jobs without
-    /// locks (reads, pings) go round robin.
+    /// lock keys (reads, pings, market data) go round robin.
     let queues: [BlockingQueue<any PostgresJob>]
     private let nextQueue = Atomic<Int>(0)
     let conninfo: String
