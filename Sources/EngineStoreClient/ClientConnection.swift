@@ -4,8 +4,8 @@ import Foundation
 import Glibc
 import Synchronization
 
-/// One socket to the server, driven by its own I/O thread (poll on the socket and an eventfd), so
-/// callers on Swift's cooperative pool never block. Many requests may be in flight; responses are
+/// One socket to the server, served by a `ClientEventLoop` (one epoll thread for many connections),
+/// so callers on Swift's cooperative pool never block. Many requests may be in flight; responses are
 /// matched by request id and may arrive in any order.
 final class ClientConnection: Sendable {
     struct Reply: Sendable {
@@ -25,43 +25,50 @@ final class ClientConnection: Sendable {
         var failure: EngineStoreError?
     }
 
+    /// What only the loop thread touches (behind a lock no other thread takes, so never contended).
+    private struct ReadState {
+        var input: [UInt8] = []
+        var inputStart = 0
+        var scratch = [UInt8](repeating: 0, count: 1 << 16)
+        var pollingWrite = false
+    }
+
     let socketPath: String
-    private let fd: Int32
-    private let wakeFD: Int32
+    let fd: Int32
+    let loop: ClientEventLoop
     private let state = Mutex<State>(State())
+    private let reader = Mutex<ReadState>(ReadState())
     let maxFrameBytes = Atomic<UInt32>(WireLimits.defaultMaxFrameBytes)
 
-    private init(socketPath: String, fd: Int32, wakeFD: Int32) {
+    private init(socketPath: String, fd: Int32, loop: ClientEventLoop) {
         self.socketPath = socketPath
         self.fd = fd
-        self.wakeFD = wakeFD
+        self.loop = loop
     }
 
     deinit {
         close(fd)
-        close(wakeFD)
     }
 
-    /// Connects on a fresh thread (a Unix-socket connect can wait on a full backlog), then serves I/O there.
-    static func open(socketPath: String) async throws -> ClientConnection {
+    /// Connects on a fresh thread (a Unix-socket connect can wait on a full backlog), then hands the
+    /// socket to the loop.
+    static func open(socketPath: String, loop: ClientEventLoop = .shared) async throws -> ClientConnection {
         try await withCheckedThrowingContinuation { (k: CheckedContinuation<ClientConnection, any Error>) in
             let thread = Thread {
-                let c: ClientConnection
                 do {
-                    c = try connectBlocking(socketPath)
+                    let c = ClientConnection(socketPath: socketPath, fd: try connectBlocking(socketPath), loop: loop)
+                    loop.register(c)
+                    k.resume(returning: c)
                 } catch {
                     k.resume(throwing: error)
-                    return
                 }
-                k.resume(returning: c)
-                c.runLoop()
             }
-            thread.name = "engine-store-client"
+            thread.name = "engine-store-connect"
             thread.start()
         }
     }
 
-    private static func connectBlocking(_ path: String) throws -> ClientConnection {
+    private static func connectBlocking(_ path: String) throws -> Int32 {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
@@ -84,12 +91,7 @@ final class ClientConnection: Sendable {
             throw EngineStoreError.connection("connect \(path): \(e)")
         }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        let wake = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
-        guard wake >= 0 else {
-            close(fd)
-            throw EngineStoreError.connection("eventfd failed")
-        }
-        return ClientConnection(socketPath: path, fd: fd, wakeFD: wake)
+        return fd
     }
 
     var isBroken: Bool { state.withLock { $0.failure != nil } }
@@ -117,6 +119,7 @@ final class ClientConnection: Sendable {
                 var w = ByteWriter(capacity: 4 + FrameHeader.size + payload.count)
                 Frame.encode(header: header, payload: payload, into: &w)
                 s.waiters[id] = Waiter(continuation: k, deadlineNanos: deadlineNanos)
+                loop.outstanding.add(1, ordering: .relaxed)
                 // Nothing queued ahead of us: write straight from this thread (the socket is
                 // non-blocking, so this never blocks); only a remainder goes to the I/O thread.
                 if s.output.isEmpty {
@@ -129,108 +132,94 @@ final class ClientConnection: Sendable {
                 s.output.append(contentsOf: w.bytes)
                 return false
             }
-            if wake == true { signal() }
+            if wake == true { loop.flush(self) }
         }
     }
 
-    /// Fails every waiter and stops the I/O thread.
+    /// Fails every waiter and leaves the loop.
     func shutdown() {
         fail(EngineStoreError.connection("connection closed by the client"))
     }
 
-    private func signal() {
-        var one: UInt64 = 1
-        _ = write(wakeFD, &one, 8)
-    }
-
     private func fail(_ error: EngineStoreError) {
-        let waiters = state.withLock { s -> [Waiter] in
-            if s.failure == nil { s.failure = error }
+        let (waiters, first) = state.withLock { s -> ([Waiter], Bool) in
+            let first = s.failure == nil
+            if first { s.failure = error }
             let w = Array(s.waiters.values)
             s.waiters.removeAll()
-            return w
+            return (w, first)
         }
+        loop.outstanding.add(-waiters.count, ordering: .relaxed)
         for w in waiters { w.continuation.resume(throwing: error) }
-        signal()
+        if first { loop.unregister(self) }
     }
 
-    private func runLoop() {
-        var input: [UInt8] = []
-        var inputStart = 0
-        var scratch = [UInt8](repeating: 0, count: 1 << 16)
-        var lastSweep: UInt64 = 0
-        while true {
-            // Write what callers queued, under the lock so bytes never reorder with a caller's direct send.
-            let (wantsWrite, failed, hasWaiters, broken) = state.withLock { s -> (Bool, Bool, Bool, Bool) in
-                var broken = false
-                while !s.output.isEmpty {
-                    let n = s.output.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
-                    if n > 0 {
-                        if n == s.output.count { s.output.removeAll(keepingCapacity: true) } else { s.output.removeFirst(n) }
-                    } else {
-                        if n < 0 && errno != EAGAIN && errno != EINTR { broken = true }
-                        break
-                    }
+    var hasOutput: Bool { state.withLock { !$0.output.isEmpty } }
+
+    /// Loop thread: the socket's EPOLLOUT interest, kept in step by the loop.
+    var pollingWrite: Bool {
+        get { reader.withLock { $0.pollingWrite } }
+        set { reader.withLock { $0.pollingWrite = newValue } }
+    }
+
+    /// Loop thread: writes what callers queued, under the lock so bytes never reorder with a caller's
+    /// direct send. True while output remains (the loop then waits for EPOLLOUT).
+    func flushOutput() -> Bool {
+        let (remaining, broken) = state.withLock { s -> (Bool, Bool) in
+            while !s.output.isEmpty {
+                let n = s.output.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+                if n > 0 {
+                    if n == s.output.count { s.output.removeAll(keepingCapacity: true) } else { s.output.removeFirst(n) }
+                } else {
+                    return (true, n < 0 && errno != EAGAIN && errno != EINTR)
                 }
-                return (!s.output.isEmpty, s.failure != nil, !s.waiters.isEmpty, broken)
             }
-            if failed { break }
-            if broken {
-                fail(EngineStoreError.connection("connection to \(socketPath) lost while writing"))
-                return
-            }
-            var fds = [
-                pollfd(fd: fd, events: Int16(POLLIN) | (wantsWrite ? Int16(POLLOUT) : 0), revents: 0),
-                pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0),
-            ]
-            let timeout: Int32 = hasWaiters ? 5 : 1000
-            let rc = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, 2, timeout) }
-            if rc < 0 && errno != EINTR { fail(EngineStoreError.connection("poll failed")); return }
-            if fds[1].revents != 0 {
-                var v: UInt64 = 0
-                _ = read(wakeFD, &v, 8)
-            }
-            if fds[0].revents & (Int16(POLLIN) | Int16(POLLHUP) | Int16(POLLERR)) != 0 {
-                var closed = false
-                while true {
-                    let n = scratch.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                    if n > 0 {
-                        input.append(contentsOf: scratch[0..<n])
-                        if n < scratch.count { break }
-                    } else if n == 0 {
-                        closed = true
-                        break
-                    } else {
-                        if errno != EAGAIN && errno != EINTR { closed = true }
-                        break
-                    }
+            return (false, false)
+        }
+        if broken {
+            fail(EngineStoreError.connection("connection to \(socketPath) lost while writing"))
+            return false
+        }
+        return remaining
+    }
+
+    /// Loop thread: reads what the socket has and hands out complete frames.
+    func readable() {
+        var replies: [Reply] = []
+        var outcome: EngineStoreError?
+        reader.withLock { r in
+            var closed = false
+            while true {
+                let n = r.scratch.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n > 0 {
+                    r.input.append(contentsOf: r.scratch[0..<n])
+                    if n < r.scratch.count { break }
+                } else if n == 0 {
+                    closed = true
+                    break
+                } else {
+                    if errno != EAGAIN && errno != EINTR { closed = true }
+                    break
                 }
-                // Hand out complete frames.
-                while true {
-                    let step: FrameParser.Step
-                    do {
-                        step = try FrameParser.next(in: input[inputStart...], maxFrameBytes: UInt32.max)
-                    } catch {
-                        fail(EngineStoreError(code: .protocolError, message: "bad frame from server: \(error)", retryable: true))
-                        return
-                    }
-                    guard case .frame(let frame, let consumed) = step else { break }
-                    deliver(Reply(header: frame.header, payload: Array(frame.payload)))
-                    inputStart += consumed
-                }
-                if inputStart == input.count { input.removeAll(keepingCapacity: true); inputStart = 0 }
-                else if inputStart > 1 << 16 { input.removeFirst(inputStart); inputStart = 0 }
-                if closed {
-                    fail(EngineStoreError.connection("server closed the connection"))
+            }
+            while true {
+                let step: FrameParser.Step
+                do {
+                    step = try FrameParser.next(in: r.input[r.inputStart...], maxFrameBytes: UInt32.max)
+                } catch {
+                    outcome = EngineStoreError(code: .protocolError, message: "bad frame from server: \(error)", retryable: true)
                     return
                 }
+                guard case .frame(let frame, let consumed) = step else { break }
+                replies.append(Reply(header: frame.header, payload: Array(frame.payload)))
+                r.inputStart += consumed
             }
-            let now = monotonicNanos()
-            if hasWaiters && now - lastSweep >= 5_000_000 {
-                lastSweep = now
-                sweepDeadlines(now)
-            }
+            if r.inputStart == r.input.count { r.input.removeAll(keepingCapacity: true); r.inputStart = 0 }
+            else if r.inputStart > 1 << 16 { r.input.removeFirst(r.inputStart); r.inputStart = 0 }
+            if closed { outcome = EngineStoreError.connection("server closed the connection") }
         }
+        for reply in replies { deliver(reply) }
+        if let outcome { fail(outcome) }
     }
 
     private func deliver(_ reply: Reply) {
@@ -244,11 +233,13 @@ final class ClientConnection: Sendable {
             fail(EngineStoreError(code: message.code, message: message.message, retryable: true))
             return
         }
-        let waiter = state.withLock { $0.waiters.removeValue(forKey: reply.header.requestID) }
-        waiter?.continuation.resume(returning: reply)
+        guard let waiter = state.withLock({ $0.waiters.removeValue(forKey: reply.header.requestID) }) else { return }
+        loop.outstanding.add(-1, ordering: .relaxed)
+        waiter.continuation.resume(returning: reply)
     }
 
-    private func sweepDeadlines(_ now: UInt64) {
+    /// Loop thread: fails the requests whose deadline passed.
+    func sweepDeadlines(_ now: UInt64) {
         let expired = state.withLock { s -> [Waiter] in
             var out: [Waiter] = []
             for (id, w) in s.waiters where w.deadlineNanos <= now {
@@ -257,6 +248,7 @@ final class ClientConnection: Sendable {
             }
             return out
         }
+        loop.outstanding.add(-expired.count, ordering: .relaxed)
         for w in expired {
             w.continuation.resume(throwing: EngineStoreError(code: .deadlineExceeded, message: "no answer before the deadline", retryable: true))
         }

@@ -8,6 +8,9 @@ public struct ClientConfiguration: Sendable {
     /// Deadline of a call when the caller gives none; retries happen inside it.
     public var defaultTimeout: Duration = .seconds(5)
     public var clientName: String = "engine-store-client"
+    /// The I/O thread of the connection. Tasks that prefer this loop as their executor run on it and
+    /// are resumed there without a thread hop (see `ClientEventLoop`).
+    public var eventLoop: ClientEventLoop = .shared
 
     public init(socketPath: String) { self.socketPath = socketPath }
 }
@@ -171,7 +174,7 @@ actor Connector {
         if let connecting { return try await connecting.value }
         let configuration = self.configuration
         let task = Task { () throws -> Session in
-            let c = try await ClientConnection.open(socketPath: configuration.socketPath)
+            let c = try await ClientConnection.open(socketPath: configuration.socketPath, loop: configuration.eventLoop)
             let deadline = monotonicNanos() + configuration.defaultTimeout.nanoseconds
             let reply = try await c.request(method: Method.hello.rawValue,
                                             payload: HelloRequest(minVersion: 1, maxVersion: 1, clientName: configuration.clientName).encodedPayload(),
