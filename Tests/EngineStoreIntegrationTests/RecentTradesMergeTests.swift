@@ -3,8 +3,9 @@ import Foundation
 import Hiredis
 import Testing
 
-/// The recent-trades merge script: its fast path (one trade newer than the head: push and trim) and its
-/// full merge (decode, dedupe, sort) leave the same list as sorting everything by (closed_at_ms, id) desc.
+/// The recent-trades merge script: its fast path (one trade newer than the head: push and trim), its
+/// search path (one older trade: binary search, insert) and its full merge (decode, dedupe, sort) leave
+/// the same list as sorting everything by (closed_at_ms, id) desc.
 @Suite struct RecentTradesMergeTests {
     @Test func fastAndFullMergesKeepTheListSortedWithoutRepeats() async throws {
         let s = try await RunningServer.start()
@@ -32,6 +33,45 @@ import Testing
         _ = try merge([item(1, "a")])  // older than everything kept: stays out
         #expect(try ids() == ["z", "f", "e", "d"])
         #expect((try redis.command(["TTL", key]).integer ?? 0) > 0)
+        await s.stop()
+    }
+
+    /// One trade at a time in random order, with repeats, against the model of the list (the newest
+    /// `max` of every distinct trade, sorted): the search path's place, its repeat check and its trim.
+    /// A garbage entry in the list sends a merge to the full path, which drops it.
+    @Test func oneTradeAtATimeInAnyOrderKeepsTheNewestSorted() async throws {
+        let s = try await RunningServer.start()
+        let redis = try s.redis()
+        let key = s.namespace + "trades:recent:search"
+        func item(_ t: Int, _ id: String) -> String { #"{"id":"\#(id)","closed_at_ms":\#(t),"symbol":"BTC"}"# }
+        func merge(_ items: [String], max: Int, mode: CacheMutation.ListMode = .existing) throws {
+            let m = CacheMutation.tradesMerge(key: key, items: items, maxLength: max, mode: mode, ttlSeconds: 60)
+            _ = try redis.pipeline(m.commands)
+        }
+        func list() throws -> [String] { (try redis.command(["LRANGE", key, "0", "-1"]).array ?? []).compactMap { $0.text } }
+        var rng = SystemRandomNumberGenerator()
+        for max in [1, 3, 10] {
+            _ = try redis.command(["DEL", key])
+            try merge([item(50, "m")], max: max, mode: .build)
+            var model: Set<[String]> = [["50", "m"]]  // (time, id) of every trade merged so far
+            for _ in 0..<150 {
+                let t = Int.random(in: 0...100, using: &rng)
+                let id = String(UnicodeScalar(UInt8.random(in: 97...102, using: &rng)))
+                try merge([item(t, id)], max: max)
+                model.insert([String(t), id])
+                // Newest first by time, then by id (single ASCII letters: bytewise is String order).
+                let expected = model.map { (t: Int($0[0])!, id: $0[1]) }
+                    .sorted { $0.t != $1.t ? $0.t > $1.t : $0.id > $1.id }
+                    .prefix(max).map { item($0.t, $0.id) }
+                #expect(try list() == Array(expected), "max \(max) after (\(t), \(id))")
+            }
+        }
+        // A garbage entry where the search probes: the full merge runs and drops it.
+        _ = try redis.command(["DEL", key])
+        try merge([item(9, "a"), item(7, "a2"), item(5, "a3")], max: 10, mode: .build)
+        _ = try redis.command(["LSET", key, "1", "not json"])
+        try merge([item(6, "b")], max: 10)
+        #expect(try list() == [item(9, "a"), item(6, "b"), item(5, "a3")])
         await s.stop()
     }
 }

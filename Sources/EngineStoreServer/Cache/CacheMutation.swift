@@ -270,12 +270,34 @@ enum CacheScripts {
         -- The usual close: one trade, newer than the list's head. The list is kept sorted and without
         -- repeats (only this script writes it), and a trade's closed_at_ms never changes, so a trade
         -- newer than the head is in no entry: push it and trim, instead of decoding every entry.
+        -- One trade older than the head (closes arriving a little out of time order): its place is found
+        -- by a binary search that decodes about log2(max) entries; a repeat sits just before that place.
         if exists and n == 1 and #ARGV == 5 then
           local e, head = entry(ARGV[5]), redis.call('LINDEX', KEYS[1], 0)
           local h = head and entry(head)
           if e and h and first(e, h) then
             redis.call('LPUSH', KEYS[1], ARGV[5])
             redis.call('LTRIM', KEYS[1], 0, max - 1)
+            redis.call('EXPIRE', KEYS[1], ARGV[1])
+            return 1
+          end
+          local len = redis.call('LLEN', KEYS[1])
+          local lo, hi, probed = 1, len, e ~= nil and h ~= nil
+          while probed and lo < hi do
+            local mid = math.floor((lo + hi) / 2)
+            local m = entry(redis.call('LINDEX', KEYS[1], mid))
+            if not m then probed = false elseif first(e, m) then hi = mid else lo = mid + 1 end
+          end
+          local before = probed and entry(redis.call('LINDEX', KEYS[1], lo - 1))
+          if e and before then
+            if not (before.t == e.t and before.id == e.id) and lo < max then
+              if lo == len then
+                redis.call('RPUSH', KEYS[1], ARGV[5])
+              else
+                redis.call('LINSERT', KEYS[1], 'BEFORE', redis.call('LINDEX', KEYS[1], lo), ARGV[5])
+              end
+              redis.call('LTRIM', KEYS[1], 0, max - 1)
+            end
             redis.call('EXPIRE', KEYS[1], ARGV[1])
             return 1
           end
