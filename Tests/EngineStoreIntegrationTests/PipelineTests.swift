@@ -229,3 +229,68 @@ func hexOf(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) 
         await s.stop()
     }
 }
+
+extension PipelineTests {
+    /// Closes queued behind a stalled worker run as one two-phase batch: their key claims and row locks
+    /// in one round trip, their writes, records and the COMMIT in another. In the batch: a partial and two
+    /// full closes, the retry of a close already acknowledged (replayed step by step after the commit)
+    /// and a close with nothing open (not_found; its claim is removed, so the key stays free). Every
+    /// reply replays byte for byte, and the cache agrees with Postgres.
+    @Test func closesOfABatchRunInTwoPhases() async throws {
+        let gate = Gate()
+        let s = try await RunningServer.start {
+            $0.postgresConnections = 1
+            $0.testHooks.workerDidCommit = { gate.pass($0) }
+        }
+        defer { gate.release() }
+        let client = s.client()
+        let pg = try s.postgres()
+        for (symbol, quantity) in [("A", 4.0), ("B", 2.0), ("C", 1.0), ("D", 1.0)] {
+            _ = try await client.savePosition(openRequest(model: "tp", symbol: symbol, quantity: quantity))
+        }
+        func close(_ symbol: String, size: Double? = nil) -> ClosePositionRequest {
+            ClosePositionRequest(idempotencyKey: "tp-\(symbol)", modelID: "tp", symbol: symbol, exitPrice: 110, exitSize: size,
+                                 exitTimeMs: 1_764_201_700_000, exitCommission: 0.25)
+        }
+        let closedD = try await client.closePosition(close("D"))
+
+        gate.arm(s.namespace + "positions:stall")
+        let stalled = Task { try await client.savePosition(openRequest(model: "stall", symbol: "X")) }
+        #expect(try await eventually { gate.isHolding })
+        let pipelined = s.server.stats.pipelinedJobs.load(ordering: .relaxed)
+        let fallbacks = s.server.stats.pipelineFallbacks.load(ordering: .relaxed)
+        let requests = [close("A", size: 1), close("B"), close("C"), close("D"), close("E")]
+        var tasks: [Task<ClosePositionResponse, any Error>] = []
+        for (i, request) in requests.enumerated() {
+            tasks.append(Task { try await client.closePosition(request) })
+            #expect(try await eventually { s.server.postgresQueueDepth == i + 1 })
+        }
+        gate.release()
+        _ = try await stalled.value
+        var answers: [ClosePositionResponse] = []
+        for task in tasks[0..<4] { answers.append(try await task.value) }
+        let missing = await #expect(throws: EngineStoreError.self) { try await tasks[4].value }
+        #expect(missing?.code == .notFound)
+
+        // The stalled save (counted once the hook let it go) and the three closes that wrote.
+        #expect(s.server.stats.pipelinedJobs.load(ordering: .relaxed) - pipelined == 4)
+        #expect(s.server.stats.pipelineFallbacks.load(ordering: .relaxed) == fallbacks)
+        #expect(answers[0].closedSize == 1 && answers[0].remainingSize == 3 && !answers[0].fullyClosed)
+        #expect(answers[1].fullyClosed && answers[2].fullyClosed)
+        #expect(answers[3] == closedD)
+        #expect(try pg.exec("SELECT quantity FROM positions WHERE model_id = 'tp' AND symbol = 'A' AND status = 'open'").double(0, 0) == 3)
+        #expect(try pg.exec("SELECT count(*) FROM positions WHERE model_id = 'tp' AND status = 'open'").int(0, 0) == 1)
+        #expect(try pg.exec("SELECT count(*) FROM trades WHERE model_id = 'tp'").int(0, 0) == 4)
+        #expect(try pg.exec("SELECT count(*) FROM engine_store_idempotency WHERE key = 'tp-E'").int(0, 0) == 0)
+        for (request, answer) in zip(requests, answers) {
+            #expect(try await client.closePosition(request) == answer)
+        }
+        // The failed close left its key free: once E is open, the same request closes it.
+        _ = try await client.savePosition(openRequest(model: "tp", symbol: "E", quantity: 2))
+        #expect(try await client.closePosition(close("E")).closedSize == 2)
+        #expect(try await s.cacheSettled())
+        #expect(try await client.checkConsistency(CheckConsistencyRequest(models: ["tp"])).differences.isEmpty)
+        await client.close()
+        await s.stop()
+    }
+}

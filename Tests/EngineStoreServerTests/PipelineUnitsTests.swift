@@ -10,9 +10,11 @@ import Testing
         var slot: String?
         var ownStatements = 0
         var slow = false
+        var twoPhase = false
         var keys: [String] = []
         var lockKeys: [String] { keys.isEmpty ? slot.map { [$0] } ?? [] : keys }
-        var canPipeline: Bool { !slow }
+        var canPipeline: Bool { !slow && !twoPhase }
+        var canTwoPhase: Bool { twoPhase }
         var deadlineNanos: UInt64 { .max }
         var isTransactional: Bool { true }
         func execute(_ session: PostgresSession) throws -> JobOutcome { JobOutcome(reply: []) }
@@ -43,16 +45,20 @@ import Testing
         #expect(shape(["a", "a", "a", "b"].map { FakeJob(slot: $0) }) == ["own 0", "own 1", "shared 2,3"])
     }
 
-    /// Jobs that cannot be pipelined commit apart, unless they share a lock key with one that can.
-    @Test func jobsThatCannotBePipelinedCommitApartWhenTheirRowsDiffer() {
+    /// Jobs that run different ways (pipelined, two-phase, step by step) commit apart, unless two ways
+    /// share a lock key.
+    @Test func jobsThatRunDifferentWaysCommitApartWhenTheirRowsDiffer() {
         let save = FakeJob(slot: "p|m|BTC"), other = FakeJob(slot: "p|m|ETH")
-        let close = FakeJob(slot: nil, slow: true, keys: ["p|m|SOL"])
-        let parts = PostgresWorker.independentParts([save, close, other])
-        #expect(parts?.fast.count == 2 && parts?.slow.count == 1)
-        let closeSame = FakeJob(slot: nil, slow: true, keys: ["p|m|BTC"])
+        let close = FakeJob(slot: nil, twoPhase: true, keys: ["p|m|SOL"])
+        let snapshot = FakeJob(slot: nil, slow: true, keys: ["p|n|", "p|n|ETH"])
+        let parts = PostgresWorker.independentParts([save, close, other, snapshot])
+        #expect(parts?.map(\.count) == [2, 1, 1])
+        #expect(PostgresWorker.independentParts([save, close, other])?.map(\.count) == [2, 1])
+        let closeSame = FakeJob(slot: nil, twoPhase: true, keys: ["p|m|BTC"])
         #expect(PostgresWorker.independentParts([save, closeSame, other]) == nil)
-        let snapshot = FakeJob(slot: nil, slow: true, keys: ["p|m|", "p|m|ETH"])
-        #expect(PostgresWorker.independentParts([save, snapshot, other]) == nil)
+        let snapshotSame = FakeJob(slot: nil, slow: true, keys: ["p|m|", "p|m|ETH"])
+        #expect(PostgresWorker.independentParts([save, snapshotSame, other]) == nil)
+        #expect(PostgresWorker.independentParts([close, snapshotSame, FakeJob(slot: nil, twoPhase: true, keys: ["p|m|ETH"])]) == nil)
         #expect(PostgresWorker.independentParts([save, other]) == nil)
         #expect(PostgresWorker.independentParts([close]) == nil)
     }

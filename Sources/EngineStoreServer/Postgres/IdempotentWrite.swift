@@ -37,6 +37,36 @@ protocol BatchableWrite: WriteBody {
     func outcome(batchRow: PGRow) -> JobOutcome
 }
 
+/// A write that must read before it knows its statements (a close reads the row it locks), batched in
+/// two round trips for all such jobs of a batch: every job's `reads`, then every job's `plan` calls with
+/// the COMMIT. `plan` throws a `ServiceError` when the request fails; it has written nothing then.
+protocol TwoPhaseWrite: WriteBody {
+    var reads: [PGCall] { get }
+    func plan(_ reads: [PGResult]) throws -> WritePlan
+}
+
+/// The second phase of a `TwoPhaseWrite`: its statements, the reply (known before they run, so its
+/// idempotency record goes with them) and how their results become the outcome.
+struct WritePlan {
+    let calls: [PGCall]
+    let reply: [UInt8]
+    let finish: ([PGResult]) throws -> JobOutcome
+}
+
+extension TwoPhaseWrite {
+    /// Step by step: the reads, then the plan's calls with the record in one more round trip.
+    func execute(_ session: PostgresSession, record: ([UInt8]) -> PGCall) throws -> (JobOutcome, recorded: Bool) {
+        let plan = try plan(try session.runAll(reads))
+        let results = try session.runAll(plan.calls + [record(plan.reply)])
+        return (try plan.finish(Array(results.prefix(plan.calls.count))), true)
+    }
+
+    func execute(_ session: PostgresSession) throws -> JobOutcome {
+        let plan = try plan(try session.runAll(reads))
+        return try plan.finish(try session.runAll(plan.calls))
+    }
+}
+
 /// Exactly-once effect for retried writes. In the same transaction as the write:
 ///   1. claim the key (INSERT … ON CONFLICT DO NOTHING) — a concurrent request with the same key
 ///      waits on our uncommitted row and then finds it;
@@ -84,6 +114,27 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
     func complete(_ result: Result<JobOutcome, ServiceError>) { reply.complete(result) }
 
     var canPipeline: Bool { body is any PipelinableWrite || body is any BatchableWrite }
+    var canTwoPhase: Bool { body is any TwoPhaseWrite }
+
+    /// Phase one claims the key (as `execute` does, before any row lock, so a concurrent duplicate
+    /// waits on the claim) and runs the body's reads. A key already there, or a failed plan, comes
+    /// back as such: the worker runs the first again step by step (which replays it) and removes the
+    /// second's claim.
+    var twoPhasePlan: TwoPhasePlan? {
+        guard let body = body as? any TwoPhaseWrite else { return nil }
+        let key = self.key
+        return TwoPhasePlan(slot: lockKeys.first ?? key,
+                            reads: [Idempotency.Claim(key: key, method: method, digest: digest).call] + body.reads) { results in
+            guard results[0].rowCount > 0 else { return .again }
+            do {
+                let plan = try body.plan(Array(results.dropFirst()))
+                return .write(WritePlan(calls: plan.calls + [Idempotency.Record(key: key, reply: plan.reply).call],
+                                        reply: plan.reply) { try plan.finish(Array($0.dropLast())) })
+            } catch {
+                return .failed(error, undo: Idempotency.Unclaim(key: key).call)
+            }
+        }
+    }
 
     var batchPlan: BatchPlan? {
         guard let body = body as? any BatchableWrite, let (statement, row) = body.batchRow() else { return nil }
@@ -117,6 +168,13 @@ enum Idempotency {
         static func decode(_ r: PGRow) -> Row {
             Row(method: r.int("method"), digest: r.string("digest"), reply: r.string("response").map(hexBytes))
         }
+    }
+
+    /// Removes a claim whose request failed (its record would otherwise outlive the error).
+    struct Unclaim: PGStatement {
+        static let sql = SQLText.idemUnclaim
+        let key: String
+        var bindings: [String?] { [key] }
     }
 
     struct Record: PGStatement {

@@ -38,6 +38,22 @@ struct BatchPlan: Sendable {
     let finish: @Sendable (PGRow) -> JobOutcome
 }
 
+/// How a job runs in a two-phase batch (see `TwoPhaseWrite`): `reads` go out with the other jobs'
+/// reads, then `next` says what the job does with their results.
+struct TwoPhasePlan: Sendable {
+    enum Next {
+        /// The statements of phase two.
+        case write(WritePlan)
+        /// Wrote nothing; runs again step by step after the commit.
+        case again
+        /// Fails with this error; `undo` removes what phase one wrote for it.
+        case failed(any Error, undo: PGCall)
+    }
+    let slot: String
+    let reads: [PGCall]
+    let next: @Sendable ([PGResult]) -> Next
+}
+
 /// A unit of Postgres work queued by an RPC handler.
 protocol PostgresJob: Sendable {
     /// Monotonic deadline; a job still queued past it is answered deadline_exceeded and not run.
@@ -55,6 +71,9 @@ protocol PostgresJob: Sendable {
     var batchPlan: BatchPlan? { get }
     /// Whether `pipelinePlan` or `batchPlan` is non-nil for this kind of job (cheap: builds neither).
     var canPipeline: Bool { get }
+    /// Non-nil when the job can run in a two-phase batch.
+    var twoPhasePlan: TwoPhasePlan? { get }
+    var canTwoPhase: Bool { get }
     /// The request behind the job, for latency metrics.
     var target: ReplyTarget? { get }
     /// The rows the job locks, as `LockOrder` keys in the order it takes them (ascending).
@@ -65,6 +84,8 @@ extension PostgresJob {
     var pipelinePlan: PipelinePlan? { nil }
     var batchPlan: BatchPlan? { nil }
     var canPipeline: Bool { false }
+    var twoPhasePlan: TwoPhasePlan? { nil }
+    var canTwoPhase: Bool { false }
     var target: ReplyTarget? { nil }
     var lockKeys: [String] { [] }
 }

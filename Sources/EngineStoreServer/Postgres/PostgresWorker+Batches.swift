@@ -4,14 +4,13 @@ import Logging
 /// How a worker runs its jobs: reads and pings outside any transaction; writes in transactions,
 /// pipelined when every job of the batch can be, else step by step.
 extension PostgresWorker {
-    /// One group commit: pipelined when every job can be, else step by step. Jobs that can be
-    /// pipelined commit apart from the others when no other job of the batch takes one of their lock
-    /// keys: a single job that cannot be (a close, a snapshot) would otherwise send the whole batch
-    /// the step-by-step way.
+    /// One group commit: pipelined when every job can be, in two phases when every job is a
+    /// `TwoPhaseWrite`, else step by step. Jobs of these kinds commit apart when no job of one kind takes
+    /// a lock key of another: a single job that must go step by step (a snapshot) would otherwise send
+    /// the whole batch that way, and each part keeps the ascending lock order on its own.
     func runTransaction(_ jobs: [any PostgresJob]) {
-        if let (fast, slow) = Self.independentParts(jobs) {
-            runTransaction(fast)
-            runTransaction(slow)
+        if let parts = Self.independentParts(jobs) {
+            for part in parts { runTransaction(part) }
             return
         }
         guard let session = self.session ?? liveSession() else {
@@ -19,7 +18,7 @@ extension PostgresWorker {
             jobs.forEach { $0.complete(.failure(e)) }
             return
         }
-        if runPipelined(jobs, session) { return }
+        if runPipelined(jobs, session) || runTwoPhase(jobs, session) { return }
         guard let session = self.session else {
             let e = ServiceError(.unavailable, "postgres connection lost; retry with the same idempotency key")
             jobs.forEach { $0.complete(.failure(e)) }
@@ -28,17 +27,20 @@ extension PostgresWorker {
         runStepwise(jobs, session)
     }
 
-    /// The jobs that can be pipelined and the others, when both are there and share no lock key
-    /// (so the order of their commits cannot matter); nil otherwise.
-    static func independentParts(_ jobs: [any PostgresJob]) -> (fast: [any PostgresJob], slow: [any PostgresJob])? {
-        var fast: [any PostgresJob] = [], slow: [any PostgresJob] = []
-        for job in jobs {
-            if job.canPipeline { fast.append(job) } else { slow.append(job) }
+    /// The jobs by how they run (pipelined, two-phase, step by step), when more than one way is there
+    /// and no two ways share a lock key (so the order of their commits cannot matter); nil otherwise.
+    static func independentParts(_ jobs: [any PostgresJob]) -> [[any PostgresJob]]? {
+        var parts: [[any PostgresJob]] = [[], [], []]
+        for job in jobs { parts[job.canPipeline ? 0 : job.canTwoPhase ? 1 : 2].append(job) }
+        parts.removeAll { $0.isEmpty }
+        guard parts.count > 1 else { return nil }
+        var seen = Set<String>()
+        for part in parts {
+            let keys = Set(part.flatMap(\.lockKeys))
+            guard seen.isDisjoint(with: keys) else { return nil }
+            seen.formUnion(keys)
         }
-        guard !fast.isEmpty, !slow.isEmpty else { return nil }
-        let fastKeys = Set(fast.flatMap(\.lockKeys))
-        guard !slow.contains(where: { $0.lockKeys.contains(where: fastKeys.contains) }) else { return nil }
-        return (fast, slow)
+        return parts
     }
 
     /// A read or a ping, outside any transaction: nothing is committed, so nothing is counted as a

@@ -43,7 +43,7 @@ struct CloseMath {
 /// ClosePosition: in one transaction, the open row is closed (or reduced) and a trades row inserted.
 /// After the commit: HDEL (full) or HSET (partial) on the positions hash, the trade pushed onto the
 /// recent-trades list (trimmed to 100), and a `position_closed` event on the trade stream.
-struct ClosePositionBody: WriteBody {
+struct ClosePositionBody: TwoPhaseWrite {
     let request: ClosePositionRequest
     let keys: CacheKeys
     let ttl: CacheTTL
@@ -51,20 +51,17 @@ struct ClosePositionBody: WriteBody {
 
     var lockKeys: [String] { [LockOrder.position(request.modelID, request.symbol)] }
 
-    func execute(_ session: PostgresSession) throws -> JobOutcome { try close(session) { _ in nil } }
+    /// Locks the open row. The position update, the trades row and the outbox rows need nothing but
+    /// that row, and the reply is known before they run: they are the plan, sent in one more round trip
+    /// (with the idempotency record; in a two-phase batch, with every other close's and the COMMIT).
+    var reads: [PGCall] { [PositionStore.LockOpen(model: request.modelID, symbol: request.symbol).call] }
 
-    func execute(_ session: PostgresSession, record: ([UInt8]) -> PGCall) throws -> (JobOutcome, recorded: Bool) {
-        (try close(session, record: record), true)
-    }
-
-    /// Locks the open row (one round trip), then sends the position update, the trades row, the
-    /// outbox rows and (given `record`) the idempotency record in one more: none needs another's
-    /// result, and the reply is known before they run.
-    func close(_ session: PostgresSession, record: ([UInt8]) -> PGCall?) throws -> JobOutcome {
+    func plan(_ reads: [PGResult]) throws -> WritePlan {
         let r = request
-        guard let open = try session.first(PositionStore.LockOpen(model: r.modelID, symbol: r.symbol)) else {
+        guard reads[0].rowCount > 0 else {
             throw ServiceError(.notFound, "no open position for \(r.modelID) \(r.symbol)")
         }
+        let open = PositionStore.LockOpen.decode(PGRow(reads[0], 0))
         let (positionID, side, openSize, entryPrice) = (open.id, open.side, open.quantity, open.entryPrice)
         let (entryTimeMs, leverage, confidence, exchange) = (open.entryTimeMs, open.leverage, open.confidence, open.exchange)
 
@@ -102,25 +99,26 @@ struct ClosePositionBody: WriteBody {
             exitCommission: math.exitCommission, totalCommission: math.totalCommission).call
         let outbox = Outbox.Insert(intents: [.position(model: r.modelID, symbol: r.symbol), .recentTrades(model: r.modelID),
                                              .closeEvent(tradeRowID: tradeRowID)]).call
-        let results = try session.runAll([update, insert, outbox] + [record(response)].compactMap { $0 })
-
-        var mutations: [CacheMutation] = []
-        if full {
-            let version = results[0].rowCount > 0 ? PositionStore.CloseFull.decode(PGRow(results[0], 0)) : 0
-            mutations.append(PositionStore.closed(model: r.modelID, symbol: r.symbol, version: version, keys: keys, ttl: ttl.positions))
-        } else {
-            guard results[0].rowCount > 0 else { throw ServiceError(.internalError, "open position vanished under its lock") }
-            mutations.append(PositionStore.ClosePartial.decode(PGRow(results[0], 0)).cacheMutation(keys, model: r.modelID, ttl: ttl.positions))
+        let keys = self.keys, ttl = self.ttl, streamMaxLength = self.streamMaxLength
+        return WritePlan(calls: [update, insert, outbox], reply: response) { results in
+            var mutations: [CacheMutation] = []
+            if full {
+                let version = results[0].rowCount > 0 ? PositionStore.CloseFull.decode(PGRow(results[0], 0)) : 0
+                mutations.append(PositionStore.closed(model: r.modelID, symbol: r.symbol, version: version, keys: keys, ttl: ttl.positions))
+            } else {
+                guard results[0].rowCount > 0 else { throw ServiceError(.internalError, "open position vanished under its lock") }
+                mutations.append(PositionStore.ClosePartial.decode(PGRow(results[0], 0)).cacheMutation(keys, model: r.modelID, ttl: ttl.positions))
+            }
+            // Merged where it belongs by exit time; a missing list is left to the relay to build.
+            mutations.append(TradeStore.merge([trade], model: r.modelID, keys: keys, mode: .existing, ttl: ttl.medium))
+            // Ids come from the sequence in row order, so sorted they follow the intents: the two keys go
+            // with `mutations`, the event on its own.
+            let outboxIDs = Outbox.Insert.rows(results[2]).sorted()
+            var outcome = JobOutcome(reply: response, cacheMutations: mutations, outboxIDs: Array(outboxIDs.prefix(2)))
+            outcome.independentCacheWork = [(
+                [trade.closeEvent(keys, streamMaxLength: streamMaxLength)],
+                Array(outboxIDs.dropFirst(2)))]
+            return outcome
         }
-        // Merged where it belongs by exit time; a missing list is left to the relay to build.
-        mutations.append(TradeStore.merge([trade], model: r.modelID, keys: keys, mode: .existing, ttl: ttl.medium))
-        // Ids come from the sequence in row order, so sorted they follow the intents: the two keys go
-        // with `mutations`, the event on its own.
-        let outboxIDs = Outbox.Insert.rows(results[2]).sorted()
-        var outcome = JobOutcome(reply: response, cacheMutations: mutations, outboxIDs: Array(outboxIDs.prefix(2)))
-        outcome.independentCacheWork = [(
-            [trade.closeEvent(keys, streamMaxLength: streamMaxLength)],
-            Array(outboxIDs.dropFirst(2)))]
-        return outcome
     }
 }

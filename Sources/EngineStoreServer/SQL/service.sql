@@ -8,6 +8,10 @@ ON CONFLICT (key) DO NOTHING RETURNING 1;
 -- name: idem_lookup
 SELECT method, digest, encode(response, 'hex') AS response FROM engine_store_idempotency WHERE key = $1;
 
+-- name: idem_unclaim
+-- A claim whose request failed in a two-phase batch, removed before the commit.
+DELETE FROM engine_store_idempotency WHERE key = $1 AND response IS NULL;
+
 -- name: idem_record
 UPDATE engine_store_idempotency SET response = decode($2, 'hex') WHERE key = $1;
 
