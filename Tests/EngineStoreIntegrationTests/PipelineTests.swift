@@ -294,3 +294,71 @@ extension PipelineTests {
         await s.stop()
     }
 }
+
+extension PipelineTests {
+    /// Snapshots queued behind a stalled worker run as one two-phase batch: each trader's throttle lock,
+    /// marks and last snapshot time in one round trip, the snapshots the throttle lets through in another.
+    /// In the batch: one throttled by a stored snapshot a second earlier, one of two traders, and the
+    /// retry of an acknowledged one (replayed). A snapshot with a mark writes while it reads, so it runs
+    /// step by step, in a transaction of its own (its rows are no other job's); its replay changes nothing.
+    @Test func snapshotsOfABatchRunInTwoPhases() async throws {
+        let gate = Gate()
+        let s = try await RunningServer.start {
+            $0.postgresConnections = 1
+            $0.snapshotMinIntervalMs = 30_000
+            $0.testHooks.workerDidCommit = { gate.pass($0) }
+        }
+        defer { gate.release() }
+        let client = s.client()
+        let pg = try s.postgres()
+        let t: Int64 = 1_764_201_600_000
+        func snapshot(_ key: String, _ entries: [(String, Int64, [PositionMark])]) -> SaveSnapshotRequest {
+            SaveSnapshotRequest(idempotencyKey: key, snapshots: entries.map {
+                AccountSnapshot(modelID: $0.0, timestampMs: $0.1, dollarEquity: 1000, marks: $0.2)
+            })
+        }
+        _ = try await client.savePosition(openRequest(model: "snap-a", symbol: "BTC"))
+        let earlier = snapshot("snap-0", [("snap-e", t, [])])
+        let first = try await client.saveSnapshots(earlier)
+        _ = try await client.saveSnapshots(snapshot("snap-00", [("snap-b", t, [])]))
+
+        gate.arm(s.namespace + "positions:stall")
+        let stalled = Task { try await client.savePosition(openRequest(model: "stall", symbol: "X")) }
+        #expect(try await eventually { gate.isHolding })
+        let pipelined = s.server.stats.pipelinedJobs.load(ordering: .relaxed)
+        let fallbacks = s.server.stats.pipelineFallbacks.load(ordering: .relaxed)
+        let requests = [
+            snapshot("snap-1", [("snap-a", t, [PositionMark(symbol: "BTC", currentPrice: 123.5)])]),
+            snapshot("snap-2", [("snap-b", t + 1000, [])]),
+            snapshot("snap-3", [("snap-d", t, []), ("snap-c", t, [])]),
+            earlier,
+        ]
+        var tasks: [Task<SaveSnapshotResponse, any Error>] = []
+        for (i, request) in requests.enumerated() {
+            tasks.append(Task { try await client.saveSnapshots(request) })
+            #expect(try await eventually { s.server.postgresQueueDepth == i + 1 })
+        }
+        gate.release()
+        _ = try await stalled.value
+        var answers: [SaveSnapshotResponse] = []
+        for task in tasks { answers.append(try await task.value) }
+
+        // The stalled save and the two new snapshots without marks; the retry is replayed step by step.
+        #expect(s.server.stats.pipelinedJobs.load(ordering: .relaxed) - pipelined == 3)
+        #expect(s.server.stats.pipelineFallbacks.load(ordering: .relaxed) == fallbacks)
+        #expect(answers[0].results.map(\.marksApplied) == [1] && answers[0].results[0].stored)
+        #expect(answers[1].results.map(\.stored) == [false] && answers[1].results[0].lastStoredMs == t)
+        #expect(answers[2].results.map(\.modelID) == ["snap-d", "snap-c"] && answers[2].results.allSatisfy(\.stored))
+        #expect(answers[3] == first)
+        #expect(try pg.exec("SELECT current_price FROM positions WHERE model_id = 'snap-a' AND status = 'open'").double(0, 0) == 123.5)
+        #expect(try pg.exec("SELECT count(*) FROM account_equity_snapshots WHERE model_id LIKE 'snap-%'").int(0, 0) == 5)
+        for (request, answer) in zip(requests, answers) {
+            #expect(try await client.saveSnapshots(request) == answer)
+        }
+        #expect(try await s.cacheSettled())
+        let differences = try await client.checkConsistency(CheckConsistencyRequest(models: ["snap-a"])).differences
+        #expect(differences.isEmpty, "\(differences)")
+        await client.close()
+        await s.stop()
+    }
+}

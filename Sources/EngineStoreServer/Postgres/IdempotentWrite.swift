@@ -43,6 +43,9 @@ protocol BatchableWrite: WriteBody {
 protocol TwoPhaseWrite: WriteBody {
     var reads: [PGCall] { get }
     func plan(_ reads: [PGResult]) throws -> WritePlan
+    /// True when `reads` write nothing. Only then may the job join a two-phase batch, where its reads
+    /// run even if its key turns out to be recorded already (a retry, which must change nothing).
+    var readsOnly: Bool { get }
 }
 
 /// The second phase of a `TwoPhaseWrite`: its statements, the reply (known before they run, so its
@@ -114,17 +117,16 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
     func complete(_ result: Result<JobOutcome, ServiceError>) { reply.complete(result) }
 
     var canPipeline: Bool { body is any PipelinableWrite || body is any BatchableWrite }
-    var canTwoPhase: Bool { body is any TwoPhaseWrite }
+    var canTwoPhase: Bool { (body as? any TwoPhaseWrite)?.readsOnly ?? false }
 
     /// Phase one claims the key (as `execute` does, before any row lock, so a concurrent duplicate
     /// waits on the claim) and runs the body's reads. A key already there, or a failed plan, comes
     /// back as such: the worker runs the first again step by step (which replays it) and removes the
     /// second's claim.
     var twoPhasePlan: TwoPhasePlan? {
-        guard let body = body as? any TwoPhaseWrite else { return nil }
+        guard let body = body as? any TwoPhaseWrite, body.readsOnly else { return nil }
         let key = self.key
-        return TwoPhasePlan(slot: lockKeys.first ?? key,
-                            reads: [Idempotency.Claim(key: key, method: method, digest: digest).call] + body.reads) { results in
+        return TwoPhasePlan(reads: [Idempotency.Claim(key: key, method: method, digest: digest).call] + body.reads) { results in
             guard results[0].rowCount > 0 else { return .again }
             do {
                 let plan = try body.plan(Array(results.dropFirst()))

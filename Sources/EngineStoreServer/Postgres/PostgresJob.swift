@@ -49,7 +49,6 @@ struct TwoPhasePlan: Sendable {
         /// Fails with this error; `undo` removes what phase one wrote for it.
         case failed(any Error, undo: PGCall)
     }
-    let slot: String
     let reads: [PGCall]
     let next: @Sendable ([PGResult]) -> Next
 }

@@ -6,11 +6,12 @@ extension PostgresWorker {
     /// Phase one sends BEGIN and every job's reads (its key claim, then its row lock: jobs come in
     /// ascending lock order, so the locks are taken in that order); phase two every job's writes and
     /// idempotency record, and the COMMIT. False when the batch cannot run this way (a job is of
-    /// another kind, or two jobs lock one row: the second must see the first's write) or a statement
+    /// another kind, or two jobs take one lock key: the second must see the first's writes) or a statement
     /// failed (rolled back): the batch then runs step by step.
     func runTwoPhase(_ jobs: [any PostgresJob], _ session: PostgresSession) -> Bool {
         let plans = jobs.compactMap(\.twoPhasePlan)
-        guard plans.count == jobs.count, Set(plans.map(\.slot)).count == plans.count else { return false }
+        let keys = jobs.flatMap(\.lockKeys)
+        guard plans.count == jobs.count, Set(keys).count == keys.count else { return false }
         do {
             var items: [PGPipelineItem] = [.sql("BEGIN")]
             var statements: [SQLText] = []

@@ -45,7 +45,7 @@ struct AccountRPC: RPCFamily {
     }
 }
 
-struct SaveSnapshotBody: WriteBody {
+struct SaveSnapshotBody: TwoPhaseWrite {
     let request: SaveSnapshotRequest
     let keys: CacheKeys
     let ttl: CacheTTL
@@ -70,42 +70,57 @@ struct SaveSnapshotBody: WriteBody {
         lockKeys = ordered.flatMap { s in [LockOrder.snapshot(s.modelID)] + s.marks.map { LockOrder.position(s.modelID, $0.symbol) } }
     }
 
+    /// For each trader in lock order: the throttle lock, the marks (each locks its row, in order) and the
+    /// time of the newest stored snapshot. Marks write, so a snapshot with marks runs step by step (after
+    /// its key is claimed); one without joins two-phase batches.
+    var reads: [PGCall] {
+        ordered.flatMap { s in
+            [AccountStore.LockModel(model: s.modelID).call] + s.marks.map { PositionStore.Mark(model: s.modelID, mark: $0).call }
+                + [AccountStore.Last(model: s.modelID).call]
+        }
+    }
 
-    func execute(_ session: PostgresSession) throws -> JobOutcome {
+    var readsOnly: Bool { ordered.allSatisfy(\.marks.isEmpty) }
+
+    /// The snapshots the throttle lets through are stored; the marked rows go to the cache.
+    func plan(_ reads: [PGResult]) -> WritePlan {
         var results: [String: SnapshotResult] = [:]
         var mutations: [CacheMutation] = []
         var intents: [OutboxIntent] = []
+        var calls: [PGCall] = []
+        var index = 0
         for s in ordered {
-            try session.execute(AccountStore.LockModel(model: s.modelID))
+            index += 1  // the lock
             hooks.snapshotLocked?(s.modelID)
             var applied: UInt32 = 0
-            var marked: [PositionRow] = []
-            for m in s.marks {
-                if let row = try session.first(PositionStore.Mark(model: s.modelID, mark: m)) {
-                    applied += 1
-                    marked.append(row)
-                }
-            }
-            for row in marked {
+            for _ in s.marks {
+                let result = reads[index]
+                index += 1
+                guard result.rowCount > 0 else { continue }
+                let row = PositionStore.Mark.decode(PGRow(result, 0))
+                applied += 1
                 intents.append(.position(model: s.modelID, symbol: row.symbol))
                 mutations.append(row.cacheMutation(keys, model: s.modelID, ttl: ttl.positions))
             }
-            let last = try session.first(AccountStore.Last(model: s.modelID)) ?? nil
+            let last = reads[index].rowCount > 0 ? AccountStore.Last.decode(PGRow(reads[index], 0)) : nil
+            index += 1
             let throttled: Bool
             if let last, minIntervalMs > 0, s.timestampMs != last {
                 throttled = abs(s.timestampMs - last) < minIntervalMs
             } else {
                 throttled = false
             }
-            if !throttled {
-                try session.execute(AccountStore.Upsert(snapshot: s))
-            }
+            if !throttled { calls.append(AccountStore.Upsert(snapshot: s).call) }
             results[s.modelID] = SnapshotResult(modelID: s.modelID, stored: !throttled,
-                                          lastStoredMs: throttled ? (last ?? 0) : max(last ?? s.timestampMs, s.timestampMs),
-                                          marksApplied: applied)
+                                                lastStoredMs: throttled ? (last ?? 0) : max(last ?? s.timestampMs, s.timestampMs),
+                                                marksApplied: applied)
         }
+        if !intents.isEmpty { calls.append(Outbox.Insert(intents: intents).call) }
         // Results in request order, whatever order the locks were taken in.
-        return JobOutcome(reply: SaveSnapshotResponse(results: request.snapshots.compactMap { results[$0.modelID] }).encodedPayload(), cacheMutations: mutations,
-                          outboxIDs: try Outbox.record(session, intents))
+        let reply = SaveSnapshotResponse(results: request.snapshots.compactMap { results[$0.modelID] }).encodedPayload()
+        return WritePlan(calls: calls, reply: reply) { [intents] results in
+            let ids = intents.isEmpty ? [] : Outbox.Insert.rows(results[results.count - 1]).sorted()
+            return JobOutcome(reply: reply, cacheMutations: mutations, outboxIDs: ids)
+        }
     }
 }
