@@ -148,9 +148,13 @@ public final class PGConnection {
     }
 }
 
-/// A query result, freed with the object. Values are libpq's text format.
+/// A query result, freed with the object. Values are libpq's text format. Used by one thread at a
+/// time, like the connection it came from.
 public final class PGResult {
     private let handle: OpaquePointer
+    /// Column numbers by name, built on the first lookup: rows are read by name, field by field, and
+    /// PQfnumber scans every column name (folding case) on each call.
+    private var columns: [String: Int]?
 
     init(_ handle: OpaquePointer) { self.handle = handle }
     deinit { PQclear(handle) }
@@ -171,12 +175,47 @@ public final class PGResult {
         return String(cString: PQgetvalue(handle, Int32(row), Int32(column)))
     }
 
-    public func int(_ row: Int, _ column: Int) -> Int64? { string(row, column).flatMap { Int64($0) } }
-    public func double(_ row: Int, _ column: Int) -> Double? { string(row, column).flatMap { Double($0) } }
-    public func bool(_ row: Int, _ column: Int) -> Bool? { string(row, column).map { $0 == "t" } }
+    /// Numbers are parsed from libpq's buffer, without a String in between; text that is not wholly a
+    /// number reads as nil, as `Int64(String)` and `Double(String)` would. (strtod's decimal point is the
+    /// C locale's: no part of EngineStore calls setlocale.)
+    public func int(_ row: Int, _ column: Int) -> Int64? {
+        guard !isNull(row, column), let p = PQgetvalue(handle, Int32(row), Int32(column)), p.pointee != 0 else { return nil }
+        var end: UnsafeMutablePointer<CChar>?
+        errno = 0
+        let v = strtoll(p, &end, 10)
+        guard errno == 0, let end, end.pointee == 0, !p.pointee.isSpace else { return nil }
+        return Int64(v)
+    }
+
+    public func double(_ row: Int, _ column: Int) -> Double? {
+        guard !isNull(row, column), let p = PQgetvalue(handle, Int32(row), Int32(column)), p.pointee != 0 else { return nil }
+        var end: UnsafeMutablePointer<CChar>?
+        let v = strtod(p, &end)
+        guard let end, end.pointee == 0, !p.pointee.isSpace else { return nil }
+        return v
+    }
+
+    public func bool(_ row: Int, _ column: Int) -> Bool? {
+        guard !isNull(row, column), let p = PQgetvalue(handle, Int32(row), Int32(column)) else { return nil }
+        return p.pointee == 0x74 && p[1] == 0  // "t"
+    }
 
     public func columnName(_ column: Int) -> String { String(cString: PQfname(handle, Int32(column))) }
-    public func columnIndex(_ name: String) -> Int { Int(PQfnumber(handle, name)) }  // -1: no such column
+
+    /// The column's number, -1 when the result has no such column. Exact names (as the statements
+    /// spell them, lower case), unlike PQfnumber's case folding and quoting rules.
+    public func columnIndex(_ name: String) -> Int {
+        if columns == nil {
+            var map: [String: Int] = [:]
+            for c in 0..<columnCount where map[columnName(c)] == nil { map[columnName(c)] = c }
+            columns = map
+        }
+        return columns?[name] ?? -1
+    }
+}
+
+private extension CChar {
+    var isSpace: Bool { self == 0x20 || (self >= 0x09 && self <= 0x0d) }
 }
 
 /// Calls `body` with a NULL-terminated array of C strings that live for the call.
