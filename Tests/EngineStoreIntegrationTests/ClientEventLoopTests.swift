@@ -12,6 +12,9 @@ import Testing
         (0..<count).map { _ in
             var config = ClientConfiguration(socketPath: s.socketPath)
             config.eventLoop = loop
+            // What is checked is what arrives, not how fast: 4 MiB of writes beside the whole suite
+            // on 2 cores once took longer than the default 5 s.
+            config.defaultTimeout = .seconds(60)
             return EngineStoreClient(configuration: config)
         }
     }
