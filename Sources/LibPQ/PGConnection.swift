@@ -207,7 +207,10 @@ public final class PGResult {
     public func columnIndex(_ name: String) -> Int {
         if columns == nil {
             var map: [String: Int] = [:]
-            for c in 0..<columnCount where map[columnName(c)] == nil { map[columnName(c)] = c }
+            for c in 0..<columnCount {
+                let name = columnName(c)
+                if map[name] == nil { map[name] = c }
+            }
             columns = map
         }
         return columns?[name] ?? -1

@@ -48,6 +48,15 @@ struct TwoPhasePlan: Sendable {
         case again
         /// Fails with this error; `undo` removes what phase one wrote for it.
         case failed(any Error, undo: PGCall)
+
+        /// What phase two sends for the job.
+        var calls: [PGCall] {
+            switch self {
+            case .write(let write): write.calls
+            case .again: []
+            case .failed(_, let undo): [undo]
+            }
+        }
     }
     let reads: [PGCall]
     let next: @Sendable ([PGResult]) -> Next

@@ -31,6 +31,9 @@ struct PGCall: Sendable {
         self.sql = sql
         self.bindings = bindings
     }
+
+    /// The call in a pipeline (its statement must be prepared on the session first).
+    var item: PGPipelineItem { .prepared(name: sql.rawValue, params: bindings) }
 }
 
 /// One row of a result, read by column name (a name the statement does not return is a bug: it
@@ -90,7 +93,7 @@ final class PostgresSession {
     /// rest are skipped, and an open transaction is then failed, as after any failed statement).
     func runAll(_ calls: [PGCall]) throws(PGError) -> [PGResult] {
         try ensurePrepared(calls.map(\.sql))
-        return try runAll(calls.map { .prepared(name: $0.sql.rawValue, params: $0.bindings) })
+        return try runAll(calls.map(\.item))
     }
 
     /// `runAll` for items already prepared (or plain SQL such as BEGIN and COMMIT).

@@ -60,10 +60,8 @@ extension PostgresWorker {
             for unit in units {
                 switch unit {
                 case .own(_, let plan):
-                    for call in plan.statements {
-                        statements.append(call.sql)
-                        items.append(.prepared(name: call.sql.rawValue, params: call.bindings))
-                    }
+                    statements += plan.statements.map(\.sql)
+                    items += plan.statements.map(\.item)
                 case .shared(let statement, _, let plans):
                     statements.append(statement)
                     items.append(.prepared(name: statement.rawValue, params: Self.columns(plans, statement)))
@@ -107,11 +105,7 @@ extension PostgresWorker {
                 ]
                 guard try pipelineResults(commit, session) != nil else { return false }
             }
-            if !done.isEmpty {
-                pool.afterCommit(done.map(\.1))
-                pool.stats.pipelinedJobs.add(done.count, ordering: .relaxed)
-                for (job, outcome) in done { job.complete(.success(outcome)) }
-            }
+            committed(done)
             if !again.isEmpty {
                 pool.stats.pipelineFallbacks.add(1, ordering: .relaxed)
                 for job in again { runStepwise([job], session) }
@@ -123,6 +117,15 @@ extension PostgresWorker {
             jobs.forEach { $0.complete(.failure(e)) }
             return true
         }
+    }
+
+    /// The jobs of a committed pipelined or two-phase batch: their cache work is queued, then they are
+    /// answered.
+    func committed(_ done: [(any PostgresJob, JobOutcome)]) {
+        guard !done.isEmpty else { return }
+        pool.afterCommit(done.map(\.1))
+        pool.stats.pipelinedJobs.add(done.count, ordering: .relaxed)
+        for (job, outcome) in done { job.complete(.success(outcome)) }
     }
 
     /// The results of a pipeline, or nil when a statement failed: the transaction is then rolled

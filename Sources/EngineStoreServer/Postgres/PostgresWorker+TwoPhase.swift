@@ -9,66 +9,39 @@ extension PostgresWorker {
     /// another kind, or two jobs take one lock key: the second must see the first's writes) or a statement
     /// failed (rolled back): the batch then runs step by step.
     func runTwoPhase(_ jobs: [any PostgresJob], _ session: PostgresSession) -> Bool {
-        let plans = jobs.compactMap(\.twoPhasePlan)
         let keys = jobs.flatMap(\.lockKeys)
-        guard plans.count == jobs.count, Set(keys).count == keys.count else { return false }
+        guard jobs.allSatisfy(\.canTwoPhase), Set(keys).count == keys.count else { return false }
+        let plans = jobs.compactMap(\.twoPhasePlan)
         do {
-            var items: [PGPipelineItem] = [.sql("BEGIN")]
-            var statements: [SQLText] = []
-            for plan in plans {
-                for call in plan.reads {
-                    statements.append(call.sql)
-                    items.append(.prepared(name: call.sql.rawValue, params: call.bindings))
-                }
-            }
-            try session.ensurePrepared(statements)
-            guard let reads = try pipelineResults(items, session) else { return false }
-
-            var next: [TwoPhasePlan.Next] = []
+            let reads = plans.flatMap(\.reads)
+            try session.ensurePrepared(reads.map(\.sql))
+            guard let read = try pipelineResults([.sql("BEGIN")] + reads.map(\.item), session) else { return false }
             var index = 1
-            items = []
-            statements = []
-            for plan in plans {
-                let step = plan.next(Array(reads[index..<(index + plan.reads.count)]))
-                index += plan.reads.count
-                let calls: [PGCall]
-                switch step {
-                case .write(let write): calls = write.calls
-                case .again: calls = []
-                case .failed(_, let undo): calls = [undo]
-                }
-                for call in calls {
-                    statements.append(call.sql)
-                    items.append(.prepared(name: call.sql.rawValue, params: call.bindings))
-                }
-                next.append(step)
+            let next = plans.map { plan in
+                defer { index += plan.reads.count }
+                return plan.next(Array(read[index..<(index + plan.reads.count)]))
             }
-            items.append(.sql("COMMIT"))
-            try session.ensurePrepared(statements)
-            guard let results = try pipelineResults(items, session) else { return false }
+            let writes = next.flatMap(\.calls)
+            try session.ensurePrepared(writes.map(\.sql))
+            guard let results = try pipelineResults(writes.map(\.item) + [.sql("COMMIT")], session) else { return false }
 
             var done: [(any PostgresJob, JobOutcome)] = []
             var refused: [(any PostgresJob, ServiceError)] = []
             var again: [any PostgresJob] = []
             index = 0
             for (job, step) in zip(jobs, next) {
+                let mine = Array(results[index..<(index + step.calls.count)])
+                index += step.calls.count
                 switch step {
                 case .write(let write):
-                    let mine = Array(results[index..<(index + write.calls.count)])
-                    index += write.calls.count
                     do { done.append((job, try write.finish(mine))) } catch { refused.append((job, answer(for: error))) }
                 case .again:
                     again.append(job)
                 case .failed(let error, _):
-                    index += 1
                     refused.append((job, answer(for: error)))
                 }
             }
-            if !done.isEmpty {
-                pool.afterCommit(done.map(\.1))
-                pool.stats.pipelinedJobs.add(done.count, ordering: .relaxed)
-                for (job, outcome) in done { job.complete(.success(outcome)) }
-            }
+            committed(done)
             for (job, error) in refused { job.complete(.failure(error)) }
             for job in again { runStepwise([job], session) }
             return true
