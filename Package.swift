@@ -30,6 +30,9 @@ let package = Package(
         // epoll and eventfd, which the Glibc module does not export.
         .systemLibrary(name: "CLinuxShims"),
 
+        // Level-triggered epoll and an eventfd wake-up: the server's loop and the client's.
+        .target(name: "EventPoll", dependencies: ["CLinuxShims"]),
+
         // The wire codec: pure, no I/O, shared by server and client.
         .target(name: "EngineStoreWire"),
 
@@ -40,14 +43,14 @@ let package = Package(
         // The server: transport -> dispatcher -> RPC families -> Postgres / Redis.
         // Its SQL lives in SQL/*.sql; scripts/gen-sql embeds it as Generated/SQLText.swift.
         .target(name: "EngineStoreServer", dependencies: [
-            "EngineStoreWire", "LibPQ", "Hiredis", "CLinuxShims",
+            "EngineStoreWire", "EventPoll", "LibPQ", "Hiredis", "CLinuxShims",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ], exclude: ["SQL"]),
 
         // What engine code links.
-        .target(name: "EngineStoreClient", dependencies: ["EngineStoreWire", "CLinuxShims"]),
+        .target(name: "EngineStoreClient", dependencies: ["EngineStoreWire", "EventPoll", "CLinuxShims"]),
 
         // Executables: thin argument-parsing shells.
         .executableTarget(name: "engine-store", dependencies: [

@@ -1,4 +1,5 @@
 import CLinuxShims
+import EventPoll
 import Foundation
 import Glibc
 import Synchronization
@@ -28,8 +29,7 @@ public final class ClientEventLoop: TaskExecutor, Sendable {
     }
 
     private let name: String
-    private let epfd: Int32
-    private let wakeFD: Int32
+    private let wakeup: Wakeup
     private let inbox = Mutex<Inbox>(Inbox())
     /// The loop thread's id, once it runs (0 before): jobs enqueued from it need no wake-up.
     private let loopThread = Atomic<UInt>(0)
@@ -39,11 +39,7 @@ public final class ClientEventLoop: TaskExecutor, Sendable {
 
     public init(name: String = "engine-store-client") {
         self.name = name
-        epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
-        wakeFD = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
-        precondition(epfd >= 0 && wakeFD >= 0, "epoll/eventfd: \(String(cString: strerror(errno)))")
-        var ev = epoll_event(events: EPOLLIN.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: wakeFD))))
-        epoll_ctl(epfd, EPOLL_CTL_ADD, wakeFD, &ev)
+        do { wakeup = try Wakeup() } catch { preconditionFailure("client event loop: \(error)") }
     }
 
     public func enqueue(_ job: consuming ExecutorJob) {
@@ -73,32 +69,31 @@ public final class ClientEventLoop: TaskExecutor, Sendable {
             thread.name = name
             thread.start()
         } else if wake && !isCurrentThread {
-            var one: UInt64 = 1
-            _ = write(wakeFD, &one, 8)
+            wakeup.signal()
         }
     }
 
     private func run() {
         loopThread.store(UInt(pthread_self()), ordering: .relaxed)
+        let poller: Poller
+        do {
+            poller = try Poller()
+            try poller.register(fd: wakeup.fd, token: Self.token(wakeup.fd), events: EPOLLIN.rawValue)
+        } catch {
+            preconditionFailure("client event loop: \(error)")
+        }
         var connections: [Int32: ClientConnection] = [:]
-        var events = [epoll_event](repeating: epoll_event(), count: 128)
         var pending: [Message] = []
         var lastSweep: UInt64 = 0
         var idle = false  // the inbox was empty after the last pass: the loop may sleep
         while true {
             let timeout: Int32 = !idle ? 0 : (outstanding.load(ordering: .relaxed) > 0 ? 5 : 1000)
-            let n = events.withUnsafeMutableBufferPointer { epoll_wait(epfd, $0.baseAddress, Int32($0.count), timeout) }
-            for i in 0..<max(0, Int(n)) {
-                let fd = Int32(truncatingIfNeeded: events[i].data.u64)
-                if fd == wakeFD {
-                    var v: UInt64 = 0
-                    _ = read(wakeFD, &v, 8)
-                    continue
-                }
-                guard let c = connections[fd] else { continue }
-                let ev = events[i].events
-                if ev & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { c.readable() }
-                if ev & EPOLLOUT.rawValue != 0 { setWriteInterest(c, c.flushOutput()) }
+            _ = poller.wait(timeoutMs: timeout) { token, events in
+                let fd = Int32(truncatingIfNeeded: token)
+                if fd == wakeup.fd { wakeup.clear(); return }
+                guard let c = connections[fd] else { return }
+                if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { c.readable() }
+                if events & EPOLLOUT.rawValue != 0 { setWriteInterest(c, c.flushOutput(), poller) }
             }
             inbox.withLock { swap(&$0.messages, &pending) }
             idle = pending.isEmpty
@@ -106,16 +101,20 @@ public final class ClientEventLoop: TaskExecutor, Sendable {
                 switch message {
                 case .job(let job): job.runSynchronously(on: asUnownedTaskExecutor())
                 case .register(let c):
-                    var ev = epoll_event(events: EPOLLIN.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: c.fd))))
-                    if epoll_ctl(epfd, EPOLL_CTL_ADD, c.fd, &ev) == 0 { connections[c.fd] = c } else { c.shutdown() }
-                    if c.hasOutput { setWriteInterest(c, c.flushOutput()) }
+                    do {
+                        try poller.register(fd: c.fd, token: Self.token(c.fd), events: EPOLLIN.rawValue)
+                        connections[c.fd] = c
+                    } catch {
+                        c.shutdown()
+                    }
+                    if c.hasOutput { setWriteInterest(c, c.flushOutput(), poller) }
                 case .unregister(let c):
                     if connections[c.fd] === c {
-                        epoll_ctl(epfd, EPOLL_CTL_DEL, c.fd, nil)
+                        poller.unregister(fd: c.fd)
                         connections[c.fd] = nil
                     }
                 case .flush(let c):
-                    if connections[c.fd] === c { setWriteInterest(c, c.flushOutput()) }
+                    if connections[c.fd] === c { setWriteInterest(c, c.flushOutput(), poller) }
                 }
             }
             pending.removeAll(keepingCapacity: true)
@@ -127,12 +126,12 @@ public final class ClientEventLoop: TaskExecutor, Sendable {
         }
     }
 
+    private static func token(_ fd: Int32) -> UInt64 { UInt64(UInt32(bitPattern: fd)) }
+
     /// EPOLLOUT only while a connection has output the socket did not take.
-    private func setWriteInterest(_ c: ClientConnection, _ wantsWrite: Bool) {
+    private func setWriteInterest(_ c: ClientConnection, _ wantsWrite: Bool, _ poller: Poller) {
         guard wantsWrite != c.pollingWrite else { return }
         c.pollingWrite = wantsWrite
-        var ev = epoll_event(events: EPOLLIN.rawValue | (wantsWrite ? EPOLLOUT.rawValue : 0),
-                             data: epoll_data_t(u64: UInt64(UInt32(bitPattern: c.fd))))
-        epoll_ctl(epfd, EPOLL_CTL_MOD, c.fd, &ev)
+        poller.modify(fd: c.fd, token: Self.token(c.fd), events: EPOLLIN.rawValue | (wantsWrite ? EPOLLOUT.rawValue : 0))
     }
 }

@@ -1,5 +1,6 @@
 import CLinuxShims
 import EngineStoreWire
+import EventPoll
 import Glibc
 import Logging
 

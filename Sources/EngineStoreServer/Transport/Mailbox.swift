@@ -1,3 +1,4 @@
+import EventPoll
 import Synchronization
 
 /// Messages other threads send to the event loop.

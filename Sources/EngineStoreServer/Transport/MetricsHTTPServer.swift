@@ -1,4 +1,5 @@
 import CLinuxShims
+import EventPoll
 import Foundation
 import Glibc
 import Logging

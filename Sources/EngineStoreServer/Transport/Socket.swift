@@ -1,16 +1,6 @@
 import CLinuxShims
+import EventPoll
 import Glibc
-
-/// A failed system call, named.
-struct SystemError: Error, CustomStringConvertible {
-    let call: String
-    let errno: Int32
-    init(_ call: String, errno: Int32 = Glibc.errno) {
-        self.call = call
-        self.errno = errno
-    }
-    var description: String { "\(call): \(String(cString: strerror(errno)))" }
-}
 
 /// Unix-domain stream sockets: the listener and its path handling.
 enum UnixSocket {
