@@ -35,16 +35,10 @@ extension PipelineTests {
     /// multi-row upsert; a repeat of a slot goes to the next call (an upsert may touch a row once), so
     /// the three saves of A apply in the order they came; every request gets, and replays, its own reply.
     @Test func repeatsOfASlotInOneBatchEachTakeTheirTurn() async throws {
-        let gate = Gate()
-        let s = try await RunningServer.start {
-            $0.postgresConnections = 1
-            $0.testHooks.workerDidCommit = { gate.pass($0) }
-        }
-        defer { gate.release() }
-        let client = s.client()
-        gate.arm(s.namespace + "positions:stall")
-        async let stalled = client.savePosition(openRequest(model: "stall", symbol: "X"))
-        #expect(try await eventually { gate.isHolding })
+        let held = try await HeldWorker()
+        defer { held.gate.release() }
+        let (s, client) = (held.s, held.client)
+        let stalled = try await held.hold()
         let calls = s.server.stats.sharedCalls.load(ordering: .relaxed)
         let rows = s.server.stats.sharedRows.load(ordering: .relaxed)
         let fallbacks = s.server.stats.pipelineFallbacks.load(ordering: .relaxed)
@@ -52,14 +46,8 @@ extension PipelineTests {
         let requests = [("A", 1.0), ("A", 2.0), ("A", 3.0), ("B", 1.0), ("C", 1.0)].enumerated().map { i, r in
             openRequest(model: "rep", symbol: r.0, key: "rep-\(i)", quantity: r.1)
         }
-        // Queued one at a time, so the queue holds them in this order.
-        var replies: [Task<SavePositionResponse, any Error>] = []
-        for (i, request) in requests.enumerated() {
-            replies.append(Task { try await client.savePosition(request) })
-            #expect(try await eventually { s.server.postgresQueueDepth == i + 1 })
-        }
-        gate.release()
-        _ = try await stalled
+        let replies = try await held.queue(requests.map { request in { try await client.savePosition(request) } })
+        try await held.release(stalled)
         var answers: [SavePositionResponse] = []
         for task in replies { answers.append(try await task.value) }
 
@@ -77,8 +65,7 @@ extension PipelineTests {
         }
         #expect(try await s.cacheSettled())
         #expect(try await client.checkConsistency(CheckConsistencyRequest(models: ["rep"])).differences.isEmpty)
-        await client.close()
-        await s.stop()
+        await held.stop()
     }
 
     /// A retry of an acknowledged save, queued with a new save so both share one upsert: the upsert
@@ -86,32 +73,25 @@ extension PipelineTests {
     /// back and runs step by step. The retry gets its first reply and changes nothing; the new save
     /// is applied once.
     @Test func aRetryInASharedCallIsRolledBackAndReplayed() async throws {
-        let gate = Gate()
-        let s = try await RunningServer.start {
-            $0.postgresConnections = 1
-            $0.testHooks.workerDidCommit = { gate.pass($0) }
-        }
-        defer { gate.release() }
-        let client = s.client()
+        let held = try await HeldWorker()
+        defer { held.gate.release() }
+        let (s, client) = (held.s, held.client)
         let pg = try s.postgres()
         let first = openRequest(model: "retry", symbol: "A", key: "retry-a", quantity: 1)
         let original = try await client.savePosition(first)
         // Another save moves A on, so a second application of `first` would show (quantity 1 again).
         _ = try await client.savePosition(openRequest(model: "retry", symbol: "A", key: "retry-a2", quantity: 2))
 
-        gate.arm(s.namespace + "positions:stall")
-        let stalled = Task { try await client.savePosition(openRequest(model: "stall", symbol: "X")) }
-        #expect(try await eventually { gate.isHolding })
+        let stalled = try await held.hold()
         let fallbacks = s.server.stats.pipelineFallbacks.load(ordering: .relaxed)
         let calls = s.server.stats.sharedCalls.load(ordering: .relaxed)
-        let retry = Task { try await client.savePosition(first) }
-        #expect(try await eventually { s.server.postgresQueueDepth == 1 })
-        let fresh = Task { try await client.savePosition(openRequest(model: "retry", symbol: "B", key: "retry-b", quantity: 5)) }
-        #expect(try await eventually { s.server.postgresQueueDepth == 2 })
-        gate.release()
-        _ = try await stalled.value
-        #expect(try await retry.value == original)
-        #expect(try await fresh.value.opened)
+        let queued = try await held.queue([
+            { @Sendable in try await client.savePosition(first) },
+            { @Sendable in try await client.savePosition(openRequest(model: "retry", symbol: "B", key: "retry-b", quantity: 5)) },
+        ])
+        try await held.release(stalled)
+        #expect(try await queued[0].value == original)
+        #expect(try await queued[1].value.opened)
         #expect(s.server.stats.sharedCalls.load(ordering: .relaxed) - calls == 1)
         #expect(s.server.stats.pipelineFallbacks.load(ordering: .relaxed) > fallbacks)
         let rows = try pg.exec("SELECT symbol, quantity FROM positions WHERE model_id = 'retry' AND status = 'open' ORDER BY symbol")
@@ -121,35 +101,23 @@ extension PipelineTests {
         #expect(try pg.exec("SELECT count(*) FROM engine_store_idempotency WHERE key LIKE 'retry-%'").int(0, 0) == 3)
         #expect(try await s.cacheSettled())
         #expect(try await client.checkConsistency(CheckConsistencyRequest(models: ["retry"])).differences.isEmpty)
-        await client.close()
-        await s.stop()
+        await held.stop()
     }
 
     /// Trade events queued together share one insert; a repeated trade id goes to the next call and
     /// is acknowledged as a duplicate that publishes nothing.
     @Test func tradeEventsOfABatchShareOneInsertAndARepeatIsADuplicate() async throws {
-        let gate = Gate()
-        let s = try await RunningServer.start {
-            $0.postgresConnections = 1
-            $0.testHooks.workerDidCommit = { gate.pass($0) }
-        }
-        defer { gate.release() }
-        let client = s.client()
-        gate.arm(s.namespace + "positions:stall")
-        let stalled = Task { try await client.savePosition(openRequest(model: "stall", symbol: "X")) }
-        #expect(try await eventually { gate.isHolding })
+        let held = try await HeldWorker()
+        defer { held.gate.release() }
+        let (s, client) = (held.s, held.client)
+        let stalled = try await held.hold()
         let rows = s.server.stats.sharedRows.load(ordering: .relaxed)
         let events = [("T1", "k1"), ("T1", "k2"), ("T2", "k3"), ("T3", "k4")].map { id, key in
             PublishTradeEventRequest(idempotencyKey: key, tradeID: id, modelID: "ev", symbol: "BTC", kind: "fill", side: .long,
                                      price: 100, size: 1, fee: 0.01, timestampMs: 1_764_201_600_000, payloadJSON: #"{"n":"\#(key)"}"#)
         }
-        var replies: [Task<PublishTradeEventResponse, any Error>] = []
-        for (i, event) in events.enumerated() {
-            replies.append(Task { try await client.publishTradeEvent(event) })
-            #expect(try await eventually { s.server.postgresQueueDepth == i + 1 })
-        }
-        gate.release()
-        _ = try await stalled.value
+        let replies = try await held.queue(events.map { event in { try await client.publishTradeEvent(event) } })
+        try await held.release(stalled)
         var answers: [PublishTradeEventResponse] = []
         for task in replies { answers.append(try await task.value) }
         #expect(answers.map(\.duplicate) == [false, true, false, false])
@@ -161,20 +129,15 @@ extension PipelineTests {
         #expect(try await client.publishTradeEvent(events[1]) == answers[1])
         #expect(try await s.cacheSettled())
         #expect(try redis.command(["XLEN", s.namespace + "trades:stream"]).integer == 3)
-        await client.close()
-        await s.stop()
+        await held.stop()
     }
 
     /// Both statements (the shared upsert, a lone request's own) keep SavePosition's rule: a field not sent keeps its value, wait_for_fill
     /// included (the one column the insert defaults).
     @Test(arguments: [false, true]) func anOmittedWaitForFillKeepsItsValue(shared: Bool) async throws {
-        let gate = Gate()
-        let s = try await RunningServer.start {
-            $0.postgresConnections = 1
-            $0.testHooks.workerDidCommit = { gate.pass($0) }
-        }
-        defer { gate.release() }
-        let client = s.client()
+        let held = try await HeldWorker()
+        defer { held.gate.release() }
+        let (s, client) = (held.s, held.client)
         let pg = try s.postgres()
         func stored() throws -> String? {
             try pg.exec("SELECT wait_for_fill::text FROM positions WHERE model_id = 'wff' AND status = 'open' AND symbol = 'BTC'").string(0, 0)
@@ -183,15 +146,13 @@ extension PipelineTests {
         func save(_ request: SavePositionRequest) async throws {
             guard shared else { _ = try await client.savePosition(request); return }
             let rows = s.server.stats.sharedRows.load(ordering: .relaxed)
-            gate.arm(s.namespace + "positions:stall")
-            let stalled = Task { try await client.savePosition(openRequest(model: "stall", symbol: "X")) }
-            #expect(try await eventually { gate.isHolding })
-            let mine = Task { try await client.savePosition(request) }
-            #expect(try await eventually { s.server.postgresQueueDepth == 1 })
-            let companion = Task { try await client.savePosition(openRequest(model: "wff", symbol: "ZZZ")) }
-            #expect(try await eventually { s.server.postgresQueueDepth == 2 })
-            gate.release()
-            _ = try await (stalled.value, mine.value, companion.value)
+            let stalled = try await held.hold()
+            let queued = try await held.queue([
+                { @Sendable in try await client.savePosition(request) },
+                { @Sendable in try await client.savePosition(openRequest(model: "wff", symbol: "ZZZ")) },
+            ])
+            try await held.release(stalled)
+            for task in queued { _ = try await task.value }
             #expect(s.server.stats.sharedRows.load(ordering: .relaxed) - rows == 2)
         }
         var request = openRequest(model: "wff", symbol: "BTC")
@@ -204,6 +165,55 @@ extension PipelineTests {
         request.waitForFill = false
         try await save(request)
         #expect(try stored() == "false")
+        await held.stop()
+    }
+}
+
+/// A server whose one Postgres worker a test can hold after a commit: requests queued meanwhile run as
+/// one batch, in the order they were queued.
+struct HeldWorker {
+    let gate = Gate()
+    let s: RunningServer
+    let client: EngineStoreClient
+
+    init(configure: (inout ServerConfiguration) -> Void = { _ in }) async throws {
+        let gate = self.gate
+        s = try await RunningServer.start {
+            $0.postgresConnections = 1
+            $0.testHooks.workerDidCommit = { gate.pass($0) }
+            configure(&$0)
+        }
+        client = s.client()
+    }
+
+    /// Holds the worker once it has committed a save of stall/X; returns that save.
+    func hold() async throws -> Task<SavePositionResponse, any Error> {
+        gate.arm(s.namespace + "positions:stall")
+        let client = self.client
+        let stalled = Task { try await client.savePosition(openRequest(model: "stall", symbol: "X")) }
+        #expect(try await eventually { gate.isHolding })
+        return stalled
+    }
+
+    /// Sends each request once the one before is queued, so the queue holds them in this order.
+    func queue<R: Sendable>(_ sends: [@Sendable () async throws -> R]) async throws -> [Task<R, any Error>] {
+        var tasks: [Task<R, any Error>] = []
+        let base = s.server.postgresQueueDepth
+        for send in sends {
+            tasks.append(Task { try await send() })
+            #expect(try await eventually { s.server.postgresQueueDepth == base + tasks.count })
+        }
+        return tasks
+    }
+
+    /// Lets the held worker go; returns once the stall's save is answered.
+    func release(_ stalled: Task<SavePositionResponse, any Error>) async throws {
+        gate.release()
+        _ = try await stalled.value
+    }
+
+    func stop() async {
+        gate.release()
         await client.close()
         await s.stop()
     }
@@ -237,13 +247,9 @@ extension PipelineTests {
     /// and a close with nothing open (not_found; its claim is removed, so the key stays free). Every
     /// reply replays byte for byte, and the cache agrees with Postgres.
     @Test func closesOfABatchRunInTwoPhases() async throws {
-        let gate = Gate()
-        let s = try await RunningServer.start {
-            $0.postgresConnections = 1
-            $0.testHooks.workerDidCommit = { gate.pass($0) }
-        }
-        defer { gate.release() }
-        let client = s.client()
+        let held = try await HeldWorker()
+        defer { held.gate.release() }
+        let (s, client) = (held.s, held.client)
         let pg = try s.postgres()
         for (symbol, quantity) in [("A", 4.0), ("B", 2.0), ("C", 1.0), ("D", 1.0)] {
             _ = try await client.savePosition(openRequest(model: "tp", symbol: symbol, quantity: quantity))
@@ -254,19 +260,12 @@ extension PipelineTests {
         }
         let closedD = try await client.closePosition(close("D"))
 
-        gate.arm(s.namespace + "positions:stall")
-        let stalled = Task { try await client.savePosition(openRequest(model: "stall", symbol: "X")) }
-        #expect(try await eventually { gate.isHolding })
+        let stalled = try await held.hold()
         let pipelined = s.server.stats.pipelinedJobs.load(ordering: .relaxed)
         let fallbacks = s.server.stats.pipelineFallbacks.load(ordering: .relaxed)
         let requests = [close("A", size: 1), close("B"), close("C"), close("D"), close("E")]
-        var tasks: [Task<ClosePositionResponse, any Error>] = []
-        for (i, request) in requests.enumerated() {
-            tasks.append(Task { try await client.closePosition(request) })
-            #expect(try await eventually { s.server.postgresQueueDepth == i + 1 })
-        }
-        gate.release()
-        _ = try await stalled.value
+        let tasks = try await held.queue(requests.map { request in { try await client.closePosition(request) } })
+        try await held.release(stalled)
         var answers: [ClosePositionResponse] = []
         for task in tasks[0..<4] { answers.append(try await task.value) }
         let missing = await #expect(throws: EngineStoreError.self) { try await tasks[4].value }
@@ -290,8 +289,7 @@ extension PipelineTests {
         #expect(try await client.closePosition(close("E")).closedSize == 2)
         #expect(try await s.cacheSettled())
         #expect(try await client.checkConsistency(CheckConsistencyRequest(models: ["tp"])).differences.isEmpty)
-        await client.close()
-        await s.stop()
+        await held.stop()
     }
 }
 
@@ -302,14 +300,9 @@ extension PipelineTests {
     /// retry of an acknowledged one (replayed). A snapshot with a mark writes while it reads, so it runs
     /// step by step, in a transaction of its own (its rows are no other job's); its replay changes nothing.
     @Test func snapshotsOfABatchRunInTwoPhases() async throws {
-        let gate = Gate()
-        let s = try await RunningServer.start {
-            $0.postgresConnections = 1
-            $0.snapshotMinIntervalMs = 30_000
-            $0.testHooks.workerDidCommit = { gate.pass($0) }
-        }
-        defer { gate.release() }
-        let client = s.client()
+        let held = try await HeldWorker { $0.snapshotMinIntervalMs = 30_000 }
+        defer { held.gate.release() }
+        let (s, client) = (held.s, held.client)
         let pg = try s.postgres()
         let t: Int64 = 1_764_201_600_000
         func snapshot(_ key: String, _ entries: [(String, Int64, [PositionMark])]) -> SaveSnapshotRequest {
@@ -322,9 +315,7 @@ extension PipelineTests {
         let first = try await client.saveSnapshots(earlier)
         _ = try await client.saveSnapshots(snapshot("snap-00", [("snap-b", t, [])]))
 
-        gate.arm(s.namespace + "positions:stall")
-        let stalled = Task { try await client.savePosition(openRequest(model: "stall", symbol: "X")) }
-        #expect(try await eventually { gate.isHolding })
+        let stalled = try await held.hold()
         let pipelined = s.server.stats.pipelinedJobs.load(ordering: .relaxed)
         let fallbacks = s.server.stats.pipelineFallbacks.load(ordering: .relaxed)
         let requests = [
@@ -333,13 +324,8 @@ extension PipelineTests {
             snapshot("snap-3", [("snap-d", t, []), ("snap-c", t, [])]),
             earlier,
         ]
-        var tasks: [Task<SaveSnapshotResponse, any Error>] = []
-        for (i, request) in requests.enumerated() {
-            tasks.append(Task { try await client.saveSnapshots(request) })
-            #expect(try await eventually { s.server.postgresQueueDepth == i + 1 })
-        }
-        gate.release()
-        _ = try await stalled.value
+        let tasks = try await held.queue(requests.map { request in { try await client.saveSnapshots(request) } })
+        try await held.release(stalled)
         var answers: [SaveSnapshotResponse] = []
         for task in tasks { answers.append(try await task.value) }
 
@@ -358,7 +344,6 @@ extension PipelineTests {
         #expect(try await s.cacheSettled())
         let differences = try await client.checkConsistency(CheckConsistencyRequest(models: ["snap-a"])).differences
         #expect(differences.isEmpty, "\(differences)")
-        await client.close()
-        await s.stop()
+        await held.stop()
     }
 }
