@@ -347,3 +347,59 @@ extension PipelineTests {
         await held.stop()
     }
 }
+
+extension PipelineTests {
+    /// Saves and closes queued behind a stalled worker commit together: the saves' shared upsert and the
+    /// closes' key claims and row locks go in one round trip, in the batch's lock order; the closes'
+    /// writes, every record and the COMMIT in a second. One commit for the batch, where the saves and
+    /// the closes used to commit apart (one more round trip and WAL flush). A close with nothing open
+    /// fails alone and leaves its key free; every reply replays, and the cache agrees with Postgres.
+    @Test func savesAndClosesOfABatchShareOneTransaction() async throws {
+        let held = try await HeldWorker()
+        defer { held.gate.release() }
+        let (s, client) = (held.s, held.client)
+        let pg = try s.postgres()
+        for (symbol, quantity) in [("C", 2.0), ("E", 4.0)] {
+            _ = try await client.savePosition(openRequest(model: "mx", symbol: symbol, quantity: quantity))
+        }
+        func close(_ symbol: String, size: Double? = nil) -> ClosePositionRequest {
+            ClosePositionRequest(idempotencyKey: "mx-close-\(symbol)", modelID: "mx", symbol: symbol, exitPrice: 120, exitSize: size,
+                                 exitTimeMs: 1_764_201_700_000, exitCommission: 0.5)
+        }
+
+        let stalled = try await held.hold()
+        let commits = s.server.stats.commits.load(ordering: .relaxed)
+        let pipelined = s.server.stats.pipelinedJobs.load(ordering: .relaxed)
+        let fallbacks = s.server.stats.pipelineFallbacks.load(ordering: .relaxed)
+        let saves = [openRequest(model: "mx", symbol: "A", key: "mx-A"), openRequest(model: "mx", symbol: "B", key: "mx-B"),
+                     openRequest(model: "mx", symbol: "F", key: "mx-F")]
+        let closes = [close("C"), close("D"), close("E", size: 1)]
+        let saveTasks = try await held.queue(saves.map { request in { try await client.savePosition(request) } })
+        let closeTasks = try await held.queue(closes.map { request in { try await client.closePosition(request) } })
+        try await held.release(stalled)
+        var saved: [SavePositionResponse] = []
+        for task in saveTasks { saved.append(try await task.value) }
+        let closedC = try await closeTasks[0].value
+        let missing = await #expect(throws: EngineStoreError.self) { try await closeTasks[1].value }
+        #expect(missing?.code == .notFound)
+        let closedE = try await closeTasks[2].value
+
+        // One commit for the batch (the stalled save's was counted before the hook held it); pipelined:
+        // the stalled save (counted once the hook let it go), three saves and the two closes that wrote.
+        #expect(s.server.stats.commits.load(ordering: .relaxed) - commits == 1)
+        #expect(s.server.stats.pipelinedJobs.load(ordering: .relaxed) - pipelined == 6)
+        #expect(s.server.stats.pipelineFallbacks.load(ordering: .relaxed) == fallbacks)
+        #expect(saved.map(\.opened) == [true, true, true])
+        #expect(closedC.fullyClosed && closedC.closedSize == 2)
+        #expect(closedE.closedSize == 1 && closedE.remainingSize == 3 && !closedE.fullyClosed)
+        #expect(try pg.exec("SELECT string_agg(symbol, ',' ORDER BY symbol) FROM positions WHERE model_id = 'mx' AND status = 'open'").string(0, 0) == "A,B,E,F")
+        #expect(try pg.exec("SELECT count(*) FROM trades WHERE model_id = 'mx'").int(0, 0) == 2)
+        #expect(try pg.exec("SELECT count(*) FROM engine_store_idempotency WHERE key = 'mx-close-D'").int(0, 0) == 0)
+        for (request, answer) in zip(saves, saved) { #expect(try await client.savePosition(request) == answer) }
+        #expect(try await client.closePosition(close("C")) == closedC)
+        #expect(try await client.closePosition(close("E", size: 1)) == closedE)
+        #expect(try await s.cacheSettled())
+        #expect(try await client.checkConsistency(CheckConsistencyRequest(models: ["mx"])).differences.isEmpty)
+        await held.stop()
+    }
+}

@@ -22,8 +22,10 @@ import Testing
         var batchPlan: BatchPlan? {
             slot.map { BatchPlan(statement: .positionOpenBatch, slot: $0, row: [], key: "k", method: 1, digest: "d") { _ in JobOutcome(reply: []) } }
         }
+        var twoPhasePlan: TwoPhasePlan? { twoPhase ? TwoPhasePlan(reads: []) { _ in .again } : nil }
         var pipelinePlan: PipelinePlan? {
-            PipelinePlan(statements: (0..<ownStatements).map { _ in PGCall(sql: .idemClaim, bindings: ["", "", ""]) }) { _ in JobOutcome(reply: []) }
+            guard canPipeline else { return nil }
+            return PipelinePlan(statements: (0..<ownStatements).map { _ in PGCall(sql: .idemClaim, bindings: ["", "", ""]) }) { _ in JobOutcome(reply: []) }
         }
     }
 
@@ -32,6 +34,7 @@ import Testing
             switch $0 {
             case .own(let j, _): "own \(j)"
             case .shared(_, let members, _): "shared \(members.map(String.init).joined(separator: ","))"
+            case .reads(let j, _): "reads \(j)"
             }
         }
     }
@@ -45,15 +48,18 @@ import Testing
         #expect(shape(["a", "a", "a", "b"].map { FakeJob(slot: $0) }) == ["own 0", "own 1", "shared 2,3"])
     }
 
-    /// Jobs that run different ways (pipelined, two-phase, step by step) commit apart, unless two ways
-    /// share a lock key.
+    /// Pipelined jobs and two-phase ones (closes) share a transaction when the two-phase ones' keys
+    /// are their own; jobs that run step by step commit apart, unless they share a lock key with the rest.
     @Test func jobsThatRunDifferentWaysCommitApartWhenTheirRowsDiffer() {
         let save = FakeJob(slot: "p|m|BTC"), other = FakeJob(slot: "p|m|ETH")
         let close = FakeJob(slot: nil, twoPhase: true, keys: ["p|m|SOL"])
         let snapshot = FakeJob(slot: nil, slow: true, keys: ["p|n|", "p|n|ETH"])
         let parts = PostgresWorker.independentParts([save, close, other, snapshot])
-        #expect(parts?.map(\.count) == [2, 1, 1])
-        #expect(PostgresWorker.independentParts([save, close, other])?.map(\.count) == [2, 1])
+        #expect(parts?.map(\.count) == [3, 1])
+        #expect(parts?.first?.map(\.lockKeys) == [["p|m|BTC"], ["p|m|SOL"], ["p|m|ETH"]], "job order kept")
+        #expect(PostgresWorker.independentParts([save, close, other]) == nil, "one transaction")
+        // Two closes of one row cannot share a round: the pipelined and two-phase jobs go apart.
+        #expect(PostgresWorker.independentParts([save, close, close])?.map(\.count) == [1, 2])
         let closeSame = FakeJob(slot: nil, twoPhase: true, keys: ["p|m|BTC"])
         #expect(PostgresWorker.independentParts([save, closeSame, other]) == nil)
         let snapshotSame = FakeJob(slot: nil, slow: true, keys: ["p|m|", "p|m|ETH"])
@@ -61,6 +67,22 @@ import Testing
         #expect(PostgresWorker.independentParts([close, snapshotSame, FakeJob(slot: nil, twoPhase: true, keys: ["p|m|ETH"])]) == nil)
         #expect(PostgresWorker.independentParts([save, other]) == nil)
         #expect(PostgresWorker.independentParts([close]) == nil)
+    }
+
+    @Test func twoPhaseJobsMayShareOnlyKeysOfTheirOwn() {
+        let close = FakeJob(slot: nil, twoPhase: true, keys: ["p|m|SOL"])
+        #expect(PostgresWorker.twoPhaseKeysApart([FakeJob(slot: "p|m|BTC"), close, FakeJob(slot: "p|m|BTC")]))
+        #expect(!PostgresWorker.twoPhaseKeysApart([FakeJob(slot: "p|m|SOL"), close]))
+        #expect(!PostgresWorker.twoPhaseKeysApart([close, close]))
+    }
+
+    /// A two-phase job's reads sit in the batch's first round trip in its place: the shared calls
+    /// before and after it stay apart, so the rows are locked in the batch's order.
+    @Test func aTwoPhaseJobsReadsKeepTheirPlace() {
+        let close = FakeJob(slot: nil, twoPhase: true, keys: ["p|m|C"])
+        #expect(shape([FakeJob(slot: "a"), FakeJob(slot: "b"), close, FakeJob(slot: "d"), FakeJob(slot: "e")])
+                == ["shared 0,1", "reads 2", "shared 3,4"])
+        #expect(shape([FakeJob(slot: "a"), close, FakeJob(slot: nil, slow: true)]) == [])
     }
 
     @Test func aJobWithItsOwnStatementsSplitsTheRun() {

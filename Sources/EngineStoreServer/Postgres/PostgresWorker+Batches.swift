@@ -4,10 +4,10 @@ import Logging
 /// How a worker runs its jobs: reads and pings outside any transaction; writes in transactions,
 /// pipelined when every job of the batch can be, else step by step.
 extension PostgresWorker {
-    /// One group commit: pipelined when every job can be, in two phases when every job is a
-    /// `TwoPhaseWrite`, else step by step. Jobs of these kinds commit apart when no job of one kind takes
-    /// a lock key of another: a single job that must go step by step (a snapshot) would otherwise send
-    /// the whole batch that way, and each part keeps the ascending lock order on its own.
+    /// One group commit: pipelined (two-phase jobs, closes, with them) when every job can be, else
+    /// step by step. Jobs of the two ways commit apart when no job of one takes a lock key of the
+    /// other: a single job that must go step by step (a snapshot with marks) would otherwise send the
+    /// whole batch that way, and each part keeps the ascending lock order on its own.
     func runTransaction(_ jobs: [any PostgresJob]) {
         if let parts = Self.independentParts(jobs) {
             for part in parts { runTransaction(part) }
@@ -18,7 +18,7 @@ extension PostgresWorker {
             jobs.forEach { $0.complete(.failure(e)) }
             return
         }
-        if runPipelined(jobs, session) || runTwoPhase(jobs, session) { return }
+        if runPipelined(jobs, session) { return }
         guard let session = self.session else {
             let e = ServiceError(.unavailable, "postgres connection lost; retry with the same idempotency key")
             jobs.forEach { $0.complete(.failure(e)) }
@@ -27,11 +27,17 @@ extension PostgresWorker {
         runStepwise(jobs, session)
     }
 
-    /// The jobs by how they run (pipelined, two-phase, step by step), when more than one way is there
-    /// and no two ways share a lock key (so the order of their commits cannot matter); nil otherwise.
+    /// The jobs by how they run, in their order, when more than one way is there and no two ways share
+    /// a lock key (so the order of their commits cannot matter); nil otherwise. Pipelined and two-phase
+    /// jobs share a transaction when the two-phase ones' keys are their own (`twoPhaseKeysApart`), else
+    /// they are two ways; step by step is the third.
     static func independentParts(_ jobs: [any PostgresJob]) -> [[any PostgresJob]]? {
+        var ways = jobs.map { $0.canPipeline ? 0 : $0.canTwoPhase ? 1 : 2 }
+        if ways.contains(0) && ways.contains(1) && twoPhaseKeysApart(zip(jobs, ways).filter { $1 < 2 }.map(\.0)) {
+            ways = ways.map { $0 == 2 ? 2 : 0 }
+        }
         var parts: [[any PostgresJob]] = [[], [], []]
-        for job in jobs { parts[job.canPipeline ? 0 : job.canTwoPhase ? 1 : 2].append(job) }
+        for (job, way) in zip(jobs, ways) { parts[way].append(job) }
         parts.removeAll { $0.isEmpty }
         guard parts.count > 1 else { return nil }
         var seen = Set<String>()

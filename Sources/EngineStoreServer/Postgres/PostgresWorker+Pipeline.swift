@@ -1,23 +1,28 @@
 import LibPQ
 
-/// The fast path of a group commit: every job's statements go out in one pipeline.
+/// The fast paths of a group commit: every job's statements go out in one pipeline, and the reads of
+/// two-phase jobs (closes) with them, their writes in a second round trip with the COMMIT.
 extension PostgresWorker {
-    /// One call of a pipelined batch: a job's own statements, or one multi-row statement shared by
-    /// consecutive jobs of a kind (their rows in job order, so the batch's lock order is kept).
+    /// One call of a batch's first round trip: a job's own statements, one multi-row statement shared
+    /// by consecutive jobs of a kind (their rows in job order, so the batch's lock order is kept), or a
+    /// two-phase job's reads (its key claim and row locks; its writes go in the second round trip).
     enum PipelineUnit {
         case own(job: Int, plan: PipelinePlan)
         case shared(statement: SQLText, jobs: [Int], plans: [BatchPlan])
+        case reads(job: Int, plan: TwoPhasePlan)
 
         var resultCount: Int {
             switch self {
             case .own(_, let plan): plan.statements.count
             case .shared: 1
+            case .reads(_, let plan): plan.reads.count
             }
         }
     }
 
-    /// The calls of a batch, or nil when a job cannot be pipelined. A shared call holds each slot at
-    /// most once: a second write to a slot goes to the next call, which runs after the first.
+    /// The calls of a batch, or nil when a job can run neither pipelined nor in two phases. A shared
+    /// call holds each slot at most once: a second write to a slot goes to the next call, which runs
+    /// after the first.
     static func pipelineUnits(_ jobs: [any PostgresJob]) -> [PipelineUnit]? {
         var units: [PipelineUnit] = []
         var slots = Set<String>()
@@ -34,6 +39,8 @@ extension PostgresWorker {
                 }
             } else if let plan = job.pipelinePlan {
                 units.append(.own(job: i, plan: plan))
+            } else if let plan = job.twoPhasePlan {
+                units.append(.reads(job: i, plan: plan))
             } else {
                 return nil
             }
@@ -46,13 +53,29 @@ extension PostgresWorker {
         }
     }
 
-    /// When every job can be pipelined, the whole batch takes one round trip (BEGIN, each call,
-    /// COMMIT), or two when it has shared calls: their idempotency records and replies, built in
-    /// Swift from the returned rows, go with the COMMIT. A failed statement aborts the batch (rolled
+    /// Whether two-phase jobs can share a transaction with these jobs: they write after every job's
+    /// first round, so none may share a lock key with another job (its reads would miss that job's
+    /// writes, or a later job's writes would come before its own).
+    static func twoPhaseKeysApart(_ jobs: [any PostgresJob]) -> Bool {
+        var twoPhase = Set<String>(), others = Set<String>()
+        for job in jobs {
+            if job.canPipeline { others.formUnion(job.lockKeys); continue }
+            for key in job.lockKeys { guard twoPhase.insert(key).inserted else { return false } }
+        }
+        return twoPhase.isDisjoint(with: others)
+    }
+
+    /// When every job can be pipelined or run in two phases, the whole batch takes one round trip
+    /// (BEGIN, each call, COMMIT), or two when it has shared calls or two-phase jobs: the second
+    /// carries the two-phase jobs' writes, the shared calls' idempotency records and replies (built
+    /// in Swift from the returned rows) and the COMMIT. A failed statement aborts the batch (rolled
     /// back, returns false: the batch runs the step-by-step way). Jobs whose results ask for the
-    /// step-by-step path wrote nothing and run again on their own after the commit.
+    /// step-by-step path wrote nothing and run again on their own after the commit, as do retries of
+    /// two-phase jobs (which replays them); a two-phase job whose plan fails removes its key claim.
     func runPipelined(_ jobs: [any PostgresJob], _ session: PostgresSession) -> Bool {
         guard let units = Self.pipelineUnits(jobs) else { return false }
+        let twoPhase = units.contains { if case .reads = $0 { true } else { false } }
+        guard !twoPhase || Self.twoPhaseKeysApart(jobs) else { return false }
         let shares = units.contains { if case .shared = $0 { true } else { false } }
         do {
             var statements: [SQLText] = []
@@ -65,51 +88,37 @@ extension PostgresWorker {
                 case .shared(let statement, _, let plans):
                     statements.append(statement)
                     items.append(.prepared(name: statement.rawValue, params: Self.columns(plans, statement)))
+                case .reads(_, let plan):
+                    statements += plan.reads.map(\.sql)
+                    items += plan.reads.map(\.item)
                 }
             }
-            if shares { statements.append(Idempotency.RecordBatch.sql) } else { items.append(.sql("COMMIT")) }
+            if !shares && !twoPhase { items.append(.sql("COMMIT")) }
             try session.ensurePrepared(statements)
             guard let results = try pipelineResults(items, session) else { return false }
 
-            var done: [(any PostgresJob, JobOutcome)] = []
-            var again: [any PostgresJob] = []
-            var records: [(key: String, method: UInt16, digest: String, reply: [UInt8])] = []
+            var settled = Settled()
+            var steps: [(job: Int, next: TwoPhasePlan.Next)] = []
             var index = 1
             for unit in units {
-                let mine = results[index..<(index + unit.resultCount)]
+                let mine = Array(results[index..<(index + unit.resultCount)])
                 index += unit.resultCount
                 switch unit {
                 case .own(let j, let plan):
-                    if let outcome = try? plan.finish(Array(mine)) { done.append((jobs[j], outcome)) } else { again.append(jobs[j]) }
+                    if let outcome = try? plan.finish(mine) { settled.done.append((j, outcome)) } else { settled.fallback.append(j) }
                 case .shared(_, let members, let plans):
-                    pool.stats.sharedCalls.add(1, ordering: .relaxed)
-                    pool.stats.sharedRows.add(plans.count, ordering: .relaxed)
-                    let result = mine[mine.startIndex]
-                    var rowOf = [Int](repeating: -1, count: plans.count)
-                    for r in 0..<result.rowCount {
-                        if let ord = PGRow(result, r).int("ord"), (1...plans.count).contains(Int(ord)) { rowOf[Int(ord) - 1] = r }
-                    }
-                    for (k, plan) in plans.enumerated() {
-                        // No row: this request wrote nothing (it runs again step by step).
-                        guard rowOf[k] >= 0 else { again.append(jobs[members[k]]); continue }
-                        let outcome = plan.finish(PGRow(result, rowOf[k]))
-                        records.append((plan.key, plan.method, plan.digest, outcome.reply))
-                        done.append((jobs[members[k]], outcome))
-                    }
+                    settled.shared(members, plans, mine[0], stats: pool.stats)
+                case .reads(let j, let plan):
+                    steps.append((j, plan.next(mine)))
                 }
             }
-            if shares {
-                let commit: [PGPipelineItem] = [
-                    .prepared(name: Idempotency.RecordBatch.sql.rawValue, params: Idempotency.RecordBatch(records: records).bindings),
-                    .sql("COMMIT"),
-                ]
-                guard try pipelineResults(commit, session) != nil else { return false }
+            if shares || twoPhase {
+                guard try secondRound(steps, records: shares ? settled.records : nil, &settled, session) else { return false }
             }
-            committed(done)
-            if !again.isEmpty {
-                pool.stats.pipelineFallbacks.add(1, ordering: .relaxed)
-                for job in again { runStepwise([job], session) }
-            }
+            committed(settled.done.sorted { $0.0 < $1.0 }.map { (jobs[$0.0], $0.1) })
+            for (j, error) in settled.refused { jobs[j].complete(.failure(error)) }
+            if !settled.fallback.isEmpty { pool.stats.pipelineFallbacks.add(1, ordering: .relaxed) }
+            for j in (settled.fallback + settled.replays).sorted() { runStepwise([jobs[j]], session) }
             return true
         } catch {
             // The connection broke: nothing is known to be committed; the clients retry.
@@ -117,6 +126,64 @@ extension PostgresWorker {
             jobs.forEach { $0.complete(.failure(e)) }
             return true
         }
+    }
+
+    /// What a batch's jobs (by index) came to before they are answered.
+    struct Settled {
+        var done: [(Int, JobOutcome)] = []
+        var refused: [(Int, ServiceError)] = []
+        /// Wrote nothing; run again step by step after the commit.
+        var fallback: [Int] = []
+        /// Two-phase retries of a recorded key: replayed step by step after the commit.
+        var replays: [Int] = []
+        /// The shared calls' idempotency records, written in the second round trip.
+        var records: [(key: String, method: UInt16, digest: String, reply: [UInt8])] = []
+
+        /// A shared call's jobs, from its result (a row per job that wrote, `ord` its place in the call).
+        mutating func shared(_ members: [Int], _ plans: [BatchPlan], _ result: PGResult, stats: ServerStats) {
+            stats.sharedCalls.add(1, ordering: .relaxed)
+            stats.sharedRows.add(plans.count, ordering: .relaxed)
+            var rowOf = [Int](repeating: -1, count: plans.count)
+            for r in 0..<result.rowCount {
+                if let ord = PGRow(result, r).int("ord"), (1...plans.count).contains(Int(ord)) { rowOf[Int(ord) - 1] = r }
+            }
+            for (k, plan) in plans.enumerated() {
+                // No row: this request wrote nothing (it runs again step by step).
+                guard rowOf[k] >= 0 else { fallback.append(members[k]); continue }
+                let outcome = plan.finish(PGRow(result, rowOf[k]))
+                records.append((plan.key, plan.method, plan.digest, outcome.reply))
+                done.append((members[k], outcome))
+            }
+        }
+    }
+
+    /// The second round trip: the two-phase jobs' writes (or the undo of a failed plan's claim), the
+    /// shared calls' records, and the COMMIT. False when a statement failed (rolled back).
+    private func secondRound(_ steps: [(job: Int, next: TwoPhasePlan.Next)], records: [(key: String, method: UInt16, digest: String, reply: [UInt8])]?,
+                             _ settled: inout Settled, _ session: PostgresSession) throws(PGError) -> Bool {
+        let writes = steps.flatMap(\.next.calls)
+        var statements = writes.map(\.sql)
+        var items = writes.map(\.item)
+        if let records {
+            statements.append(Idempotency.RecordBatch.sql)
+            items.append(.prepared(name: Idempotency.RecordBatch.sql.rawValue, params: Idempotency.RecordBatch(records: records).bindings))
+        }
+        try session.ensurePrepared(statements)
+        guard let results = try pipelineResults(items + [.sql("COMMIT")], session) else { return false }
+        var index = 0
+        for (j, step) in steps {
+            let mine = Array(results[index..<(index + step.calls.count)])
+            index += step.calls.count
+            switch step {
+            case .write(let write):
+                do { settled.done.append((j, try write.finish(mine))) } catch { settled.refused.append((j, answer(for: error))) }
+            case .again:
+                settled.replays.append(j)
+            case .failed(let error, _):
+                settled.refused.append((j, answer(for: error)))
+            }
+        }
+        return true
     }
 
     /// The jobs of a committed pipelined or two-phase batch: their cache work is queued, then they are
