@@ -403,3 +403,35 @@ extension PipelineTests {
         await held.stop()
     }
 }
+
+extension PipelineTests {
+    /// Two snapshots of one trader in a batch: the second reads what the first wrote, so it waits for
+    /// a second two-phase transaction instead of sending the whole batch step by step. The throttle
+    /// shows the order: the first is stored, the second (a second later) is throttled by it.
+    @Test func aRepeatedTraderInABatchTakesTheNextTransaction() async throws {
+        let held = try await HeldWorker { $0.snapshotMinIntervalMs = 30_000 }
+        defer { held.gate.release() }
+        let (s, client) = (held.s, held.client)
+        let t: Int64 = 1_764_201_600_000
+        func snapshot(_ key: String, _ model: String, _ ts: Int64) -> SaveSnapshotRequest {
+            SaveSnapshotRequest(idempotencyKey: key, snapshots: [AccountSnapshot(modelID: model, timestampMs: ts, dollarEquity: 1000)])
+        }
+        let stalled = try await held.hold()
+        let commits = s.server.stats.commits.load(ordering: .relaxed)
+        let pipelined = s.server.stats.pipelinedJobs.load(ordering: .relaxed)
+        let requests = [snapshot("rep-1", "rep-x", t), snapshot("rep-2", "rep-x", t + 1000), snapshot("rep-3", "rep-y", t)]
+        let tasks = try await held.queue(requests.map { request in { try await client.saveSnapshots(request) } })
+        try await held.release(stalled)
+        var answers: [SaveSnapshotResponse] = []
+        for task in tasks { answers.append(try await task.value) }
+
+        #expect(s.server.stats.commits.load(ordering: .relaxed) - commits == 2)
+        #expect(s.server.stats.pipelinedJobs.load(ordering: .relaxed) - pipelined == 4, "none ran step by step")
+        #expect(answers.map { $0.results[0].stored } == [true, false, true])
+        #expect(answers[1].results[0].lastStoredMs == t)
+        for (request, answer) in zip(requests, answers) {
+            #expect(try await client.saveSnapshots(request) == answer)
+        }
+        await held.stop()
+    }
+}

@@ -48,8 +48,8 @@ import Testing
         #expect(shape(["a", "a", "a", "b"].map { FakeJob(slot: $0) }) == ["own 0", "own 1", "shared 2,3"])
     }
 
-    /// Pipelined jobs and two-phase ones (closes) share a transaction when the two-phase ones' keys
-    /// are their own; jobs that run step by step commit apart, unless they share a lock key with the rest.
+    /// Pipelined jobs and two-phase ones (closes) share a transaction; jobs that run step by step
+    /// commit apart, unless they share a lock key with the rest.
     @Test func jobsThatRunDifferentWaysCommitApartWhenTheirRowsDiffer() {
         let save = FakeJob(slot: "p|m|BTC"), other = FakeJob(slot: "p|m|ETH")
         let close = FakeJob(slot: nil, twoPhase: true, keys: ["p|m|SOL"])
@@ -58,15 +58,25 @@ import Testing
         #expect(parts?.map(\.count) == [3, 1])
         #expect(parts?.first?.map(\.lockKeys) == [["p|m|BTC"], ["p|m|SOL"], ["p|m|ETH"]], "job order kept")
         #expect(PostgresWorker.independentParts([save, close, other]) == nil, "one transaction")
-        // Two closes of one row cannot share a round: the pipelined and two-phase jobs go apart.
-        #expect(PostgresWorker.independentParts([save, close, close])?.map(\.count) == [1, 2])
-        let closeSame = FakeJob(slot: nil, twoPhase: true, keys: ["p|m|BTC"])
-        #expect(PostgresWorker.independentParts([save, closeSame, other]) == nil)
         let snapshotSame = FakeJob(slot: nil, slow: true, keys: ["p|m|", "p|m|ETH"])
         #expect(PostgresWorker.independentParts([save, snapshotSame, other]) == nil)
         #expect(PostgresWorker.independentParts([close, snapshotSame, FakeJob(slot: nil, twoPhase: true, keys: ["p|m|ETH"])]) == nil)
         #expect(PostgresWorker.independentParts([save, other]) == nil)
         #expect(PostgresWorker.independentParts([close]) == nil)
+    }
+
+    /// A two-phase job on a key an earlier job takes waits for the next transaction, and so does every
+    /// later job on its keys; the rest stay in the first.
+    @Test func aTwoPhaseJobOnATakenKeyWaitsForTheNextTransaction() {
+        func keys(_ parts: [[any PostgresJob]]?) -> [[String]]? { parts?.map { $0.map { $0.lockKeys.joined(separator: "+") } } }
+        let close = { (symbol: String) in FakeJob(slot: nil, twoPhase: true, keys: ["p|m|" + symbol]) }
+        let save = { (symbol: String) in FakeJob(slot: "p|m|" + symbol) }
+        #expect(keys(PostgresWorker.repeatsApart([save("A"), close("B"), close("B"), save("C")])) == [["p|m|A", "p|m|B", "p|m|C"], ["p|m|B"]])
+        #expect(keys(PostgresWorker.repeatsApart([save("A"), close("A"), save("A"), save("B")])) == [["p|m|A", "p|m|B"], ["p|m|A", "p|m|A"]])
+        #expect(keys(PostgresWorker.repeatsApart([close("A"), save("A")])) == [["p|m|A"], ["p|m|A"]])
+        #expect(PostgresWorker.repeatsApart([save("A"), save("A"), close("B")]) == nil, "saves of one slot take their turns in one transaction")
+        #expect(PostgresWorker.repeatsApart([close("A"), close("B")]) == nil)
+        #expect(PostgresWorker.repeatsApart([close("A"), close("A"), FakeJob(slot: nil, slow: true, keys: ["p|m|B"])]) == nil)
     }
 
     @Test func twoPhaseJobsMayShareOnlyKeysOfTheirOwn() {

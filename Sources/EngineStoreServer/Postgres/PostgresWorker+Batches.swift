@@ -7,9 +7,10 @@ extension PostgresWorker {
     /// One group commit: pipelined (two-phase jobs, closes, with them) when every job can be, else
     /// step by step. Jobs of the two ways commit apart when no job of one takes a lock key of the
     /// other: a single job that must go step by step (a snapshot with marks) would otherwise send the
-    /// whole batch that way, and each part keeps the ascending lock order on its own.
+    /// whole batch that way, and each part keeps the ascending lock order on its own. A two-phase job
+    /// that takes a key an earlier job of the batch takes waits for the next transaction.
     func runTransaction(_ jobs: [any PostgresJob]) {
-        if let parts = Self.independentParts(jobs) {
+        if let parts = Self.independentParts(jobs) ?? Self.repeatsApart(jobs) {
             for part in parts { runTransaction(part) }
             return
         }
@@ -27,26 +28,36 @@ extension PostgresWorker {
         runStepwise(jobs, session)
     }
 
-    /// The jobs by how they run, in their order, when more than one way is there and no two ways share
-    /// a lock key (so the order of their commits cannot matter); nil otherwise. Pipelined and two-phase
-    /// jobs share a transaction when the two-phase ones' keys are their own (`twoPhaseKeysApart`), else
-    /// they are two ways; step by step is the third.
+    /// The jobs by how they run, in their order, when both ways are there (pipelined or in two phases;
+    /// step by step) and no two ways share a lock key (so the order of their commits cannot matter);
+    /// nil otherwise.
     static func independentParts(_ jobs: [any PostgresJob]) -> [[any PostgresJob]]? {
-        var ways = jobs.map { $0.canPipeline ? 0 : $0.canTwoPhase ? 1 : 2 }
-        if ways.contains(0) && ways.contains(1) && twoPhaseKeysApart(zip(jobs, ways).filter { $1 < 2 }.map(\.0)) {
-            ways = ways.map { $0 == 2 ? 2 : 0 }
+        var parts: [[any PostgresJob]] = [[], []]
+        for job in jobs { parts[job.canPipeline || job.canTwoPhase ? 0 : 1].append(job) }
+        guard !parts[0].isEmpty, !parts[1].isEmpty else { return nil }
+        return Set(parts[0].flatMap(\.lockKeys)).isDisjoint(with: parts[1].flatMap(\.lockKeys)) ? parts : nil
+    }
+
+    /// A batch of pipelined and two-phase jobs cut in two transactions, in order, when a two-phase job
+    /// shares a lock key with an earlier job (see `twoPhaseKeysApart`): the first keeps every job up to
+    /// such a clash, the second every clashing job and every later job on a key of one (so each key's
+    /// jobs keep their order). Nil when nothing clashes, or a job runs step by step.
+    static func repeatsApart(_ jobs: [any PostgresJob]) -> [[any PostgresJob]]? {
+        var now: [any PostgresJob] = [], later: [any PostgresJob] = []
+        var taken: [String: Bool] = [:]  // key → taken by a two-phase job of `now`
+        var deferred = Set<String>()
+        for job in jobs {
+            guard job.canPipeline || job.canTwoPhase else { return nil }
+            let twoPhase = !job.canPipeline, keys = job.lockKeys
+            if keys.contains(where: { deferred.contains($0) || taken[$0].map { $0 || twoPhase } == true }) {
+                later.append(job)
+                deferred.formUnion(keys)
+            } else {
+                now.append(job)
+                for key in keys { taken[key] = taken[key] == true || twoPhase }
+            }
         }
-        var parts: [[any PostgresJob]] = [[], [], []]
-        for (job, way) in zip(jobs, ways) { parts[way].append(job) }
-        parts.removeAll { $0.isEmpty }
-        guard parts.count > 1 else { return nil }
-        var seen = Set<String>()
-        for part in parts {
-            let keys = Set(part.flatMap(\.lockKeys))
-            guard seen.isDisjoint(with: keys) else { return nil }
-            seen.formUnion(keys)
-        }
-        return parts
+        return later.isEmpty ? nil : [now, later]
     }
 
     /// A read or a ping, outside any transaction: nothing is committed, so nothing is counted as a
