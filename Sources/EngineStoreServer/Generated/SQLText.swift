@@ -58,6 +58,9 @@ enum SQLText: String, CaseIterable, Sendable {
     case positionLockOpen = "position_lock_open"
     case positionCloseFull = "position_close_full"
     case positionClosePartial = "position_close_partial"
+    /// A snapshot's mark, phase one: locks the open row (no row when none is open); the mark is written
+    /// in phase two (position_mark), so the reads of a two-phase batch write nothing.
+    case positionLockForMark = "position_lock_for_mark"
     /// A snapshot's mark of an open position.
     case positionMark = "position_mark"
     /// SavePosition for a batch of requests that each carry every field an open needs ($1…$22 arrays, one
@@ -173,6 +176,8 @@ enum SQLText: String, CaseIterable, Sendable {
             return "UPDATE positions SET status = 'closed', current_price = $2, unrealized_pnl = 0,\n    closed_pnl = COALESCE(closed_pnl, 0) + $3, updated_at = now(), cache_version = nextval('engine_store_cache_version')\nWHERE id = $1\nRETURNING cache_version"
         case .positionClosePartial:
             return "UPDATE positions SET quantity = quantity - $2, commission = commission - $3,\n    closed_pnl = COALESCE(closed_pnl, 0) + $4, current_price = $5, updated_at = now(),\n    cache_version = nextval('engine_store_cache_version')\nWHERE id = $1\nRETURNING id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version"
+        case .positionLockForMark:
+            return "SELECT 1 AS locked FROM positions WHERE model_id = $1 AND symbol = $2 AND status = 'open' FOR UPDATE"
         case .positionMark:
             return "UPDATE positions SET current_price = $3, unrealized_pnl = COALESCE($4::float8, unrealized_pnl),\n    liquidation_price = COALESCE($5::float8, liquidation_price), updated_at = now(),\n    cache_version = nextval('engine_store_cache_version')\nWHERE model_id = $1 AND symbol = $2 AND status = 'open'\nRETURNING id, symbol, side, quantity, entry_price, leverage, confidence, risk_usd, exchange_provider,\n(extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, cache_version"
         case .positionOpenBatch:
@@ -271,6 +276,7 @@ enum SQLText: String, CaseIterable, Sendable {
         case .positionLockOpen: return 2
         case .positionCloseFull: return 3
         case .positionClosePartial: return 5
+        case .positionLockForMark: return 2
         case .positionMark: return 5
         case .positionOpenBatch: return 23
         case .idemClaim: return 3

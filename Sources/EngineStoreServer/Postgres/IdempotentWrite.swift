@@ -40,12 +40,11 @@ protocol BatchableWrite: WriteBody {
 /// A write that must read before it knows its statements (a close reads the row it locks), batched in
 /// two round trips for all such jobs of a batch: every job's `reads`, then every job's `plan` calls with
 /// the COMMIT. `plan` throws a `ServiceError` when the request fails; it has written nothing then.
+/// `reads` must write nothing (they lock): in a batch they run even when the key turns out to be
+/// recorded already (a retry, which must change nothing).
 protocol TwoPhaseWrite: WriteBody {
     var reads: [PGCall] { get }
     func plan(_ reads: [PGResult]) throws -> WritePlan
-    /// True when `reads` write nothing. Only then may the job join a two-phase batch, where its reads
-    /// run even if its key turns out to be recorded already (a retry, which must change nothing).
-    var readsOnly: Bool { get }
 }
 
 /// The second phase of a `TwoPhaseWrite`: its statements, the reply (known before they run, so its
@@ -117,14 +116,14 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
     func complete(_ result: Result<JobOutcome, ServiceError>) { reply.complete(result) }
 
     var canPipeline: Bool { body is any PipelinableWrite || body is any BatchableWrite }
-    var canTwoPhase: Bool { (body as? any TwoPhaseWrite)?.readsOnly ?? false }
+    var canTwoPhase: Bool { body is any TwoPhaseWrite }
 
     /// Phase one claims the key (as `execute` does, before any row lock, so a concurrent duplicate
     /// waits on the claim) and runs the body's reads. A key already there, or a failed plan, comes
     /// back as such: the worker runs the first again step by step (which replays it) and removes the
     /// second's claim.
     var twoPhasePlan: TwoPhasePlan? {
-        guard let body = body as? any TwoPhaseWrite, body.readsOnly else { return nil }
+        guard let body = body as? any TwoPhaseWrite else { return nil }
         let key = self.key
         return TwoPhasePlan(reads: [Idempotency.Claim(key: key, method: method, digest: digest).call] + body.reads) { results in
             guard results[0].rowCount > 0 else { return .again }

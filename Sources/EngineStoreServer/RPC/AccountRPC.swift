@@ -70,37 +70,35 @@ struct SaveSnapshotBody: TwoPhaseWrite {
         lockKeys = ordered.flatMap { s in [LockOrder.snapshot(s.modelID)] + s.marks.map { LockOrder.position(s.modelID, $0.symbol) } }
     }
 
-    /// For each trader in lock order: the throttle lock, the marks (each locks its row, in order) and the
-    /// time of the newest stored snapshot. Marks write, so a snapshot with marks runs step by step (after
-    /// its key is claimed); one without joins two-phase batches.
+    /// For each trader in lock order: the throttle lock, the marked rows' locks (in order) and the time
+    /// of the newest stored snapshot. They write nothing, so every snapshot joins two-phase batches.
     var reads: [PGCall] {
         ordered.flatMap { s in
-            [AccountStore.LockModel(model: s.modelID).call] + s.marks.map { PositionStore.Mark(model: s.modelID, mark: $0).call }
+            [AccountStore.LockModel(model: s.modelID).call] + s.marks.map { PositionStore.LockForMark(model: s.modelID, symbol: $0.symbol).call }
                 + [AccountStore.Last(model: s.modelID).call]
         }
     }
 
-    var readsOnly: Bool { ordered.allSatisfy(\.marks.isEmpty) }
 
-    /// The snapshots the throttle lets through are stored; the marked rows go to the cache.
+    /// The marks of the rows found open are written (and go to the cache), then the snapshots the
+    /// throttle lets through are stored.
     func plan(_ reads: [PGResult]) -> WritePlan {
         var results: [String: SnapshotResult] = [:]
-        var mutations: [CacheMutation] = []
         var intents: [OutboxIntent] = []
         var calls: [PGCall] = []
+        var marked: [(model: String, call: Int)] = []  // each mark written: its trader, its call
         var index = 0
         for s in ordered {
             index += 1  // the lock
             hooks.snapshotLocked?(s.modelID)
             var applied: UInt32 = 0
-            for _ in s.marks {
-                let result = reads[index]
-                index += 1
-                guard result.rowCount > 0 else { continue }
-                let row = PositionStore.Mark.decode(PGRow(result, 0))
+            for mark in s.marks {
+                defer { index += 1 }
+                guard reads[index].rowCount > 0 else { continue }
                 applied += 1
-                intents.append(.position(model: s.modelID, symbol: row.symbol))
-                mutations.append(row.cacheMutation(keys, model: s.modelID, ttl: ttl.positions))
+                intents.append(.position(model: s.modelID, symbol: mark.symbol))
+                marked.append((s.modelID, calls.count))
+                calls.append(PositionStore.Mark(model: s.modelID, mark: mark).call)
             }
             let last = reads[index].rowCount > 0 ? AccountStore.Last.decode(PGRow(reads[index], 0)) : nil
             index += 1
@@ -118,8 +116,13 @@ struct SaveSnapshotBody: TwoPhaseWrite {
         if !intents.isEmpty { calls.append(Outbox.Insert(intents: intents).call) }
         // Results in request order, whatever order the locks were taken in.
         let reply = SaveSnapshotResponse(results: request.snapshots.compactMap { results[$0.modelID] }).encodedPayload()
-        return WritePlan(calls: calls, reply: reply) { [intents] results in
+        return WritePlan(calls: calls, reply: reply) { [intents, keys, ttl] results in
             let ids = intents.isEmpty ? [] : Outbox.Insert.rows(results[results.count - 1]).sorted()
+            // The rows were locked in phase one: each mark finds its row.
+            let mutations = marked.compactMap { m in
+                results[m.call].rowCount > 0
+                    ? PositionStore.Mark.decode(PGRow(results[m.call], 0)).cacheMutation(keys, model: m.model, ttl: ttl.positions) : nil
+            }
             return JobOutcome(reply: reply, cacheMutations: mutations, outboxIDs: ids)
         }
     }

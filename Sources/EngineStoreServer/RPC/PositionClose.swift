@@ -55,7 +55,6 @@ struct ClosePositionBody: TwoPhaseWrite {
     /// that row, and the reply is known before they run: they are the plan, sent in one more round trip
     /// (with the idempotency record; in a two-phase batch, with every other close's and the COMMIT).
     var reads: [PGCall] { [PositionStore.LockOpen(model: request.modelID, symbol: request.symbol).call] }
-    var readsOnly: Bool { true }
 
     func plan(_ reads: [PGResult]) throws -> WritePlan {
         let r = request

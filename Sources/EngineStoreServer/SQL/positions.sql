@@ -100,6 +100,11 @@ UPDATE positions SET quantity = quantity - $2, commission = commission - $3,
 WHERE id = $1
 RETURNING {{position_columns}};
 
+-- name: position_lock_for_mark
+-- A snapshot's mark, phase one: locks the open row (no row when none is open); the mark is written
+-- in phase two (position_mark), so the reads of a two-phase batch write nothing.
+SELECT 1 AS locked FROM positions WHERE model_id = $1 AND symbol = $2 AND status = 'open' FOR UPDATE;
+
 -- name: position_mark
 -- A snapshot's mark of an open position.
 UPDATE positions SET current_price = $3, unrealized_pnl = COALESCE($4::float8, unrealized_pnl),

@@ -175,6 +175,14 @@ enum PositionStore {
         static func decode(_ r: PGRow) -> PositionRow { PositionRow(r) }
     }
 
+    /// A snapshot's mark, phase one: the open row's lock; no row when the position is not open.
+    struct LockForMark: PGStatement {
+        static let sql = SQLText.positionLockForMark
+        let model: String
+        let symbol: String
+        var bindings: [String?] { [model, symbol] }
+    }
+
     /// A snapshot's mark; no row when the position is not open.
     struct Mark: PGStatement {
         static let sql = SQLText.positionMark
