@@ -90,6 +90,9 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
     var target: ReplyTarget? { reply }
     /// The body's, computed once: the pool's routing, the lock-order rounds and the batch plan read them.
     let lockKeys: [String]
+    /// How the body can run, found once (dynamic casts): every batch asks several times per job.
+    let canPipeline: Bool
+    let canTwoPhase: Bool
 
     init(key: String, method: UInt16, digest: String, body: Body, reply: ReplyTarget) {
         self.key = key
@@ -98,6 +101,8 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
         self.body = body
         self.reply = reply
         self.lockKeys = body.lockKeys
+        canPipeline = body is any PipelinableWrite || body is any BatchableWrite
+        canTwoPhase = body is any TwoPhaseWrite
     }
 
     func execute(_ session: PostgresSession) throws -> JobOutcome {
@@ -115,8 +120,6 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
 
     func complete(_ result: Result<JobOutcome, ServiceError>) { reply.complete(result) }
 
-    var canPipeline: Bool { body is any PipelinableWrite || body is any BatchableWrite }
-    var canTwoPhase: Bool { body is any TwoPhaseWrite }
 
     /// Phase one claims the key (as `execute` does, before any row lock, so a concurrent duplicate
     /// waits on the claim) and runs the body's reads. A key already there, or a failed plan, comes

@@ -23,6 +23,7 @@ enum Validate {
             switch scalar {
             case ":": throw .invalid(field, "must not contain ':' (the Redis key separator)")
             case "{", "}": throw .invalid(field, "must not contain '{' or '}' (Redis Cluster hash tags)")
+            case "\u{21}"..."\u{7e}": continue  // printable ASCII but space: neither whitespace nor control (fast path)
             default:
                 if scalar.properties.isWhitespace { throw .invalid(field, "must not contain whitespace") }
                 if scalar.value < 0x20 || (scalar.value >= 0x7f && scalar.value <= 0x9f) {
