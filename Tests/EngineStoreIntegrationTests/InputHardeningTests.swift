@@ -66,7 +66,7 @@ import Testing
         }
         // Model, trader and trade ids go into keys too: separators, hash-tag braces, whitespace, C1 controls.
         for (model, what) in [("m:1", "':'"), ("m{1}", "braces"), ("m 1", "a space"), ("m\u{85}1", "NEL"), ("m\u{2028}1", "U+2028"),
-                              ("m\u{a0}1", "NBSP"), ("m\u{9b}1", "a C1 control")] {
+                              ("m\u{a0}1", "NBSP"), ("m\u{9b}1", "a C1 control"), ("m\u{7f}1", "DEL")] {
             await expectInvalid("model_id", "model id with \(what)") {
                 _ = try await client.savePosition(openRequest(model: model, symbol: "BTC"))
             }
