@@ -436,3 +436,40 @@ extension PipelineTests {
         await held.stop()
     }
 }
+
+extension PipelineTests {
+    /// A save and a snapshot marking the same row in one batch: the snapshot's first round would lock the
+    /// row before the save writes it, so the one later in lock order (the save: the snapshot's throttle
+    /// key sorts first) waits for a second transaction. Both are pipelined, none step by step, and the
+    /// row and the cache end with the save's price.
+    @Test func aSaveAndAMarkOfOneRowInABatchCommitInTurn() async throws {
+        let held = try await HeldWorker()
+        defer { held.gate.release() }
+        let (s, client) = (held.s, held.client)
+        let pg = try s.postgres()
+        _ = try await client.savePosition(openRequest(model: "mk", symbol: "A"))
+        let stalled = try await held.hold()
+        let commits = s.server.stats.commits.load(ordering: .relaxed)
+        let pipelined = s.server.stats.pipelinedJobs.load(ordering: .relaxed)
+        let save = SavePositionRequest(idempotencyKey: "mk-save", modelID: "mk", symbol: "A", currentPrice: 200)
+        let snapshot = SaveSnapshotRequest(idempotencyKey: "mk-snap", snapshots: [
+            AccountSnapshot(modelID: "mk", timestampMs: 1_764_201_600_000, dollarEquity: 1000,
+                            marks: [PositionMark(symbol: "A", currentPrice: 123.5)]),
+        ])
+        let saved = try await held.queue([save].map { request in { try await client.savePosition(request) } })
+        let marked = try await held.queue([snapshot].map { request in { try await client.saveSnapshots(request) } })
+        try await held.release(stalled)
+        let savedReply = try await saved[0].value
+        let markedReply = try await marked[0].value
+
+        #expect(s.server.stats.commits.load(ordering: .relaxed) - commits == 2)
+        #expect(s.server.stats.pipelinedJobs.load(ordering: .relaxed) - pipelined == 3, "none ran step by step")
+        #expect(!savedReply.opened && markedReply.results[0].marksApplied == 1)
+        #expect(try pg.exec("SELECT current_price FROM positions WHERE model_id = 'mk' AND symbol = 'A' AND status = 'open'").double(0, 0) == 200)
+        #expect(try await client.savePosition(save) == savedReply)
+        #expect(try await client.saveSnapshots(snapshot) == markedReply)
+        #expect(try await s.cacheSettled())
+        #expect(try await client.checkConsistency(CheckConsistencyRequest(models: ["mk"])).differences.isEmpty)
+        await held.stop()
+    }
+}

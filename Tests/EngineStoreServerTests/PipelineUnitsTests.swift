@@ -81,9 +81,9 @@ import Testing
 
     @Test func twoPhaseJobsMayShareOnlyKeysOfTheirOwn() {
         let close = FakeJob(slot: nil, twoPhase: true, keys: ["p|m|SOL"])
-        #expect(PostgresWorker.twoPhaseKeysApart([FakeJob(slot: "p|m|BTC"), close, FakeJob(slot: "p|m|BTC")]))
-        #expect(!PostgresWorker.twoPhaseKeysApart([FakeJob(slot: "p|m|SOL"), close]))
-        #expect(!PostgresWorker.twoPhaseKeysApart([close, close]))
+        #expect(PostgresWorker.repeatsApart([FakeJob(slot: "p|m|BTC"), close, FakeJob(slot: "p|m|BTC")]) == nil)
+        #expect(PostgresWorker.repeatsApart([FakeJob(slot: "p|m|SOL"), close]) != nil)
+        #expect(PostgresWorker.repeatsApart([close, close]) != nil)
     }
 
     /// A two-phase job's reads sit in the batch's first round trip in its place: the shared calls

@@ -120,7 +120,6 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
 
     func complete(_ result: Result<JobOutcome, ServiceError>) { reply.complete(result) }
 
-
     /// Phase one claims the key (as `execute` does, before any row lock, so a concurrent duplicate
     /// waits on the claim) and runs the body's reads. A key already there, or a failed plan, comes
     /// back as such: the worker runs the first again step by step (which replays it) and removes the

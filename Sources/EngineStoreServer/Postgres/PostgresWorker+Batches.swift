@@ -39,10 +39,13 @@ extension PostgresWorker {
     }
 
     /// A batch of pipelined and two-phase jobs cut in two transactions, in order, when a two-phase job
-    /// shares a lock key with an earlier job (see `twoPhaseKeysApart`): the first keeps every job up to
-    /// such a clash, the second every clashing job and every later job on a key of one (so each key's
-    /// jobs keep their order). Nil when nothing clashes, or a job runs step by step.
+    /// shares a lock key with an earlier job, or a job with an earlier two-phase job: a two-phase job
+    /// writes after every job's first round trip, so its reads would miss the earlier job's writes, or
+    /// its writes would come after the later job's. The first transaction keeps every job but the
+    /// clashing ones and every later job on a key of one (so each key's jobs keep their order); they
+    /// make the second. Nil when nothing clashes, no job runs in two phases, or one runs step by step.
     static func repeatsApart(_ jobs: [any PostgresJob]) -> [[any PostgresJob]]? {
+        guard jobs.contains(where: \.canTwoPhase) else { return nil }  // saves of one slot take turns in a pipeline
         var now: [any PostgresJob] = [], later: [any PostgresJob] = []
         var taken: [String: Bool] = [:]  // key → taken by a two-phase job of `now`
         var deferred = Set<String>()

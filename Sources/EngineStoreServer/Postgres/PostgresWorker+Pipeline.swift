@@ -53,18 +53,6 @@ extension PostgresWorker {
         }
     }
 
-    /// Whether two-phase jobs can share a transaction with these jobs: they write after every job's
-    /// first round, so none may share a lock key with another job (its reads would miss that job's
-    /// writes, or a later job's writes would come before its own).
-    static func twoPhaseKeysApart(_ jobs: [any PostgresJob]) -> Bool {
-        var twoPhase = Set<String>(), others = Set<String>()
-        for job in jobs {
-            if job.canPipeline { others.formUnion(job.lockKeys); continue }
-            for key in job.lockKeys { guard twoPhase.insert(key).inserted else { return false } }
-        }
-        return twoPhase.isDisjoint(with: others)
-    }
-
     /// When every job can be pipelined or run in two phases, the whole batch takes one round trip
     /// (BEGIN, each call, COMMIT), or two when it has shared calls or two-phase jobs: the second
     /// carries the two-phase jobs' writes, the shared calls' idempotency records and replies (built
@@ -75,7 +63,8 @@ extension PostgresWorker {
     func runPipelined(_ jobs: [any PostgresJob], _ session: PostgresSession) -> Bool {
         guard let units = Self.pipelineUnits(jobs) else { return false }
         let twoPhase = units.contains { if case .reads = $0 { true } else { false } }
-        guard !twoPhase || Self.twoPhaseKeysApart(jobs) else { return false }
+        // runTransaction split off the two-phase jobs whose reads would miss an earlier job's writes.
+        assert(Self.repeatsApart(jobs) == nil, "a two-phase job shares a lock key with another job of the batch")
         let shares = units.contains { if case .shared = $0 { true } else { false } }
         do {
             var statements: [SQLText] = []
@@ -113,7 +102,7 @@ extension PostgresWorker {
                 }
             }
             if shares || twoPhase {
-                guard try secondRound(steps, records: shares ? settled.records : nil, &settled, session) else { return false }
+                guard try secondRound(steps, recordShared: shares, &settled, session) else { return false }
             }
             committed(settled.done.sorted { $0.0 < $1.0 }.map { (jobs[$0.0], $0.1) })
             for (j, error) in settled.refused { jobs[j].complete(.failure(error)) }
@@ -158,18 +147,14 @@ extension PostgresWorker {
     }
 
     /// The second round trip: the two-phase jobs' writes (or the undo of a failed plan's claim), the
-    /// shared calls' records, and the COMMIT. False when a statement failed (rolled back).
-    private func secondRound(_ steps: [(job: Int, next: TwoPhasePlan.Next)], records: [(key: String, method: UInt16, digest: String, reply: [UInt8])]?,
+    /// shared calls' records (when the batch had shared calls), and the COMMIT. False when a statement
+    /// failed (rolled back).
+    private func secondRound(_ steps: [(job: Int, next: TwoPhasePlan.Next)], recordShared: Bool,
                              _ settled: inout Settled, _ session: PostgresSession) throws(PGError) -> Bool {
-        let writes = steps.flatMap(\.next.calls)
-        var statements = writes.map(\.sql)
-        var items = writes.map(\.item)
-        if let records {
-            statements.append(Idempotency.RecordBatch.sql)
-            items.append(.prepared(name: Idempotency.RecordBatch.sql.rawValue, params: Idempotency.RecordBatch(records: records).bindings))
-        }
-        try session.ensurePrepared(statements)
-        guard let results = try pipelineResults(items + [.sql("COMMIT")], session) else { return false }
+        var calls = steps.flatMap(\.next.calls)
+        if recordShared { calls.append(Idempotency.RecordBatch(records: settled.records).call) }
+        try session.ensurePrepared(calls.map(\.sql))
+        guard let results = try pipelineResults(calls.map(\.item) + [.sql("COMMIT")], session) else { return false }
         var index = 0
         for (j, step) in steps {
             let mine = Array(results[index..<(index + step.calls.count)])
