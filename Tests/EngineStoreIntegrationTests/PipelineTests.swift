@@ -241,10 +241,11 @@ func hexOf(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) 
 }
 
 extension PipelineTests {
-    /// Closes queued behind a stalled worker run as one two-phase batch: their key claims and row locks
-    /// in one round trip, their writes, records and the COMMIT in another. In the batch: a partial and two
-    /// full closes, the retry of a close already acknowledged (replayed step by step after the commit)
-    /// and a close with nothing open (not_found; its claim is removed, so the key stays free). Every
+    /// Closes queued behind a stalled worker run as one two-phase batch: a look-up of their keys and
+    /// their row locks in one round trip, their writes, records and the COMMIT in another. In the batch:
+    /// a partial and two full closes, the retry of a close already acknowledged (replayed step by step
+    /// after the commit) and a close with nothing open (not_found; it records nothing, so the key stays
+    /// free). Every
     /// reply replays byte for byte, and the cache agrees with Postgres.
     @Test func closesOfABatchRunInTwoPhases() async throws {
         let held = try await HeldWorker()
@@ -471,5 +472,51 @@ extension PipelineTests {
         #expect(try await s.cacheSettled())
         #expect(try await client.checkConsistency(CheckConsistencyRequest(models: ["mk"])).differences.isEmpty)
         await held.stop()
+    }
+}
+
+extension PipelineTests {
+    /// A two-phase batch claims no key: it looks its keys up before its reads and records them with its
+    /// writes. Here a twin of a close (same key, same bytes: a client's retry) is in flight in another
+    /// transaction, holding the row and its uncommitted record, when the close's batch runs. The batch
+    /// waits on the row; once the twin commits, the close must answer the twin's reply and write nothing:
+    /// - twin closed the row: the close's plan finds nothing open, and the second round's look-up finds
+    ///   the key recorded (without it, the answer would be not_found for a close that happened);
+    /// - twin closed part of it: the close's plan succeeds, its record fails on the twin's key, the batch
+    ///   is rolled back and runs step by step, which replays the key.
+    @Test(arguments: [true, false]) func aCloseWhoseTwinCommitsFirstAnswersTheTwinsReply(twinClosesAll: Bool) async throws {
+        let s = try await RunningServer.start { $0.postgresConnections = 1 }
+        let client = s.client()
+        let pg = try s.postgres(), twin = try s.postgres()
+        _ = try await client.savePosition(openRequest(model: "twin", symbol: "A", quantity: 4))
+        let request = ClosePositionRequest(idempotencyKey: "twin-A", modelID: "twin", symbol: "A", exitPrice: 110,
+                                           exitTimeMs: 1_764_201_700_000, exitCommission: 0.25)
+        let reply = ClosePositionResponse(tradeRowID: "twin|A|trade", positionID: "twin-position", fullyClosed: twinClosesAll,
+                                          closedSize: twinClosesAll ? 4 : 2, remainingSize: twinClosesAll ? 0 : 2,
+                                          realizedGrossPnl: 1, realizedNetPnl: 0.5, totalCommission: 0.5)
+        let fallbacks = s.server.stats.pipelineFallbacks.load(ordering: .relaxed)
+        try twin.exec("BEGIN")
+        _ = try twin.execParams("INSERT INTO engine_store_idempotency (key, method, digest, response) VALUES ($1, $2, $3, decode($4, 'hex'))",
+                                [request.idempotencyKey, String(Method.closePosition.rawValue),
+                                 requestDigest(request.encodedPayload()[...]), hexOf(reply.encodedPayload())])
+        try twin.exec(twinClosesAll
+            ? "UPDATE positions SET status = 'closed' WHERE model_id = 'twin' AND symbol = 'A' AND status = 'open'"
+            : "UPDATE positions SET quantity = 2 WHERE model_id = 'twin' AND symbol = 'A' AND status = 'open'")
+        let close = Task { try await client.closePosition(request) }
+        // The close's batch waits on the twin's row lock.
+        #expect(try await eventually {
+            try pg.exec("""
+                SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()
+                """).int(0, 0) == 1
+        })
+        try twin.exec("COMMIT")
+        #expect(try await close.value == reply)
+        #expect(try pg.exec("SELECT count(*) FROM trades WHERE model_id = 'twin'").int(0, 0) == 0, "the close wrote no trade")
+        let open = try pg.exec("SELECT quantity FROM positions WHERE model_id = 'twin' AND symbol = 'A' AND status = 'open'")
+        #expect(twinClosesAll ? open.rowCount == 0 : open.double(0, 0) == 2)
+        // Only the partial case's record meets the twin's: its batch is rolled back once.
+        #expect(s.server.stats.pipelineFallbacks.load(ordering: .relaxed) - fallbacks == (twinClosesAll ? 0 : 1))
+        await client.close()
+        await s.stop()
     }
 }

@@ -22,7 +22,7 @@ import Testing
         var batchPlan: BatchPlan? {
             slot.map { BatchPlan(statement: .positionOpenBatch, slot: $0, row: [], key: "k", method: 1, digest: "d") { _ in JobOutcome(reply: []) } }
         }
-        var twoPhasePlan: TwoPhasePlan? { twoPhase ? TwoPhasePlan(reads: []) { _ in .again } : nil }
+        var twoPhasePlan: TwoPhasePlan? { twoPhase ? TwoPhasePlan(key: "k", method: 1, digest: "d", reads: []) { _ in .again } : nil }
         var pipelinePlan: PipelinePlan? {
             guard canPipeline else { return nil }
             return PipelinePlan(statements: (0..<ownStatements).map { _ in PGCall(sql: .idemClaim, bindings: ["", "", ""]) }) { _ in JobOutcome(reply: []) }

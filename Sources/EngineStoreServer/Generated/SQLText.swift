@@ -74,8 +74,11 @@ enum SQLText: String, CaseIterable, Sendable {
     /// Claims a key; a concurrent request with the same key waits on our uncommitted row.
     case idemClaim = "idem_claim"
     case idemLookup = "idem_lookup"
-    /// A claim whose request failed in a two-phase batch, removed before the commit.
-    case idemUnclaim = "idem_unclaim"
+    /// Which of these keys are recorded (committed, or written earlier in this transaction). A two-phase
+    /// batch asks before its reads (a retry is replayed) and again for a request whose plan failed (its
+    /// twin may have committed while it waited on a row lock); it claims no key: its records go in with
+    /// its writes and fail on a key recorded meanwhile.
+    case idemSeen = "idem_seen"
     case idemRecord = "idem_record"
     case idemPurge = "idem_purge"
     case outboxInsert = "outbox_insert"
@@ -186,8 +189,8 @@ enum SQLText: String, CaseIterable, Sendable {
             return "INSERT INTO engine_store_idempotency (key, method, digest) VALUES ($1, $2, $3)\nON CONFLICT (key) DO NOTHING RETURNING 1"
         case .idemLookup:
             return "SELECT method, digest, encode(response, 'hex') AS response FROM engine_store_idempotency WHERE key = $1"
-        case .idemUnclaim:
-            return "DELETE FROM engine_store_idempotency WHERE key = $1 AND response IS NULL"
+        case .idemSeen:
+            return "SELECT key FROM engine_store_idempotency WHERE key = ANY($1::text[])"
         case .idemRecord:
             return "UPDATE engine_store_idempotency SET response = decode($2, 'hex') WHERE key = $1"
         case .idemPurge:
@@ -281,7 +284,7 @@ enum SQLText: String, CaseIterable, Sendable {
         case .positionOpenBatch: return 23
         case .idemClaim: return 3
         case .idemLookup: return 1
-        case .idemUnclaim: return 1
+        case .idemSeen: return 1
         case .idemRecord: return 2
         case .idemPurge: return 1
         case .outboxInsert: return 3

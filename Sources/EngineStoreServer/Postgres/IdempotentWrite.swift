@@ -120,22 +120,15 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
 
     func complete(_ result: Result<JobOutcome, ServiceError>) { reply.complete(result) }
 
-    /// Phase one claims the key (as `execute` does, before any row lock, so a concurrent duplicate
-    /// waits on the claim) and runs the body's reads. A key already there, or a failed plan, comes
-    /// back as such: the worker runs the first again step by step (which replays it) and removes the
-    /// second's claim.
+    /// In a two-phase batch the body's reads and plan, with no claim: the batch looks the key up first
+    /// (a recorded one is replayed), and records it with the plan's writes, where a key recorded
+    /// meanwhile (a twin in flight) fails the batch, which then runs step by step and replays it. A
+    /// failed plan is answered as such unless its key is recorded by the second round trip: a twin that
+    /// held the rows this job waited for committed first, and its reply is the answer.
     var twoPhasePlan: TwoPhasePlan? {
         guard let body = body as? any TwoPhaseWrite else { return nil }
-        let key = self.key
-        return TwoPhasePlan(reads: [Idempotency.Claim(key: key, method: method, digest: digest).call] + body.reads) { results in
-            guard results[0].rowCount > 0 else { return .again }
-            do {
-                let plan = try body.plan(Array(results.dropFirst()))
-                return .write(WritePlan(calls: plan.calls + [Idempotency.Record(key: key, reply: plan.reply).call],
-                                        reply: plan.reply) { try plan.finish(Array($0.dropLast())) })
-            } catch {
-                return .failed(error, undo: Idempotency.Unclaim(key: key).call)
-            }
+        return TwoPhasePlan(key: key, method: method, digest: digest, reads: body.reads) { results in
+            do { return .write(try body.plan(results)) } catch { return .failed(error) }
         }
     }
 
@@ -173,11 +166,12 @@ enum Idempotency {
         }
     }
 
-    /// Removes a claim whose request failed (its record would otherwise outlive the error).
-    struct Unclaim: PGStatement {
-        static let sql = SQLText.idemUnclaim
-        let key: String
-        var bindings: [String?] { [key] }
+    /// The keys of `keys` that are recorded.
+    struct Seen: PGStatement {
+        static let sql = SQLText.idemSeen
+        let keys: [String]
+        var bindings: [String?] { [pgArray(keys)] }
+        static func decode(_ r: PGRow) -> String { r.string("key") ?? "" }
     }
 
     struct Record: PGStatement {

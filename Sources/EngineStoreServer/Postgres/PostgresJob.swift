@@ -39,25 +39,23 @@ struct BatchPlan: Sendable {
 }
 
 /// How a job runs in a two-phase batch (see `TwoPhaseWrite`): `reads` go out with the other jobs'
-/// reads, then `next` says what the job does with their results.
+/// reads, then `next` says what the job does with their results. The batch checks the key before the
+/// reads and records it (`key`, `method`, `digest` and the plan's reply) with the writes: no claim.
 struct TwoPhasePlan: Sendable {
     enum Next {
         /// The statements of phase two.
         case write(WritePlan)
-        /// Wrote nothing; runs again step by step after the commit.
+        /// Wrote nothing; runs again step by step after the commit (the key was recorded: a replay).
         case again
-        /// Fails with this error; `undo` removes what phase one wrote for it.
-        case failed(any Error, undo: PGCall)
+        /// Fails with this error, unless its key turns out recorded by then (a twin committed).
+        case failed(any Error)
 
-        /// What phase two sends for the job.
+        /// What phase two sends for the job (its record goes in the batch's one records statement).
         var calls: [PGCall] {
-            switch self {
-            case .write(let write): write.calls
-            case .again: []
-            case .failed(_, let undo): [undo]
-            }
+            if case .write(let write) = self { write.calls } else { [] }
         }
     }
+    let key: String, method: UInt16, digest: String
     let reads: [PGCall]
     let next: @Sendable ([PGResult]) -> Next
 }

@@ -5,7 +5,7 @@ import LibPQ
 extension PostgresWorker {
     /// One call of a batch's first round trip: a job's own statements, one multi-row statement shared
     /// by consecutive jobs of a kind (their rows in job order, so the batch's lock order is kept), or a
-    /// two-phase job's reads (its key claim and row locks; its writes go in the second round trip).
+    /// two-phase job's reads (its row locks; its writes and key record go in the second round trip).
     enum PipelineUnit {
         case own(job: Int, plan: PipelinePlan)
         case shared(statement: SQLText, jobs: [Int], plans: [BatchPlan])
@@ -59,16 +59,24 @@ extension PostgresWorker {
     /// in Swift from the returned rows) and the COMMIT. A failed statement aborts the batch (rolled
     /// back, returns false: the batch runs the step-by-step way). Jobs whose results ask for the
     /// step-by-step path wrote nothing and run again on their own after the commit, as do retries of
-    /// two-phase jobs (which replays them); a two-phase job whose plan fails removes its key claim.
+    /// two-phase jobs (which replays them). The two-phase jobs' keys are looked up first, with no
+    /// claim: a key recorded meanwhile fails the records statement (see `secondRound`).
     func runPipelined(_ jobs: [any PostgresJob], _ session: PostgresSession) -> Bool {
         guard let units = Self.pipelineUnits(jobs) else { return false }
-        let twoPhase = units.contains { if case .reads = $0 { true } else { false } }
+        let twoPhaseKeys = units.compactMap { if case .reads(_, let plan) = $0 { plan.key } else { nil } }
+        let twoPhase = !twoPhaseKeys.isEmpty
         // runTransaction split off the two-phase jobs whose reads would miss an earlier job's writes.
         assert(Self.repeatsApart(jobs) == nil, "a two-phase job shares a lock key with another job of the batch")
         let shares = units.contains { if case .shared = $0 { true } else { false } }
         do {
             var statements: [SQLText] = []
             var items: [PGPipelineItem] = [.sql("BEGIN")]
+            // The two-phase jobs' keys recorded already (retries): they only read, then replay.
+            let seen = Idempotency.Seen(keys: twoPhaseKeys).call
+            if twoPhase {
+                statements.append(seen.sql)
+                items.append(seen.item)
+            }
             for unit in units {
                 switch unit {
                 case .own(_, let plan):
@@ -87,8 +95,9 @@ extension PostgresWorker {
             guard let results = try pipelineResults(items, session) else { return false }
 
             var settled = Settled()
-            var steps: [(job: Int, next: TwoPhasePlan.Next)] = []
-            var index = 1
+            var steps: [Step] = []
+            let recorded = twoPhase ? Set(Idempotency.Seen.rows(results[1])) : []
+            var index = twoPhase ? 2 : 1
             for unit in units {
                 let mine = Array(results[index..<(index + unit.resultCount)])
                 index += unit.resultCount
@@ -98,11 +107,11 @@ extension PostgresWorker {
                 case .shared(_, let members, let plans):
                     settled.shared(members, plans, mine[0], stats: pool.stats)
                 case .reads(let j, let plan):
-                    steps.append((j, plan.next(mine)))
+                    steps.append(Step(job: j, plan: plan, next: recorded.contains(plan.key) ? .again : plan.next(mine)))
                 }
             }
             if shares || twoPhase {
-                guard try secondRound(steps, recordShared: shares, &settled, session) else { return false }
+                guard try secondRound(steps, &settled, session) else { return false }
             }
             committed(settled.done.sorted { $0.0 < $1.0 }.map { (jobs[$0.0], $0.1) })
             for (j, error) in settled.refused { jobs[j].complete(.failure(error)) }
@@ -146,26 +155,42 @@ extension PostgresWorker {
         }
     }
 
-    /// The second round trip: the two-phase jobs' writes (or the undo of a failed plan's claim), the
-    /// shared calls' records (when the batch had shared calls), and the COMMIT. False when a statement
-    /// failed (rolled back).
-    private func secondRound(_ steps: [(job: Int, next: TwoPhasePlan.Next)], recordShared: Bool,
-                             _ settled: inout Settled, _ session: PostgresSession) throws(PGError) -> Bool {
+    /// A two-phase job of the batch, and what its reads came to.
+    struct Step {
+        let job: Int
+        let plan: TwoPhasePlan
+        let next: TwoPhasePlan.Next
+    }
+
+    /// The second round trip: the two-phase jobs' writes, a look-up of the keys of those whose plan
+    /// failed, one statement with every record (the shared calls' and the two-phase writes'), and the
+    /// COMMIT. A record whose key is there already fails the statement: false, rolled back, and the
+    /// batch runs step by step (which replays it). A failed plan whose key is recorded by now is
+    /// replayed: its twin committed while this job waited on the rows it read.
+    private func secondRound(_ steps: [Step], _ settled: inout Settled, _ session: PostgresSession) throws(PGError) -> Bool {
         var calls = steps.flatMap(\.next.calls)
-        if recordShared { calls.append(Idempotency.RecordBatch(records: settled.records).call) }
+        let failedKeys = steps.compactMap { if case .failed = $0.next { $0.plan.key } else { nil } }
+        if !failedKeys.isEmpty { calls.append(Idempotency.Seen(keys: failedKeys).call) }
+        var records = settled.records
+        for step in steps {
+            if case .write(let write) = step.next { records.append((step.plan.key, step.plan.method, step.plan.digest, write.reply)) }
+        }
+        if !records.isEmpty { calls.append(Idempotency.RecordBatch(records: records).call) }
         try session.ensurePrepared(calls.map(\.sql))
         guard let results = try pipelineResults(calls.map(\.item) + [.sql("COMMIT")], session) else { return false }
         var index = 0
-        for (j, step) in steps {
-            let mine = Array(results[index..<(index + step.calls.count)])
-            index += step.calls.count
-            switch step {
+        let writes = steps.reduce(0) { $0 + $1.next.calls.count }
+        let twinsDone = failedKeys.isEmpty ? [] : Set(Idempotency.Seen.rows(results[writes]))
+        for step in steps {
+            let mine = Array(results[index..<(index + step.next.calls.count)])
+            index += step.next.calls.count
+            switch step.next {
             case .write(let write):
-                do { settled.done.append((j, try write.finish(mine))) } catch { settled.refused.append((j, answer(for: error))) }
+                do { settled.done.append((step.job, try write.finish(mine))) } catch { settled.refused.append((step.job, answer(for: error))) }
             case .again:
-                settled.replays.append(j)
-            case .failed(let error, _):
-                settled.refused.append((j, answer(for: error)))
+                settled.replays.append(step.job)
+            case .failed(let error):
+                if twinsDone.contains(step.plan.key) { settled.replays.append(step.job) } else { settled.refused.append((step.job, answer(for: error))) }
             }
         }
         return true

@@ -8,9 +8,12 @@ ON CONFLICT (key) DO NOTHING RETURNING 1;
 -- name: idem_lookup
 SELECT method, digest, encode(response, 'hex') AS response FROM engine_store_idempotency WHERE key = $1;
 
--- name: idem_unclaim
--- A claim whose request failed in a two-phase batch, removed before the commit.
-DELETE FROM engine_store_idempotency WHERE key = $1 AND response IS NULL;
+-- name: idem_seen
+-- Which of these keys are recorded (committed, or written earlier in this transaction). A two-phase
+-- batch asks before its reads (a retry is replayed) and again for a request whose plan failed (its
+-- twin may have committed while it waited on a row lock); it claims no key: its records go in with
+-- its writes and fail on a key recorded meanwhile.
+SELECT key FROM engine_store_idempotency WHERE key = ANY($1::text[]);
 
 -- name: idem_record
 UPDATE engine_store_idempotency SET response = decode($2, 'hex') WHERE key = $1;
