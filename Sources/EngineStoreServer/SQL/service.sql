@@ -12,8 +12,11 @@ SELECT method, digest, encode(response, 'hex') AS response FROM engine_store_ide
 -- Which of these keys are recorded (committed, or written earlier in this transaction). A two-phase
 -- batch asks before its reads (a retry is replayed) and again for a request whose plan failed (its
 -- twin may have committed while it waited on a row lock); it claims no key: its records go in with
--- its writes and fail on a key recorded meanwhile.
-SELECT key FROM engine_store_idempotency WHERE key = ANY($1::text[]);
+-- its writes and fail on a key recorded meanwhile. One index probe per key, whatever the table's
+-- statistics say: `key = ANY($1)` is planned as a scan of the whole table while the statistics
+-- still describe it as small (a fresh database: 1.4 ms a call in bench/profile instead of 40 µs).
+SELECT k.key FROM unnest($1::text[]) AS k(key)
+WHERE (SELECT true FROM engine_store_idempotency i WHERE i.key = k.key);
 
 -- name: idem_record
 UPDATE engine_store_idempotency SET response = decode($2, 'hex') WHERE key = $1;
