@@ -520,3 +520,69 @@ extension PipelineTests {
         await s.stop()
     }
 }
+
+extension PipelineTests {
+    /// Phase two of a batch writes its closes' trades rows and its traders' snapshots with one
+    /// multi-row statement each (trade_insert_rows, snapshot_upsert_rows). The same closes and
+    /// snapshots, sent once one at a time (one-row statements) and once queued in one batch, must
+    /// store equal rows: NULLs, JSON, booleans and doubles alike.
+    @Test func aBatchStoresWhatItsRequestsStoreOneByOne() async throws {
+        let held = try await HeldWorker()
+        defer { held.gate.release() }
+        let (s, client) = (held.s, held.client)
+        let pg = try s.postgres()
+        let t: Int64 = 1_764_201_600_000
+        for model in ["alone", "batch"] {
+            for (symbol, plan) in [("A", #"{"tp": 120.5, "note": "a \"quoted\" {plan}"}"#), ("B", nil)] {
+                var open = openRequest(model: model, symbol: symbol, quantity: 3)
+                open.exitPlanJSON = plan
+                open.entryOID = symbol == "A" ? 7 : nil
+                _ = try await client.savePosition(open)
+            }
+        }
+        func closes(_ model: String) -> [ClosePositionRequest] {
+            [ClosePositionRequest(idempotencyKey: "\(model)-cA", modelID: model, symbol: "A", exitPrice: 111.125, exitSize: 1,
+                                  exitTimeMs: t + 5, exitOID: 9, exitTID: 10, exitCommission: 0.3, exitCrossed: true,
+                                  exitLiquidationJSON: #"{"px": 1.5}"#, tradeID: "x-\(model)", tradeType: "stop"),
+             ClosePositionRequest(idempotencyKey: "\(model)-cB", modelID: model, symbol: "B", exitPrice: 99, exitTimeMs: t + 6)]
+        }
+        func snapshots(_ model: String) -> [SaveSnapshotRequest] {
+            [SaveSnapshotRequest(idempotencyKey: "\(model)-s1", snapshots: [
+                AccountSnapshot(modelID: "\(model)-1", timestampMs: t, dollarEquity: 1000.5, realizedPnl: 3, totalUnrealizedPnl: -2.25,
+                                cumPnlPct: 0.1, sharpeRatio: 1.5, sinceInceptionHourlyMarker: 4, sinceInceptionMinuteMarker: 240,
+                                metadataJSON: #"{"src": "x"}"#)]),
+             SaveSnapshotRequest(idempotencyKey: "\(model)-s2", snapshots: [AccountSnapshot(modelID: "\(model)-2", timestampMs: t, dollarEquity: 7)])]
+        }
+        for request in closes("alone") { _ = try await client.closePosition(request) }
+        for request in snapshots("alone") { _ = try await client.saveSnapshots(request) }
+
+        let stalled = try await held.hold()
+        let commits = s.server.stats.commits.load(ordering: .relaxed)
+        let closing = try await held.queue(closes("batch").map { request in { try await client.closePosition(request) } })
+        let saving = try await held.queue(snapshots("batch").map { request in { try await client.saveSnapshots(request) } })
+        try await held.release(stalled)
+        for task in closing { _ = try await task.value }
+        for task in saving { _ = try await task.value }
+        #expect(s.server.stats.commits.load(ordering: .relaxed) - commits == 1, "one batch")
+
+        func rows(_ sql: String) throws -> [[String?]] {
+            let r = try pg.exec(sql)
+            return (0..<r.rowCount).map { row in (0..<r.columnCount).map { r.isNull(row, $0) ? nil : r.string(row, $0) } }
+        }
+        let trades = """
+            SELECT to_jsonb(t) - 'id' - 'model_id' - 'trade_id' - 'created_at' - 'updated_at' FROM trades t
+            WHERE model_id = '%@' ORDER BY symbol
+            """
+        let alone = try rows(trades.replacingOccurrences(of: "%@", with: "alone"))
+        #expect(alone.count == 2)
+        #expect(try rows(trades.replacingOccurrences(of: "%@", with: "batch")) == alone)
+        let equity = """
+            SELECT to_jsonb(a) - 'id' - 'model_id' - 'created_at' FROM account_equity_snapshots a
+            WHERE model_id LIKE '%@-_' ORDER BY model_id
+            """
+        let aloneEquity = try rows(equity.replacingOccurrences(of: "%@", with: "alone"))
+        #expect(aloneEquity.count == 2)
+        #expect(try rows(equity.replacingOccurrences(of: "%@", with: "batch")) == aloneEquity)
+        await held.stop()
+    }
+}

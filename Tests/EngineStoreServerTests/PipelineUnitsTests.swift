@@ -116,4 +116,21 @@ import Testing
         let used = Set((0..<40).map { LockOrder.partition(LockOrder.position("m\($0)", "BTC"), of: 4) })
         #expect(used == [0, 1, 2, 3])
     }
+
+    /// Phase two's calls: the repeated statements with a multi-row form become one call in the first's
+    /// place, its parameters the calls' values as arrays; the rest keep their order, each job finds
+    /// its results.
+    @Test func repeatedRowStatementsOfPhaseTwoShareOneCall() {
+        func upsert(_ model: String) -> PGCall { PGCall(sql: .snapshotUpsert, bindings: [model, "1", "2", nil, nil, nil, nil, nil, nil, "{}"]) }
+        let mark = PGCall(sql: .positionMark, bindings: ["m", "BTC", "1", nil, nil])
+        let record = PGCall(sql: .idemSeen, bindings: ["{k}"])
+        let (sent, resultOf) = PostgresWorker.rowsMerged([mark, upsert("a"), mark, upsert("b"), upsert("c"), record])
+        #expect(sent.map(\.sql) == [.positionMark, .snapshotUpsertRows, .positionMark, .idemSeen])
+        #expect(resultOf == [0, 1, 2, 1, 1, 3])
+        #expect(sent[1].bindings[0] == pgArray(["a", "b", "c"]))
+        #expect(sent[1].bindings[3] == pgArray([String?](repeating: nil, count: 3)))
+        // A statement that occurs once keeps its own form.
+        let (alone, same) = PostgresWorker.rowsMerged([mark, upsert("a"), record])
+        #expect(alone.map(\.sql) == [.positionMark, .snapshotUpsert, .idemSeen] && same == [0, 1, 2])
+    }
 }

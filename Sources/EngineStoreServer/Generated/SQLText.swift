@@ -7,6 +7,10 @@ enum SQLText: String, CaseIterable, Sendable {
     case snapshotLockTrader64 = "snapshot_lock_trader_64"
     case snapshotLast = "snapshot_last"
     case snapshotUpsert = "snapshot_upsert"
+    /// snapshot_upsert for several traders of a two-phase batch: its parameters as arrays, one element per
+    /// row (see PostgresWorker.rowsForms). A trader appears once: a batch's second snapshot of a trader
+    /// waits for the next transaction.
+    case snapshotUpsertRows = "snapshot_upsert_rows"
     /// A payload older than the stored one never overwrites it (no row returned). Returns the payload as
     /// Postgres prints the JSONB, so the direct path caches the same bytes a rebuild does.
     case analyticsUpsert = "analytics_upsert"
@@ -107,6 +111,9 @@ enum SQLText: String, CaseIterable, Sendable {
     case traderStateInsert = "trader_state_insert"
     case traderIds = "trader_ids"
     case tradeInsert = "trade_insert"
+    /// trade_insert for several closes of a two-phase batch: its parameters as arrays, one element per
+    /// row (see PostgresWorker.rowsForms).
+    case tradeInsertRows = "trade_insert_rows"
     /// A model's newest closed trades: newest exit first, ties by id in byte order (the order the cache's
     /// merge script keeps; see CacheScripts.tradesMerge).
     case tradesRecentOfModel = "trades_recent_of_model"
@@ -135,6 +142,8 @@ enum SQLText: String, CaseIterable, Sendable {
             return "SELECT ts_ms FROM account_equity_snapshots WHERE model_id = $1 ORDER BY ts_ms DESC LIMIT 1"
         case .snapshotUpsert:
             return "INSERT INTO account_equity_snapshots (model_id, ts_ms, dollar_equity, realized_pnl, total_unrealized_pnl, cum_pnl_pct,\n    sharpe_ratio, since_inception_hourly_marker, since_inception_minute_marker, metadata)\nVALUES ($1, $2, $3, COALESCE($4::float8, 0), COALESCE($5::float8, 0), $6, $7, $8, $9, COALESCE($10::jsonb, '{}'))\nON CONFLICT (model_id, ts_ms) DO UPDATE SET\n    dollar_equity = EXCLUDED.dollar_equity, realized_pnl = EXCLUDED.realized_pnl,\n    total_unrealized_pnl = EXCLUDED.total_unrealized_pnl, cum_pnl_pct = EXCLUDED.cum_pnl_pct,\n    sharpe_ratio = EXCLUDED.sharpe_ratio, since_inception_hourly_marker = EXCLUDED.since_inception_hourly_marker,\n    since_inception_minute_marker = EXCLUDED.since_inception_minute_marker, metadata = EXCLUDED.metadata"
+        case .snapshotUpsertRows:
+            return "INSERT INTO account_equity_snapshots (model_id, ts_ms, dollar_equity, realized_pnl, total_unrealized_pnl, cum_pnl_pct,\n    sharpe_ratio, since_inception_hourly_marker, since_inception_minute_marker, metadata)\nSELECT model_id, ts_ms, dollar_equity, COALESCE(realized_pnl, 0), COALESCE(total_unrealized_pnl, 0), cum_pnl_pct,\n       sharpe_ratio, hourly, minute, COALESCE(metadata, '{}')\nFROM unnest($1::text[], $2::int8[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::int4[],\n            $9::int4[], $10::jsonb[])\n    AS r(model_id, ts_ms, dollar_equity, realized_pnl, total_unrealized_pnl, cum_pnl_pct, sharpe_ratio, hourly, minute, metadata)\nON CONFLICT (model_id, ts_ms) DO UPDATE SET\n    dollar_equity = EXCLUDED.dollar_equity, realized_pnl = EXCLUDED.realized_pnl,\n    total_unrealized_pnl = EXCLUDED.total_unrealized_pnl, cum_pnl_pct = EXCLUDED.cum_pnl_pct,\n    sharpe_ratio = EXCLUDED.sharpe_ratio, since_inception_hourly_marker = EXCLUDED.since_inception_hourly_marker,\n    since_inception_minute_marker = EXCLUDED.since_inception_minute_marker, metadata = EXCLUDED.metadata"
         case .analyticsUpsert:
             return "INSERT INTO model_analytics (model_id, payload, server_time_ms, metadata)\nVALUES ($1, $2::jsonb, $3, COALESCE($4::jsonb, '{}'))\nON CONFLICT (model_id) DO UPDATE SET payload = EXCLUDED.payload, server_time_ms = EXCLUDED.server_time_ms,\n    metadata = COALESCE($4::jsonb, model_analytics.metadata), updated_at = now(),\n    cache_version = nextval('engine_store_cache_version')\nWHERE model_analytics.server_time_ms <= EXCLUDED.server_time_ms\nRETURNING payload::text AS payload, cache_version"
         case .analyticsOfModel:
@@ -231,6 +240,8 @@ enum SQLText: String, CaseIterable, Sendable {
             return "SELECT trader_id FROM trader_state ORDER BY 1"
         case .tradeInsert:
             return "INSERT INTO trades (\n    id, model_id, exchange_provider, symbol, side, trade_type, trade_id, quantity, leverage, confidence,\n    entry_price, entry_ts_ms, entry_human_time, entry_sz, entry_oid, entry_commission_dollars,\n    exit_price, exit_ts_ms, exit_human_time, exit_sz, exit_tid, exit_oid, exit_crossed, exit_liquidation,\n    exit_commission_dollars, exit_closed_pnl, exit_plan, realized_gross_pnl, realized_net_pnl,\n    total_commission_dollars)\nVALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,\n        $21, $22, $23, $24::jsonb, $25, $26, $27::jsonb, $28, $29, $30)"
+        case .tradeInsertRows:
+            return "INSERT INTO trades (\n    id, model_id, exchange_provider, symbol, side, trade_type, trade_id, quantity, leverage, confidence,\n    entry_price, entry_ts_ms, entry_human_time, entry_sz, entry_oid, entry_commission_dollars,\n    exit_price, exit_ts_ms, exit_human_time, exit_sz, exit_tid, exit_oid, exit_crossed, exit_liquidation,\n    exit_commission_dollars, exit_closed_pnl, exit_plan, realized_gross_pnl, realized_net_pnl,\n    total_commission_dollars)\nSELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[],\n                     $9::float8[], $10::float8[], $11::float8[], $12::int8[], $13::text[], $14::float8[], $15::int8[],\n                     $16::float8[], $17::float8[], $18::int8[], $19::text[], $20::float8[], $21::int8[], $22::int8[],\n                     $23::bool[], $24::jsonb[], $25::float8[], $26::float8[], $27::jsonb[], $28::float8[], $29::float8[],\n                     $30::float8[])"
         case .tradesRecentOfModel:
             return "SELECT model_id, symbol, side, quantity, entry_price, exit_price, realized_net_pnl, confidence,\nexit_ts_ms, exchange_provider, entry_ts_ms, leverage, id\nFROM trades WHERE model_id = $1 AND exit_ts_ms IS NOT NULL\nORDER BY exit_ts_ms DESC, id COLLATE \"C\" DESC LIMIT $2"
         case .tradeById:
@@ -258,6 +269,7 @@ enum SQLText: String, CaseIterable, Sendable {
         case .snapshotLockTrader64: return 1
         case .snapshotLast: return 1
         case .snapshotUpsert: return 10
+        case .snapshotUpsertRows: return 10
         case .analyticsUpsert: return 4
         case .analyticsOfModel: return 1
         case .leaderboardState: return 0
@@ -306,6 +318,7 @@ enum SQLText: String, CaseIterable, Sendable {
         case .traderStateInsert: return 8
         case .traderIds: return 0
         case .tradeInsert: return 30
+        case .tradeInsertRows: return 30
         case .tradesRecentOfModel: return 2
         case .tradeById: return 1
         case .tradesExisting: return 1

@@ -176,8 +176,10 @@ extension PostgresWorker {
             if case .write(let write) = step.next { records.append((step.plan.key, step.plan.method, step.plan.digest, write.reply)) }
         }
         if !records.isEmpty { calls.append(Idempotency.RecordBatch(records: records).call) }
-        try session.ensurePrepared(calls.map(\.sql))
-        guard let results = try pipelineResults(calls.map(\.item) + [.sql("COMMIT")], session) else { return false }
+        let (sent, resultOf) = Self.rowsMerged(calls)
+        try session.ensurePrepared(sent.map(\.sql))
+        guard let merged = try pipelineResults(sent.map(\.item) + [.sql("COMMIT")], session) else { return false }
+        let results = resultOf.map { merged[$0] }
         var index = 0
         let writes = steps.reduce(0) { $0 + $1.next.calls.count }
         let twinsDone = failedKeys.isEmpty ? [] : Set(Idempotency.Seen.rows(results[writes]))
@@ -194,6 +196,36 @@ extension PostgresWorker {
             }
         }
         return true
+    }
+
+    /// Statements of phase two that several jobs of a batch run, with a multi-row form: the same
+    /// parameters as arrays, one element per row. Each returns nothing, and writes rows that no other
+    /// job of the batch touches and that no other transaction can be waiting for (a close's trades row
+    /// has a fresh id; a trader's snapshot row is only written under its throttle lock).
+    static let rowsForms: [SQLText: SQLText] = [.tradeInsert: .tradeInsertRows, .snapshotUpsert: .snapshotUpsertRows]
+
+    /// `calls` with every call of a statement in `rowsForms` that occurs more than once merged into one
+    /// call of its multi-row form, in the place of the first; `resultOf[i]` is the index of call i's
+    /// result among the calls sent (the merged calls share their result, which holds no rows).
+    static func rowsMerged(_ calls: [PGCall]) -> (calls: [PGCall], resultOf: [Int]) {
+        var groups: [SQLText: [Int]] = [:]
+        for (i, call) in calls.enumerated() where rowsForms[call.sql] != nil { groups[call.sql, default: []].append(i) }
+        groups = groups.filter { $0.value.count > 1 }
+        guard !groups.isEmpty else { return (calls, Array(calls.indices)) }
+        var sent: [PGCall] = [], resultOf = [Int](repeating: 0, count: calls.count)
+        var placed: [SQLText: Int] = [:]
+        for (i, call) in calls.enumerated() {
+            guard let members = groups[call.sql], let rows = rowsForms[call.sql] else {
+                resultOf[i] = sent.count
+                sent.append(call)
+                continue
+            }
+            if let at = placed[call.sql] { resultOf[i] = at; continue }
+            placed[call.sql] = sent.count
+            resultOf[i] = sent.count
+            sent.append(PGCall(sql: rows, bindings: (0..<call.bindings.count).map { p in pgArray(members.map { calls[$0].bindings[p] }) }))
+        }
+        return (sent, resultOf)
     }
 
     /// The jobs of a committed pipelined or two-phase batch: their cache work is queued, then they are

@@ -17,3 +17,20 @@ ON CONFLICT (model_id, ts_ms) DO UPDATE SET
     total_unrealized_pnl = EXCLUDED.total_unrealized_pnl, cum_pnl_pct = EXCLUDED.cum_pnl_pct,
     sharpe_ratio = EXCLUDED.sharpe_ratio, since_inception_hourly_marker = EXCLUDED.since_inception_hourly_marker,
     since_inception_minute_marker = EXCLUDED.since_inception_minute_marker, metadata = EXCLUDED.metadata;
+
+-- name: snapshot_upsert_rows
+-- snapshot_upsert for several traders of a two-phase batch: its parameters as arrays, one element per
+-- row (see PostgresWorker.rowsForms). A trader appears once: a batch's second snapshot of a trader
+-- waits for the next transaction.
+INSERT INTO account_equity_snapshots (model_id, ts_ms, dollar_equity, realized_pnl, total_unrealized_pnl, cum_pnl_pct,
+    sharpe_ratio, since_inception_hourly_marker, since_inception_minute_marker, metadata)
+SELECT model_id, ts_ms, dollar_equity, COALESCE(realized_pnl, 0), COALESCE(total_unrealized_pnl, 0), cum_pnl_pct,
+       sharpe_ratio, hourly, minute, COALESCE(metadata, '{}')
+FROM unnest($1::text[], $2::int8[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::int4[],
+            $9::int4[], $10::jsonb[])
+    AS r(model_id, ts_ms, dollar_equity, realized_pnl, total_unrealized_pnl, cum_pnl_pct, sharpe_ratio, hourly, minute, metadata)
+ON CONFLICT (model_id, ts_ms) DO UPDATE SET
+    dollar_equity = EXCLUDED.dollar_equity, realized_pnl = EXCLUDED.realized_pnl,
+    total_unrealized_pnl = EXCLUDED.total_unrealized_pnl, cum_pnl_pct = EXCLUDED.cum_pnl_pct,
+    sharpe_ratio = EXCLUDED.sharpe_ratio, since_inception_hourly_marker = EXCLUDED.since_inception_hourly_marker,
+    since_inception_minute_marker = EXCLUDED.since_inception_minute_marker, metadata = EXCLUDED.metadata;
