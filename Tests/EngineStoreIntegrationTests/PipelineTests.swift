@@ -352,7 +352,7 @@ extension PipelineTests {
 
 extension PipelineTests {
     /// Saves and closes queued behind a stalled worker commit together: the saves' shared upsert and the
-    /// closes' key claims and row locks go in one round trip, in the batch's lock order; the closes'
+    /// closes' key look-up and row locks go in one round trip, in the batch's lock order; the closes'
     /// writes, every record and the COMMIT in a second. One commit for the batch, where the saves and
     /// the closes used to commit apart (one more round trip and WAL flush). A close with nothing open
     /// fails alone and leaves its key free; every reply replays, and the cache agrees with Postgres.

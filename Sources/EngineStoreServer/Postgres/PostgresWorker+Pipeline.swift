@@ -72,8 +72,8 @@ extension PostgresWorker {
             var statements: [SQLText] = []
             var items: [PGPipelineItem] = [.sql("BEGIN")]
             // The two-phase jobs' keys recorded already (retries): they only read, then replay.
-            let seen = Idempotency.Seen(keys: twoPhaseKeys).call
             if twoPhase {
+                let seen = Idempotency.Seen(keys: twoPhaseKeys).call
                 statements.append(seen.sql)
                 items.append(seen.item)
             }
@@ -162,15 +162,15 @@ extension PostgresWorker {
         let next: TwoPhasePlan.Next
     }
 
-    /// The second round trip: the two-phase jobs' writes, a look-up of the keys of those whose plan
-    /// failed, one statement with every record (the shared calls' and the two-phase writes'), and the
+    /// The second round trip: a look-up of the keys of the two-phase jobs whose plan failed, their
+    /// writes, one statement with every record (the shared calls' and the two-phase writes'), and the
     /// COMMIT. A record whose key is there already fails the statement: false, rolled back, and the
     /// batch runs step by step (which replays it). A failed plan whose key is recorded by now is
     /// replayed: its twin committed while this job waited on the rows it read.
     private func secondRound(_ steps: [Step], _ settled: inout Settled, _ session: PostgresSession) throws(PGError) -> Bool {
-        var calls = steps.flatMap(\.next.calls)
         let failedKeys = steps.compactMap { if case .failed = $0.next { $0.plan.key } else { nil } }
-        if !failedKeys.isEmpty { calls.append(Idempotency.Seen(keys: failedKeys).call) }
+        var calls = failedKeys.isEmpty ? [] : [Idempotency.Seen(keys: failedKeys).call]
+        calls += steps.flatMap(\.next.calls)
         var records = settled.records
         for step in steps {
             if case .write(let write) = step.next { records.append((step.plan.key, step.plan.method, step.plan.digest, write.reply)) }
@@ -180,9 +180,8 @@ extension PostgresWorker {
         try session.ensurePrepared(sent.map(\.sql))
         guard let merged = try pipelineResults(sent.map(\.item) + [.sql("COMMIT")], session) else { return false }
         let results = resultOf.map { merged[$0] }
-        var index = 0
-        let writes = steps.reduce(0) { $0 + $1.next.calls.count }
-        let twinsDone = failedKeys.isEmpty ? [] : Set(Idempotency.Seen.rows(results[writes]))
+        let twinsDone = failedKeys.isEmpty ? [] : Set(Idempotency.Seen.rows(results[0]))
+        var index = failedKeys.isEmpty ? 0 : 1
         for step in steps {
             let mine = Array(results[index..<(index + step.next.calls.count)])
             index += step.next.calls.count

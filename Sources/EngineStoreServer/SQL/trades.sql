@@ -4,25 +4,22 @@
 model_id, symbol, side, quantity, entry_price, exit_price, realized_net_pnl, confidence,
 exit_ts_ms, exchange_provider, entry_ts_ms, leverage, id
 
+-- fragment: trade_insert_columns
+id, model_id, exchange_provider, symbol, side, trade_type, trade_id, quantity, leverage, confidence,
+entry_price, entry_ts_ms, entry_human_time, entry_sz, entry_oid, entry_commission_dollars,
+exit_price, exit_ts_ms, exit_human_time, exit_sz, exit_tid, exit_oid, exit_crossed, exit_liquidation,
+exit_commission_dollars, exit_closed_pnl, exit_plan, realized_gross_pnl, realized_net_pnl,
+total_commission_dollars
+
 -- name: trade_insert
-INSERT INTO trades (
-    id, model_id, exchange_provider, symbol, side, trade_type, trade_id, quantity, leverage, confidence,
-    entry_price, entry_ts_ms, entry_human_time, entry_sz, entry_oid, entry_commission_dollars,
-    exit_price, exit_ts_ms, exit_human_time, exit_sz, exit_tid, exit_oid, exit_crossed, exit_liquidation,
-    exit_commission_dollars, exit_closed_pnl, exit_plan, realized_gross_pnl, realized_net_pnl,
-    total_commission_dollars)
+INSERT INTO trades ({{trade_insert_columns}})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
         $21, $22, $23, $24::jsonb, $25, $26, $27::jsonb, $28, $29, $30);
 
 -- name: trade_insert_rows
 -- trade_insert for several closes of a two-phase batch: its parameters as arrays, one element per
 -- row (see PostgresWorker.rowsForms).
-INSERT INTO trades (
-    id, model_id, exchange_provider, symbol, side, trade_type, trade_id, quantity, leverage, confidence,
-    entry_price, entry_ts_ms, entry_human_time, entry_sz, entry_oid, entry_commission_dollars,
-    exit_price, exit_ts_ms, exit_human_time, exit_sz, exit_tid, exit_oid, exit_crossed, exit_liquidation,
-    exit_commission_dollars, exit_closed_pnl, exit_plan, realized_gross_pnl, realized_net_pnl,
-    total_commission_dollars)
+INSERT INTO trades ({{trade_insert_columns}})
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[],
                      $9::float8[], $10::float8[], $11::float8[], $12::int8[], $13::text[], $14::float8[], $15::int8[],
                      $16::float8[], $17::float8[], $18::int8[], $19::text[], $20::float8[], $21::int8[], $22::int8[],
