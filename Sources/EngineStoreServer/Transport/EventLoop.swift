@@ -269,9 +269,12 @@ final class EventLoop {
         updateInterest(c)
     }
 
+    /// EPOLLOUT only for output a write left behind (the socket was full): a dirty connection is
+    /// flushed before the loop waits again, so asking for EPOLLOUT first would cost two `epoll_ctl`
+    /// calls per reply (on, then off after the flush).
     private func updateInterest(_ c: Connection) {
         guard connections[c.id] != nil else { return }
-        let want = (c.state.wantsRead ? EPOLLIN.rawValue : 0) | (c.state.hasOutput ? EPOLLOUT.rawValue : 0)
+        let want = (c.state.wantsRead ? EPOLLIN.rawValue : 0) | (c.state.hasOutput && !c.dirty ? EPOLLOUT.rawValue : 0)
         guard want != c.interest else { return }
         c.interest = want
         poller.modify(fd: c.fd, token: c.id, events: want)
