@@ -202,6 +202,33 @@ public final class PGResult {
 
     public func columnName(_ column: Int) -> String { String(cString: PQfname(handle, Int32(column))) }
 
+    /// This result's rows dealt out by an ordinal column: part k (from 0) holds, in order, the rows whose
+    /// `column` reads k + 1, with every column of this result. A statement that stands for `count`
+    /// calls of another (one row set per call, told apart by the ordinal) hands each call its own
+    /// result this way. Rows with no such ordinal are dropped.
+    public func parts(byOrdinal column: String, count: Int) -> [PGResult] {
+        let ordinal = columnIndex(column)
+        var rowsOf = [[Int]](repeating: [], count: count)
+        if ordinal >= 0 {
+            for row in 0..<rowCount {
+                if let k = int(row, ordinal), k >= 1, k <= Int64(count) { rowsOf[Int(k) - 1].append(row) }
+            }
+        }
+        return rowsOf.map { rows in
+            // Columns only (a PGRES_TUPLES_OK result), then the part's values copied in.
+            guard let copy = PQcopyResult(handle, PG_COPYRES_ATTRS) else { preconditionFailure("PQcopyResult: out of memory") }
+            for (target, row) in rows.enumerated() {
+                for field in 0..<columnCount {
+                    let isNull = PQgetisnull(handle, Int32(row), Int32(field)) == 1
+                    let ok = PQsetvalue(copy, Int32(target), Int32(field), isNull ? nil : PQgetvalue(handle, Int32(row), Int32(field)),
+                                        isNull ? -1 : PQgetlength(handle, Int32(row), Int32(field)))
+                    precondition(ok == 1, "PQsetvalue: out of memory")
+                }
+            }
+            return PGResult(copy)
+        }
+    }
+
     /// The column's number, -1 when the result has no such column. Exact names (as the statements
     /// spell them, lower case), unlike PQfnumber's case folding and quoting rules.
     public func columnIndex(_ name: String) -> Int {

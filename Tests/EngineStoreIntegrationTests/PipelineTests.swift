@@ -320,6 +320,7 @@ extension PipelineTests {
         let stalled = try await held.hold()
         let pipelined = s.server.stats.pipelinedJobs.load(ordering: .relaxed)
         let fallbacks = s.server.stats.pipelineFallbacks.load(ordering: .relaxed)
+        let mergedReads = s.server.stats.mergedReads.load(ordering: .relaxed)
         let requests = [
             snapshot("snap-1", [("snap-a", t, [PositionMark(symbol: "BTC", currentPrice: 123.5)])]),
             snapshot("snap-2", [("snap-b", t + 1000, [])]),
@@ -334,6 +335,9 @@ extension PipelineTests {
         // The stalled save and the three new snapshots; the retry is replayed step by step.
         #expect(s.server.stats.pipelinedJobs.load(ordering: .relaxed) - pipelined == 4)
         #expect(s.server.stats.pipelineFallbacks.load(ordering: .relaxed) == fallbacks)
+        // The four traders' last-snapshot reads (the retry's among them) went as one statement after
+        // the locks, and each trader got its own answer: a mix-up would throttle snap-a or store snap-b.
+        #expect(s.server.stats.mergedReads.load(ordering: .relaxed) - mergedReads == 5)
         #expect(answers[0].results.map(\.marksApplied) == [1] && answers[0].results[0].stored)
         #expect(answers[1].results.map(\.stored) == [false] && answers[1].results[0].lastStoredMs == t)
         #expect(answers[2].results.map(\.modelID) == ["snap-d", "snap-c"] && answers[2].results.allSatisfy(\.stored))

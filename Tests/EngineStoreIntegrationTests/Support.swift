@@ -40,7 +40,14 @@ struct RunningServer {
         await server.stoppedAsync()
     }
 
-    func client() -> EngineStoreClient { EngineStoreClient(socketPath: socketPath) }
+    /// A client with a 30 s default deadline: the suite runs every test at once, each with its own
+    /// Postgres and Redis, on as few as two cores, where a 2 MiB write or a cold first call has missed
+    /// the library's 5 s default. Tests of deadlines set their own.
+    func client() -> EngineStoreClient {
+        var config = ClientConfiguration(socketPath: socketPath)
+        config.defaultTimeout = .seconds(30)
+        return EngineStoreClient(configuration: config)
+    }
 
     func postgres() throws -> PGConnection { try PGConnection(conninfo: postgresURL) }
     func redis() throws -> RedisConnection { try RedisConnection(endpoint: RedisEndpoint(url: redisURL)!) }

@@ -133,4 +133,29 @@ import Testing
         let (alone, same) = PostgresWorker.rowsMerged([mark, upsert("a"), record])
         #expect(alone.map(\.sql) == [.positionMark, .snapshotUpsert, .idemSeen] && same == [0, 1, 2])
     }
+
+    /// Phase one's repeated last-snapshot reads go as one call after every other call of the round trip
+    /// (after all the batch's locks); the locks stay where they were.
+    @Test func repeatedReadsOfPhaseOneGoLastAsOneCall() {
+        func lock(_ model: String) -> PGCall { PGCall(sql: .snapshotLockTrader64, bindings: [model]) }
+        func last(_ model: String) -> PGCall { PGCall(sql: .snapshotLast, bindings: [model]) }
+        let calls = [lock("a"), last("a"), lock("b"), last("b"), lock("c"), last("c")]
+        let items: [PGPipelineItem] = [.sql("BEGIN")] + calls.map(\.item)
+        let reads = calls.enumerated().map { (at: $0.offset + 1, call: $0.element) }
+        let merged = PostgresWorker.readsMerged(items, reads: reads)
+        #expect(merged.statements == [.snapshotLastRows] && merged.mergedCount == 3)
+        #expect(merged.items.map(Self.name) == ["BEGIN", "snapshot_lock_trader_64", "snapshot_lock_trader_64",
+                                                 "snapshot_lock_trader_64", "snapshot_last_rows"])
+        if case .prepared(_, let params) = merged.items[4] { #expect(params == [pgArray(["a", "b", "c"])]) }
+        // One read of a kind keeps its own form and place.
+        let one = PostgresWorker.readsMerged(Array(items[0...2]), reads: Array(reads[0...1]))
+        #expect(one.statements.isEmpty && one.items.map(Self.name) == ["BEGIN", "snapshot_lock_trader_64", "snapshot_last"])
+    }
+
+    private static func name(_ item: PGPipelineItem) -> String {
+        switch item {
+        case .prepared(let name, _): name
+        case .sql(let text): text
+        }
+    }
 }

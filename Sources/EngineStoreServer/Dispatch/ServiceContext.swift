@@ -11,6 +11,8 @@ final class ServerStats: Sendable {
     /// Multi-row statements shared by several jobs of a pipelined batch, and the jobs they carried.
     let sharedCalls = Atomic<Int>(0)
     let sharedRows = Atomic<Int>(0)
+    /// Reads of two-phase jobs answered by one multi-row read of their batch (`PostgresWorker.readsForms`).
+    let mergedReads = Atomic<Int>(0)
     /// Transactions committed by the workers (group commit: fewer commits than jobs).
     let commits = Atomic<Int>(0)
 }

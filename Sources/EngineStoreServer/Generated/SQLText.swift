@@ -6,6 +6,11 @@ enum SQLText: String, CaseIterable, Sendable {
     /// two places of LockOrder.
     case snapshotLockTrader64 = "snapshot_lock_trader_64"
     case snapshotLast = "snapshot_last"
+    /// snapshot_last for several traders of a two-phase batch ($1 their ids, see PostgresWorker.readsForms):
+    /// `ord` (the trader's place in $1, from 1) and the time of its newest stored snapshot; no row for a
+    /// trader with none. The batch sends it after every throttle lock it takes, so it sees what the
+    /// lock's previous holders committed.
+    case snapshotLastRows = "snapshot_last_rows"
     case snapshotUpsert = "snapshot_upsert"
     /// snapshot_upsert for several traders of a two-phase batch: its parameters as arrays, one element per
     /// row (see PostgresWorker.rowsForms). A trader appears once: a batch's second snapshot of a trader
@@ -140,6 +145,8 @@ enum SQLText: String, CaseIterable, Sendable {
             return "SELECT pg_advisory_xact_lock(hashtextextended('engine_store.snapshot:' || $1, 0))"
         case .snapshotLast:
             return "SELECT ts_ms FROM account_equity_snapshots WHERE model_id = $1 ORDER BY ts_ms DESC LIMIT 1"
+        case .snapshotLastRows:
+            return "SELECT t.ord, s.ts_ms\nFROM unnest($1::text[]) WITH ORDINALITY AS t(model_id, ord)\nCROSS JOIN LATERAL (\n    SELECT ts_ms FROM account_equity_snapshots a WHERE a.model_id = t.model_id ORDER BY ts_ms DESC LIMIT 1\n) s\nORDER BY t.ord"
         case .snapshotUpsert:
             return "INSERT INTO account_equity_snapshots (model_id, ts_ms, dollar_equity, realized_pnl, total_unrealized_pnl, cum_pnl_pct,\n    sharpe_ratio, since_inception_hourly_marker, since_inception_minute_marker, metadata)\nVALUES ($1, $2, $3, COALESCE($4::float8, 0), COALESCE($5::float8, 0), $6, $7, $8, $9, COALESCE($10::jsonb, '{}'))\nON CONFLICT (model_id, ts_ms) DO UPDATE SET\n    dollar_equity = EXCLUDED.dollar_equity, realized_pnl = EXCLUDED.realized_pnl,\n    total_unrealized_pnl = EXCLUDED.total_unrealized_pnl, cum_pnl_pct = EXCLUDED.cum_pnl_pct,\n    sharpe_ratio = EXCLUDED.sharpe_ratio, since_inception_hourly_marker = EXCLUDED.since_inception_hourly_marker,\n    since_inception_minute_marker = EXCLUDED.since_inception_minute_marker, metadata = EXCLUDED.metadata"
         case .snapshotUpsertRows:
@@ -268,6 +275,7 @@ enum SQLText: String, CaseIterable, Sendable {
         switch self {
         case .snapshotLockTrader64: return 1
         case .snapshotLast: return 1
+        case .snapshotLastRows: return 1
         case .snapshotUpsert: return 10
         case .snapshotUpsertRows: return 10
         case .analyticsUpsert: return 4

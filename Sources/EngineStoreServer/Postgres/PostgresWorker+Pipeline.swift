@@ -71,6 +71,7 @@ extension PostgresWorker {
         do {
             var statements: [SQLText] = []
             var items: [PGPipelineItem] = [.sql("BEGIN")]
+            var reads: [(at: Int, call: PGCall)] = []  // the two-phase jobs' reads, by their place in items
             // The two-phase jobs' keys recorded already (retries): they only read, then replay.
             if twoPhase {
                 let seen = Idempotency.Seen(keys: twoPhaseKeys).call
@@ -86,13 +87,17 @@ extension PostgresWorker {
                     statements.append(statement)
                     items.append(.prepared(name: statement.rawValue, params: Self.columns(plans, statement)))
                 case .reads(_, let plan):
+                    reads += plan.reads.enumerated().map { (items.count + $0.offset, $0.element) }
                     statements += plan.reads.map(\.sql)
                     items += plan.reads.map(\.item)
                 }
             }
             if !shares && !twoPhase { items.append(.sql("COMMIT")) }
-            try session.ensurePrepared(statements)
-            guard let results = try pipelineResults(items, session) else { return false }
+            let merged = Self.readsMerged(items, reads: reads)
+            pool.stats.mergedReads.add(merged.mergedCount, ordering: .relaxed)
+            try session.ensurePrepared(statements + merged.statements)
+            guard let sentResults = try pipelineResults(merged.items, session) else { return false }
+            let results = merged.results(sentResults)
 
             var settled = Settled()
             var steps: [Step] = []
@@ -225,6 +230,64 @@ extension PostgresWorker {
             sent.append(PGCall(sql: rows, bindings: (0..<call.bindings.count).map { p in pgArray(members.map { calls[$0].bindings[p] }) }))
         }
         return (sent, resultOf)
+    }
+
+    /// Reads of phase one that several two-phase jobs of a batch run, with a multi-row form: the same
+    /// parameters as arrays, returning `ord` (the call's place among the merged ones, from 1) and the
+    /// read's own columns. The merged call goes last in the round trip, after every lock the batch
+    /// takes (so it sees what each lock's previous holder committed); so a read belongs here only if
+    /// no statement of round trip one writes what it reads (a snapshot's time: only phase two writes
+    /// snapshots).
+    static let readsForms: [SQLText: SQLText] = [.snapshotLast: .snapshotLastRows]
+
+    /// A round trip's calls with the reads of `readsForms` that occur more than once merged.
+    struct MergedReads {
+        /// As sent: the calls not merged, in place, then one call per merged statement.
+        let items: [PGPipelineItem]
+        /// The merged statements (to prepare).
+        let statements: [SQLText]
+        /// Where call i's result is among the sent ones; -1 for a merged read.
+        fileprivate let sentIndex: [Int]
+        /// Each merged call: its place among the sent calls and the places of the calls it stands for.
+        fileprivate let groups: [(at: Int, members: [Int])]
+
+        var mergedCount: Int { groups.reduce(0) { $0 + $1.members.count } }
+
+        /// The results as if every call had been sent on its own: a merged read gets its rows of the
+        /// merged call's result.
+        func results(_ sent: [PGResult]) -> [PGResult] {
+            guard !groups.isEmpty else { return sent }
+            var out = sentIndex.map { $0 >= 0 ? sent[$0] : nil }
+            for group in groups {
+                for (member, part) in zip(group.members, sent[group.at].parts(byOrdinal: "ord", count: group.members.count)) {
+                    out[member] = part
+                }
+            }
+            return out.map { $0! }
+        }
+    }
+
+    /// `reads` are calls of `items` (by place, ascending) that may be merged.
+    static func readsMerged(_ items: [PGPipelineItem], reads: [(at: Int, call: PGCall)]) -> MergedReads {
+        var members: [SQLText: [(at: Int, call: PGCall)]] = [:]
+        for read in reads where readsForms[read.call.sql] != nil { members[read.call.sql, default: []].append(read) }
+        members = members.filter { $0.value.count > 1 }
+        guard !members.isEmpty else { return MergedReads(items: items, statements: [], sentIndex: Array(items.indices), groups: []) }
+        let merged = Set(members.values.joined().map(\.at))
+        var sent: [PGPipelineItem] = [], sentIndex = [Int](repeating: -1, count: items.count)
+        for (i, item) in items.enumerated() where !merged.contains(i) {
+            sentIndex[i] = sent.count
+            sent.append(item)
+        }
+        var groups: [(at: Int, members: [Int])] = [], statements: [SQLText] = []
+        for (sql, calls) in members.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            let rows = readsForms[sql]!
+            let width = calls[0].call.bindings.count
+            groups.append((sent.count, calls.map(\.at)))
+            statements.append(rows)
+            sent.append(PGCall(sql: rows, bindings: (0..<width).map { p in pgArray(calls.map { $0.call.bindings[p] }) }).item)
+        }
+        return MergedReads(items: sent, statements: statements, sentIndex: sentIndex, groups: groups)
     }
 
     /// The jobs of a committed pipelined or two-phase batch: their cache work is queued, then they are

@@ -8,6 +8,18 @@ SELECT pg_advisory_xact_lock(hashtextextended('engine_store.snapshot:' || $1, 0)
 -- name: snapshot_last
 SELECT ts_ms FROM account_equity_snapshots WHERE model_id = $1 ORDER BY ts_ms DESC LIMIT 1;
 
+-- name: snapshot_last_rows
+-- snapshot_last for several traders of a two-phase batch ($1 their ids, see PostgresWorker.readsForms):
+-- `ord` (the trader's place in $1, from 1) and the time of its newest stored snapshot; no row for a
+-- trader with none. The batch sends it after every throttle lock it takes, so it sees what the
+-- lock's previous holders committed.
+SELECT t.ord, s.ts_ms
+FROM unnest($1::text[]) WITH ORDINALITY AS t(model_id, ord)
+CROSS JOIN LATERAL (
+    SELECT ts_ms FROM account_equity_snapshots a WHERE a.model_id = t.model_id ORDER BY ts_ms DESC LIMIT 1
+) s
+ORDER BY t.ord;
+
 -- name: snapshot_upsert
 INSERT INTO account_equity_snapshots (model_id, ts_ms, dollar_equity, realized_pnl, total_unrealized_pnl, cum_pnl_pct,
     sharpe_ratio, since_inception_hourly_marker, since_inception_minute_marker, metadata)
