@@ -47,25 +47,46 @@ protocol TwoPhaseWrite: WriteBody {
     func plan(_ reads: [PGResult]) throws -> WritePlan
 }
 
-/// The second phase of a `TwoPhaseWrite`: its statements, the reply (known before they run, so its
-/// idempotency record goes with them) and how their results become the outcome.
+/// The second phase of a `TwoPhaseWrite`: its statements, the outbox rows it owes, the reply (known
+/// before they run, so its idempotency record goes with them) and how their results and the outbox
+/// rows' ids (in the order of `intents`) become the outcome. The outbox rows are declared, not sent
+/// as a call of the plan, so a two-phase batch records every job's with one statement.
 struct WritePlan {
     let calls: [PGCall]
+    let intents: [OutboxIntent]
     let reply: [UInt8]
-    let finish: ([PGResult]) throws -> JobOutcome
+    let finish: (_ results: [PGResult], _ outboxIDs: [Int64]) throws -> JobOutcome
+
+    init(calls: [PGCall], intents: [OutboxIntent] = [], reply: [UInt8],
+         finish: @escaping (_ results: [PGResult], _ outboxIDs: [Int64]) throws -> JobOutcome) {
+        self.calls = calls
+        self.intents = intents
+        self.reply = reply
+        self.finish = finish
+    }
+
+    /// The outbox statement for `intents` (nil when there are none), and the ids it returned, in their
+    /// order: the sequence numbers rows in the order they are inserted.
+    static func outbox(_ intents: [OutboxIntent]) -> PGCall? { intents.isEmpty ? nil : Outbox.Insert(intents: intents).call }
+    static func outboxIDs(_ result: PGResult?) -> [Int64] { result.map { Outbox.Insert.rows($0).sorted() } ?? [] }
+
+    /// The plan run on its own: its calls, its outbox rows, then `after` (the record, if any), in one round trip.
+    func run(_ session: PostgresSession, then after: [PGCall] = []) throws -> JobOutcome {
+        let outbox = Self.outbox(intents)
+        let results = try session.runAll(calls + (outbox.map { [$0] } ?? []) + after)
+        return try finish(Array(results.prefix(calls.count)), Self.outboxIDs(outbox == nil ? nil : results[calls.count]))
+    }
 }
 
 extension TwoPhaseWrite {
     /// Step by step: the reads, then the plan's calls with the record in one more round trip.
     func execute(_ session: PostgresSession, record: ([UInt8]) -> PGCall) throws -> (JobOutcome, recorded: Bool) {
         let plan = try plan(try session.runAll(reads))
-        let results = try session.runAll(plan.calls + [record(plan.reply)])
-        return (try plan.finish(Array(results.prefix(plan.calls.count))), true)
+        return (try plan.run(session, then: [record(plan.reply)]), true)
     }
 
     func execute(_ session: PostgresSession) throws -> JobOutcome {
-        let plan = try plan(try session.runAll(reads))
-        return try plan.finish(try session.runAll(plan.calls))
+        try plan(try session.runAll(reads)).run(session)
     }
 }
 

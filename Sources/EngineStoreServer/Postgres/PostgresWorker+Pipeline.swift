@@ -176,6 +176,11 @@ extension PostgresWorker {
         let failedKeys = steps.compactMap { if case .failed = $0.next { $0.plan.key } else { nil } }
         var calls = failedKeys.isEmpty ? [] : [Idempotency.Seen(keys: failedKeys).call]
         calls += steps.flatMap(\.next.calls)
+        // Every job's outbox rows, with one statement; each job gets its ids back in its intents' order.
+        let plans = steps.compactMap { if case .write(let write) = $0.next { write } else { nil } }
+        let outboxAt = calls.count
+        let outbox = WritePlan.outbox(plans.flatMap(\.intents))
+        if let outbox { calls.append(outbox) }
         var records = settled.records
         for step in steps {
             if case .write(let write) = step.next { records.append((step.plan.key, step.plan.method, step.plan.digest, write.reply)) }
@@ -186,13 +191,18 @@ extension PostgresWorker {
         guard let merged = try pipelineResults(sent.map(\.item) + [.sql("COMMIT")], session) else { return false }
         let results = resultOf.map { merged[$0] }
         let twinsDone = failedKeys.isEmpty ? [] : Set(Idempotency.Seen.rows(results[0]))
+        let outboxIDs = WritePlan.outboxIDs(outbox == nil ? nil : results[outboxAt])
+        assert(outboxIDs.count == plans.reduce(0) { $0 + $1.intents.count }, "an id per outbox intent")
         var index = failedKeys.isEmpty ? 0 : 1
+        var idIndex = 0
         for step in steps {
             let mine = Array(results[index..<(index + step.next.calls.count)])
             index += step.next.calls.count
             switch step.next {
             case .write(let write):
-                do { settled.done.append((step.job, try write.finish(mine))) } catch { settled.refused.append((step.job, answer(for: error))) }
+                let ids = Array(outboxIDs[idIndex..<min(outboxIDs.count, idIndex + write.intents.count)])
+                idIndex += write.intents.count
+                do { settled.done.append((step.job, try write.finish(mine, ids))) } catch { settled.refused.append((step.job, answer(for: error))) }
             case .again:
                 settled.replays.append(step.job)
             case .failed(let error):

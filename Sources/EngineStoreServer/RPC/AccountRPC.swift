@@ -113,11 +113,9 @@ struct SaveSnapshotBody: TwoPhaseWrite {
                                                 lastStoredMs: throttled ? (last ?? 0) : max(last ?? s.timestampMs, s.timestampMs),
                                                 marksApplied: applied)
         }
-        if !intents.isEmpty { calls.append(Outbox.Insert(intents: intents).call) }
         // Results in request order, whatever order the locks were taken in.
         let reply = SaveSnapshotResponse(results: request.snapshots.compactMap { results[$0.modelID] }).encodedPayload()
-        return WritePlan(calls: calls, reply: reply) { [intents, keys, ttl] results in
-            let ids = intents.isEmpty ? [] : Outbox.Insert.rows(results[results.count - 1]).sorted()
+        return WritePlan(calls: calls, intents: intents, reply: reply) { [keys, ttl] results, ids in
             // The rows were locked in phase one: each mark finds its row.
             let mutations = marked.compactMap { m in
                 results[m.call].rowCount > 0

@@ -97,10 +97,10 @@ struct ClosePositionBody: TwoPhaseWrite {
             exitOID: r.exitOID, exitCrossed: r.exitCrossed ?? false, exitLiquidationJSON: r.exitLiquidationJSON,
             exitPlanJSON: open.exitPlan, gross: math.gross, entryCommission: math.entryCommissionShare,
             exitCommission: math.exitCommission, totalCommission: math.totalCommission).call
-        let outbox = Outbox.Insert(intents: [.position(model: r.modelID, symbol: r.symbol), .recentTrades(model: r.modelID),
-                                             .closeEvent(tradeRowID: tradeRowID)]).call
+        let intents: [OutboxIntent] = [.position(model: r.modelID, symbol: r.symbol), .recentTrades(model: r.modelID),
+                                       .closeEvent(tradeRowID: tradeRowID)]
         let keys = self.keys, ttl = self.ttl, streamMaxLength = self.streamMaxLength
-        return WritePlan(calls: [update, insert, outbox], reply: response) { results in
+        return WritePlan(calls: [update, insert], intents: intents, reply: response) { results, outboxIDs in
             var mutations: [CacheMutation] = []
             if full {
                 let version = results[0].rowCount > 0 ? PositionStore.CloseFull.decode(PGRow(results[0], 0)) : 0
@@ -111,9 +111,7 @@ struct ClosePositionBody: TwoPhaseWrite {
             }
             // Merged where it belongs by exit time; a missing list is left to the relay to build.
             mutations.append(TradeStore.merge([trade], model: r.modelID, keys: keys, mode: .existing, ttl: ttl.medium))
-            // Ids come from the sequence in row order, so sorted they follow the intents: the two keys go
-            // with `mutations`, the event on its own.
-            let outboxIDs = Outbox.Insert.rows(results[2]).sorted()
+            // In the order of the intents: the two keys go with `mutations`, the event on its own.
             var outcome = JobOutcome(reply: response, cacheMutations: mutations, outboxIDs: Array(outboxIDs.prefix(2)))
             outcome.independentCacheWork = [(
                 [trade.closeEvent(keys, streamMaxLength: streamMaxLength)],
