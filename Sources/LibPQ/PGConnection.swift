@@ -156,7 +156,10 @@ public final class PGResult {
     /// PQfnumber scans every column name (folding case) on each call.
     private var columns: [String: Int]?
 
-    init(_ handle: OpaquePointer) { self.handle = handle }
+    init(_ handle: OpaquePointer, columns: [String: Int]? = nil) {
+        self.handle = handle
+        self.columns = columns
+    }
     deinit { PQclear(handle) }
 
     public var rowCount: Int { Int(PQntuples(handle)) }
@@ -207,7 +210,7 @@ public final class PGResult {
     /// calls of another (one row set per call, told apart by the ordinal) hands each call its own
     /// result this way. Rows with no such ordinal are dropped.
     public func parts(byOrdinal column: String, count: Int) -> [PGResult] {
-        let ordinal = columnIndex(column)
+        let ordinal = columnIndex(column)  // builds `columns`, which every part shares
         var rowsOf = [[Int]](repeating: [], count: count)
         if ordinal >= 0 {
             for row in 0..<rowCount {
@@ -225,7 +228,7 @@ public final class PGResult {
                     precondition(ok == 1, "PQsetvalue: out of memory")
                 }
             }
-            return PGResult(copy)
+            return PGResult(copy, columns: columns)
         }
     }
 
