@@ -200,7 +200,7 @@ extension PostgresWorker {
             index += step.next.calls.count
             switch step.next {
             case .write(let write):
-                let ids = Array(outboxIDs[idIndex..<min(outboxIDs.count, idIndex + write.intents.count)])
+                let ids = Array(outboxIDs[min(idIndex, outboxIDs.count)..<min(outboxIDs.count, idIndex + write.intents.count)])
                 idIndex += write.intents.count
                 do { settled.done.append((step.job, try write.finish(mine, ids))) } catch { settled.refused.append((step.job, answer(for: error))) }
             case .again:
@@ -277,7 +277,9 @@ extension PostgresWorker {
         }
     }
 
-    /// `reads` are calls of `items` (by place, ascending) that may be merged.
+    /// `reads` are calls of `items` (by place, ascending) that may be merged. The merged calls go after
+    /// the last item, so `items` must not end in COMMIT when there are reads (a two-phase batch commits
+    /// in its second round trip).
     static func readsMerged(_ items: [PGPipelineItem], reads: [(at: Int, call: PGCall)]) -> MergedReads {
         var members: [SQLText: [(at: Int, call: PGCall)]] = [:]
         for read in reads where readsForms[read.call.sql] != nil { members[read.call.sql, default: []].append(read) }
