@@ -49,12 +49,14 @@ enum Outbox {
             return [pgArray(rows.map(\.kind)), pgArray(rows.map(\.subject)), pgArray(rows.map(\.ref))]
         }
         static func decode(_ r: PGRow) -> Int64 { r.int("id") ?? 0 }
+        /// The ids of a result, in the order of `intents`: the sequence numbers rows in the order they
+        /// are inserted.
+        static func ids(_ r: PGResult) -> [Int64] { rows(r).sorted() }
     }
 
-    /// Records intents inside the caller's transaction; returns their ids.
+    /// Records intents inside the caller's transaction; returns their ids, in the order of `intents`.
     static func record(_ session: PostgresSession, _ intents: [OutboxIntent]) throws -> [Int64] {
         guard !intents.isEmpty else { return [] }
-        // Ids come from the sequence in row order: sorted, they are in the order of `intents`.
         return try session.rows(Insert(intents: intents)).sorted()
     }
 

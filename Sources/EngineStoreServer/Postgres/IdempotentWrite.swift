@@ -65,16 +65,11 @@ struct WritePlan {
         self.finish = finish
     }
 
-    /// The outbox statement for `intents` (nil when there are none), and the ids it returned, in their
-    /// order: the sequence numbers rows in the order they are inserted.
-    static func outbox(_ intents: [OutboxIntent]) -> PGCall? { intents.isEmpty ? nil : Outbox.Insert(intents: intents).call }
-    static func outboxIDs(_ result: PGResult?) -> [Int64] { result.map { Outbox.Insert.rows($0).sorted() } ?? [] }
-
     /// The plan run on its own: its calls, its outbox rows, then `after` (the record, if any), in one round trip.
     func run(_ session: PostgresSession, then after: [PGCall] = []) throws -> JobOutcome {
-        let outbox = Self.outbox(intents)
-        let results = try session.runAll(calls + (outbox.map { [$0] } ?? []) + after)
-        return try finish(Array(results.prefix(calls.count)), Self.outboxIDs(outbox == nil ? nil : results[calls.count]))
+        let outbox = intents.isEmpty ? [] : [Outbox.Insert(intents: intents).call]
+        let results = try session.runAll(calls + outbox + after)
+        return try finish(Array(results.prefix(calls.count)), outbox.isEmpty ? [] : Outbox.Insert.ids(results[calls.count]))
     }
 }
 

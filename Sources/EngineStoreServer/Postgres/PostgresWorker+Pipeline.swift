@@ -85,7 +85,7 @@ extension PostgresWorker {
                     items += plan.statements.map(\.item)
                 case .shared(let statement, _, let plans):
                     statements.append(statement)
-                    items.append(.prepared(name: statement.rawValue, params: Self.columns(plans, statement)))
+                    items.append(.prepared(name: statement.rawValue, params: Self.arrayParameters(plans.map(\.row), of: statement)))
                 case .reads(_, let plan):
                     reads += plan.reads.enumerated().map { (items.count + $0.offset, $0.element) }
                     statements += plan.reads.map(\.sql)
@@ -177,10 +177,9 @@ extension PostgresWorker {
         var calls = failedKeys.isEmpty ? [] : [Idempotency.Seen(keys: failedKeys).call]
         calls += steps.flatMap(\.next.calls)
         // Every job's outbox rows, with one statement; each job gets its ids back in its intents' order.
-        let plans = steps.compactMap { if case .write(let write) = $0.next { write } else { nil } }
+        let intents = steps.flatMap { step -> [OutboxIntent] in if case .write(let write) = step.next { write.intents } else { [] } }
         let outboxAt = calls.count
-        let outbox = WritePlan.outbox(plans.flatMap(\.intents))
-        if let outbox { calls.append(outbox) }
+        if !intents.isEmpty { calls.append(Outbox.Insert(intents: intents).call) }
         var records = settled.records
         for step in steps {
             if case .write(let write) = step.next { records.append((step.plan.key, step.plan.method, step.plan.digest, write.reply)) }
@@ -191,8 +190,8 @@ extension PostgresWorker {
         guard let merged = try pipelineResults(sent.map(\.item) + [.sql("COMMIT")], session) else { return false }
         let results = resultOf.map { merged[$0] }
         let twinsDone = failedKeys.isEmpty ? [] : Set(Idempotency.Seen.rows(results[0]))
-        let outboxIDs = WritePlan.outboxIDs(outbox == nil ? nil : results[outboxAt])
-        assert(outboxIDs.count == plans.reduce(0) { $0 + $1.intents.count }, "an id per outbox intent")
+        let outboxIDs = intents.isEmpty ? [] : Outbox.Insert.ids(results[outboxAt])
+        assert(outboxIDs.count == intents.count, "an id per outbox intent")
         var index = failedKeys.isEmpty ? 0 : 1
         var idIndex = 0
         for step in steps {
@@ -237,7 +236,7 @@ extension PostgresWorker {
             if let at = placed[call.sql] { resultOf[i] = at; continue }
             placed[call.sql] = sent.count
             resultOf[i] = sent.count
-            sent.append(PGCall(sql: rows, bindings: (0..<call.bindings.count).map { p in pgArray(members.map { calls[$0].bindings[p] }) }))
+            sent.append(PGCall(sql: rows, bindings: arrayParameters(members.map { calls[$0].bindings }, of: rows)))
         }
         return (sent, resultOf)
     }
@@ -294,10 +293,9 @@ extension PostgresWorker {
         var groups: [(at: Int, members: [Int])] = [], statements: [SQLText] = []
         for (sql, calls) in members.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             let rows = readsForms[sql]!
-            let width = calls[0].call.bindings.count
             groups.append((sent.count, calls.map(\.at)))
             statements.append(rows)
-            sent.append(PGCall(sql: rows, bindings: (0..<width).map { p in pgArray(calls.map { $0.call.bindings[p] }) }).item)
+            sent.append(PGCall(sql: rows, bindings: arrayParameters(calls.map(\.call.bindings), of: rows)).item)
         }
         return MergedReads(items: sent, statements: statements, sentIndex: sentIndex, groups: groups)
     }
@@ -323,10 +321,11 @@ extension PostgresWorker {
         }
     }
 
-    /// A shared call's parameters: element k of array parameter i is `plans[k].row[i]`.
-    static func columns(_ plans: [BatchPlan], _ statement: SQLText) -> [String?] {
+    /// The parameters of a multi-row call of `statement` (a shared call, a merged read or write):
+    /// element k of array parameter i is `rows[k][i]`.
+    static func arrayParameters(_ rows: [[String?]], of statement: SQLText) -> [String?] {
         let width = statement.parameterCount
-        assert(plans.allSatisfy { $0.row.count == width }, "\(statement.rawValue) takes \(width) arrays")
-        return (0..<width).map { i in pgArray(plans.map { $0.row[i] }) }
+        assert(rows.allSatisfy { $0.count == width }, "\(statement.rawValue) takes \(width) arrays")
+        return (0..<width).map { i in pgArray(rows.map { $0[i] }) }
     }
 }
