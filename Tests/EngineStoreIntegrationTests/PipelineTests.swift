@@ -590,3 +590,48 @@ extension PipelineTests {
         await held.stop()
     }
 }
+
+extension PipelineTests {
+    /// A two-phase batch records every job's outbox rows with one statement and hands each job its own
+    /// ids. Here the cache writer applies one close and declines the other (its model's positions hash
+    /// was dropped), so only the declined close's rows go to the relay, which rebuilds that hash from
+    /// Postgres. Had the ids been handed out wrong, the applied close would delete the declined one's
+    /// rows and the hash would never come back.
+    @Test func eachCloseOfABatchKeepsItsOwnOutboxRows() async throws {
+        let held = try await HeldWorker()
+        defer { held.gate.release() }
+        let (s, client) = (held.s, held.client)
+        let redis = try s.redis()
+        let t: Int64 = 1_764_201_600_000
+        func close(_ model: String, _ n: Int64) -> ClosePositionRequest {
+            ClosePositionRequest(idempotencyKey: "\(model)-\(n)", modelID: model, symbol: "A", exitPrice: 101, exitSize: 1, exitTimeMs: t + n)
+        }
+        // Both models' hashes and recent-trades lists are cached before the batch.
+        for model in ["ob-applied", "ob-declined"] {
+            _ = try await client.savePosition(openRequest(model: model, symbol: "A", quantity: 3))
+            _ = try await client.closePosition(close(model, 1))
+        }
+        #expect(try await s.cacheSettled())
+        for model in ["ob-applied", "ob-declined"] {
+            #expect(try redis.command(["EXISTS", s.namespace + "trades:recent:" + model]).integer == 1)
+        }
+        _ = try redis.command(["DEL", s.namespace + "positions:ob-declined"])
+
+        let stalled = try await held.hold()
+        let commits = s.server.stats.commits.load(ordering: .relaxed)
+        let requests = ["ob-declined", "ob-applied"].map { close($0, 2) }
+        let closing = try await held.queue(requests.map { request in { try await client.closePosition(request) } })
+        try await held.release(stalled)
+        for task in closing { _ = try await task.value }
+        #expect(s.server.stats.commits.load(ordering: .relaxed) - commits == 1, "one batch")
+
+        // The relay rebuilds the declined model's hash: one position left, of size 1.
+        #expect(try await eventually {
+            (try redis.command(["HGET", s.namespace + "positions:ob-declined", "A"]).text ?? "").contains("\"quantity\":1")
+        })
+        #expect(try await s.cacheSettled())
+        let differences = try await client.checkConsistency(CheckConsistencyRequest(models: ["ob-applied", "ob-declined"])).differences
+        #expect(differences.isEmpty, "\(differences)")
+        await held.stop()
+    }
+}
