@@ -117,6 +117,51 @@ import Testing
         await a.stop(); await b.stop()
     }
 
+    /// A relay batch where Redis takes the stream entries but refuses a key (here a list of the
+    /// wrong type; in life, maxmemory or a failover clearing half-way through the batch). The taken
+    /// entries' rows must go and the refused key's rows stay: sending the batch again would add
+    /// every entry twice. A close's event row and its list row are written together, so every batch
+    /// that holds an event also holds the broken key. Fails when a batch is all or nothing.
+    @Test func streamEntriesRedisTookAreNotSentAgainWhenAKeyIsRefused() async throws {
+        let services = try await TestServices.privateInstance()
+        let db = try await offPool { try services.createDatabase() }
+        let s = try await RunningServer.start(database: db, services: services) {
+            $0.outboxGraceMs = 100
+            $0.hydrateOnStart = false
+        }
+        let client = s.client()
+        let redis = try s.redis()
+        let ns = s.namespace
+        let recent = ns + "trades:recent:half"
+        _ = try redis.command(["SET", recent, "not a list"])
+        // Redis refuses writes while the trades close, so every stream entry is owed to the relay.
+        _ = try redis.command(["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+        _ = try redis.command(["CONFIG", "SET", "maxmemory", "1"])
+        defer { _ = try? redis.command(["CONFIG", "SET", "maxmemory", "0"]) }
+        var expected: [String] = []
+        for i in 0..<4 {
+            _ = try await client.savePosition(openRequest(model: "half", symbol: "S\(i)"))
+            expected.append(try await client.closePosition(ClosePositionRequest(modelID: "half", symbol: "S\(i)", exitPrice: 99,
+                                                                                exitTimeMs: t0 + Int64(i))).tradeRowID)
+        }
+        _ = try redis.command(["CONFIG", "SET", "maxmemory", "0"])
+        let pg = try s.postgres()
+        func owed(_ condition: String) throws -> Int64 {
+            try pg.exec("SELECT count(*) FROM engine_store_outbox WHERE " + condition).int(0, 0) ?? -1
+        }
+        // The events leave the outbox while the broken key keeps its rows.
+        #expect(try await eventually(timeout: .seconds(10)) { try owed("kind = 'close_event'") == 0 })
+        #expect(try owed("kind <> 'close_event'") > 0)
+        _ = try redis.command(["DEL", recent])
+        #expect(try await eventually(timeout: .seconds(10)) { try owed("true") == 0 })
+        let ids = try streamEventIDs(redis, ns + "trades:stream")
+        #expect(Set(ids) == Set(expected))
+        #expect(ids.count == expected.count, "duplicates: \(ids.count - Set(ids).count)")
+        #expect(try await client.checkConsistency(CheckConsistencyRequest(models: ["half"])).differences.isEmpty)
+        await client.close()
+        await s.stop()
+    }
+
     @Test func postgresOutageFailsFastAndRecoversWithoutRestart() async throws {
         let services = try await TestServices.privateInstance()
         let s = try await RunningServer.start(database: try await offPool { try services.createDatabase() }, services: services)

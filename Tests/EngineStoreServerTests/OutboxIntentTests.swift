@@ -1,4 +1,5 @@
 import Testing
+import Hiredis
 @testable import EngineStoreServer
 
 /// Outbox rows already in Postgres must decode after a release, and intents must encode as before.
@@ -31,5 +32,26 @@ import Testing
     @Test func registryKindsAreUnique() {
         let names = CachedDocuments.all.map(\.outboxKind)
         #expect(Set(names).count == names.count)
+    }
+}
+
+/// Which outbox rows a write's replies settle (`CacheWriteOutcome.of`, used by the direct path and
+/// the relay alike).
+@Suite struct CacheWriteOutcomeTests {
+    let guardKey = CacheMutation.set(key: "ingest:trade:t", value: "1", ttlSeconds: 60)
+    let entry = CacheMutation.streamAdd(key: "trades:stream", maxLength: 10, fields: [("event_id", "t")])
+    let hashField = CacheMutation.positionSet(key: "positions:m", versionKey: "v", field: "BTC", value: "{}", version: "1", ttlSeconds: 60)
+
+    @Test func aTakenStreamEntrySettlesItsRowWhateverElseWasRefused() {
+        #expect(CacheWriteOutcome.of([guardKey, entry], [.error("OOM"), .string(Array("1-0".utf8))]) == .applied)
+        #expect(CacheWriteOutcome.of([guardKey, entry], [.status("OK"), .error("OOM")]) == .refused("OOM"))
+        #expect(CacheWriteOutcome.of([entry], [.string(Array("1-0".utf8))]) == .applied)
+    }
+
+    @Test func keysAreRefusedByAnyErrorAndDeclinedByAConditionalZero() {
+        #expect(CacheWriteOutcome.of([hashField, guardKey], [.integer(0), .status("OK")]) == .declined)
+        #expect(CacheWriteOutcome.of([hashField, guardKey], [.integer(0), .error("READONLY")]) == .refused("READONLY"))
+        #expect(CacheWriteOutcome.of([guardKey], [.integer(0)]) == .applied)  // not conditional
+        #expect(CacheWriteOutcome.of([hashField], []) == .refused("no reply"))
     }
 }

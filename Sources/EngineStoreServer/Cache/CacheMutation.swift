@@ -1,3 +1,5 @@
+import Hiredis
+
 /// One change to Redis that follows a committed Postgres write. Values are plain data: the direct
 /// path computes them at commit time, the relay, Hydrate and the read path from Postgres later.
 ///
@@ -60,6 +62,12 @@ enum CacheMutation: Sendable, Equatable {
         }
     }
 
+    /// A stream entry: the one mutation that is not idempotent (applied twice, it is there twice).
+    var isAppend: Bool {
+        if case .streamAdd = self { return true }
+        return false
+    }
+
     /// The document key it writes.
     var key: String {
         switch self {
@@ -99,6 +107,39 @@ enum CacheMutation: Sendable, Equatable {
             return [["EVAL", CacheScripts.leaderboardReplace, "2", key, versionKey, version]
                     + members.flatMap { ["\($0.0)", $0.1] }]
         }
+    }
+}
+
+/// What Redis made of one write: the mutations behind one set of outbox rows, whose rows are
+/// deleted, handed to the relay at once, or left for it.
+enum CacheWriteOutcome: Equatable {
+    /// Every command taken: the rows are done.
+    case applied
+    /// Taken, but a conditional mutation was declined (a missing hash or list): rebuild soon.
+    case declined
+    /// An error reply (OOM, READONLY, WRONGTYPE, …): the rows stay for the relay.
+    case refused(String)
+
+    /// `replies` answer the commands of `mutations`, in order. A stream entry Redis took makes the
+    /// write applied even if another of its commands was refused: sending the row again would add
+    /// the entry twice (the other documents of an event row are its ingest guard, a 24 h hint).
+    static func of(_ mutations: [CacheMutation], _ replies: ArraySlice<RedisReply>) -> CacheWriteOutcome {
+        var i = replies.startIndex
+        var appended = false, declined = false
+        var error: String?
+        for m in mutations {
+            for _ in m.commands {
+                guard i < replies.endIndex else { return .refused(error ?? "no reply") }
+                switch replies[i] {
+                case .error(let e): error = error ?? e
+                case .integer(0) where m.isConditional: declined = true
+                default: if m.isAppend { appended = true }
+                }
+                i += 1
+            }
+        }
+        if let error, !appended { return .refused(error) }
+        return declined ? .declined : .applied
     }
 }
 

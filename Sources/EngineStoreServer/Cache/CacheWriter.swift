@@ -109,16 +109,13 @@ final class CacheWriter: Sendable {
                 case .ping(let p): pings.append(p)
                 }
             }
-            // One command per mutation, so reply i belongs to command i.
+            // Write w's replies are replies[ranges[w]].
             var commands: [[String]] = []
-            var owner: [Int] = []
-            var conditional: [Bool] = []
-            for (w, write) in writes.enumerated() {
-                for m in write.mutations {
-                    commands.append(contentsOf: m.commands)
-                    owner.append(contentsOf: repeatElement(w, count: m.commands.count))
-                    conditional.append(contentsOf: repeatElement(m.isConditional, count: m.commands.count))
-                }
+            var ranges: [Range<Int>] = []
+            for write in writes {
+                let start = commands.count
+                for m in write.mutations { commands.append(contentsOf: m.commands) }
+                ranges.append(start..<commands.count)
             }
             if !commands.isEmpty {
                 if let c = connectIfNeeded() {
@@ -127,26 +124,23 @@ final class CacheWriter: Sendable {
                         let started = monotonicNanos()
                         let replies = try c.pipeline(commands)
                         metrics?.cacheLatency(nanos: monotonicNanos() &- started)
-                        // A write's outbox rows go only when Redis confirmed every one of its commands:
-                        // an error reply (OOM, READONLY, WRONGTYPE, …) leaves them for the relay.
-                        var failed = Set<Int>(), declined = Set<Int>()
+                        // Each write keeps its own outcome: a refused one's outbox rows stay for the relay.
+                        var refused = 0
                         var firstError: String?
-                        for (i, reply) in replies.enumerated() {
-                            if case .error(let e) = reply {
-                                failed.insert(owner[i])
-                                if firstError == nil { firstError = e }
-                            } else if conditional[i], reply == .integer(0) {
-                                declined.insert(owner[i])
+                        for (w, write) in writes.enumerated() {
+                            switch CacheWriteOutcome.of(write.mutations, replies[ranges[w]]) {
+                            case .applied: applied.add(write.ids)
+                            case .declined: applied.rebuildSoon(write.ids)
+                            case .refused(let e):
+                                refused += 1
+                                firstError = firstError ?? e
                             }
                         }
                         if let firstError {
                             metrics?.cacheWriteFailed()
                             logger.warning("redis refused cache commands; left to the outbox relay", metadata: [
-                                "reason": "redis_reply_error", "writes": "\(failed.count)", "error": "\(firstError)",
+                                "reason": "redis_reply_error", "writes": "\(refused)", "error": "\(firstError)",
                             ])
-                        }
-                        for (w, write) in writes.enumerated() where !failed.contains(w) {
-                            if declined.contains(w) { applied.rebuildSoon(write.ids) } else { applied.add(write.ids) }
                         }
                     } catch {
                         noteFailure(error)

@@ -15,6 +15,14 @@ enum OutboxIntent: Sendable, Equatable {
     /// A kind in `CachedDocuments.all`, by its `kind` (the row's text as is).
     case document(kind: String, subject: String, ref: String)
 
+    /// A stream entry: applied twice, it is there twice (every other intent rebuilds a key).
+    var isStreamEvent: Bool {
+        switch self {
+        case .closeEvent, .tradeEvent: true
+        default: false
+        }
+    }
+
     var row: (kind: String, subject: String, ref: String) {
         switch self {
         case .position(let m, let s): ("position", m, s)

@@ -30,8 +30,14 @@ struct OutboxRelay {
         return true
     }
 
-    /// Claims rows with `claim`, rebuilds their keys from Postgres, applies, deletes. Returns the
-    /// rows handled, or nil when Postgres or Redis failed (the rows stay for a later pass).
+    /// Claims rows with `claim`, rebuilds their keys from Postgres, applies, deletes the rows Redis
+    /// took. Returns the rows handled, or nil when Postgres or Redis failed (the rest stay for a
+    /// later pass).
+    ///
+    /// The rows' writes are kept apart: the key rebuilds (idempotent, each key once per batch) are
+    /// one write, and each stream event its own. An event Redis took is deleted even when another
+    /// write was refused, so a refusal that clears half-way through a batch (Redis reaching
+    /// maxmemory, a key of the wrong type) never sends an entry twice.
     private func batch<Claim: PGStatement>(_ s: PostgresSession, _ claim: Claim) -> Int? where Claim.Row == Outbox.Claimed {
         guard let r = connections.redisConnection() else { return nil }
         do {
@@ -41,27 +47,50 @@ struct OutboxRelay {
                 try s.exec("COMMIT")
                 return 0
             }
-            var intents: [OutboxIntent] = []
+            var keys = RelayWrite(ids: [], mutations: [])
+            var events: [RelayWrite] = []
+            var keyIntents: [OutboxIntent] = []
             var seen = Set<String>()
             for row in due {
-                guard let intent = row.intent else { continue }
-                // Rebuilding a key once per batch is enough (stream entries are each kept).
-                let r = intent.row
-                let dedupe = r.kind.hasSuffix("_event") ? row.id : "\(r.kind)|\(r.subject)|\(r.ref)"
-                if seen.insert(dedupe).inserted { intents.append(intent) }
+                guard let intent = row.intent else {
+                    keys.ids.append(row.id)  // a kind this version does not know: nothing to do
+                    continue
+                }
+                if intent.isStreamEvent {
+                    events.append(RelayWrite(ids: [row.id], mutations: try rebuilder.mutations(for: intent, s)))
+                } else {
+                    keys.ids.append(row.id)
+                    let r = intent.row
+                    if seen.insert("\(r.kind)|\(r.subject)|\(r.ref)").inserted { keyIntents.append(intent) }
+                }
             }
-            let ids = due.map(\.id)
-            let mutations = try rebuilder.mutations(for: intents, s)
-            hooks.relayWillApply?(mutations.map(\.key))
-            _ = try connections.apply(mutations, r)
-            try s.execute(Outbox.Delete(ids: ids))
+            keys.mutations = try rebuilder.mutations(for: keyIntents, s)
+            let writes = [keys] + events
+            hooks.relayWillApply?(writes.flatMap { $0.mutations.map(\.key) })
+            let outcomes = try connections.apply(writes.map(\.mutations), r)
+            var done: [String] = []
+            var refusal: String?
+            for (write, outcome) in zip(writes, outcomes) {
+                if case .refused(let e) = outcome { refusal = refusal ?? e } else { done.append(contentsOf: write.ids) }
+            }
+            if !done.isEmpty { try s.execute(Outbox.Delete(ids: done)) }
             try s.exec("COMMIT")
-            metrics?.outboxRelayed.increment(by: ids.count)
-            return ids.count
+            metrics?.outboxRelayed.increment(by: done.count)
+            if let refusal {
+                connections.failed(RedisRefused(message: refusal), "outbox relay")
+                return nil
+            }
+            return done.count
         } catch {
             _ = try? s.exec("ROLLBACK")
             connections.failed(error, "outbox relay")
             return nil
         }
     }
+}
+
+/// Outbox rows and the mutations that settle them.
+private struct RelayWrite {
+    var ids: [String]
+    var mutations: [CacheMutation]
 }
