@@ -48,9 +48,14 @@ final class CacheWriter: Sendable {
     }
 
     /// Several writes at once; each keeps its own outcome (applied, declined, refused).
-    func enqueue(_ writes: [(mutations: [CacheMutation], outboxIDs: [Int64])]) {
+    /// `wake: false` queues them (their order is fixed now) and leaves the wake-up to `wake()`.
+    func enqueue(_ writes: [(mutations: [CacheMutation], outboxIDs: [Int64])], wake: Bool = true) {
         queue.push(contentsOf: writes.filter { !$0.mutations.isEmpty || !$0.outboxIDs.isEmpty }
-            .map { .mutations($0.mutations, outboxIDs: $0.outboxIDs) })
+            .map { .mutations($0.mutations, outboxIDs: $0.outboxIDs) }, signal: wake)
+    }
+
+    func wake() {
+        queue.signal()
     }
 
     /// Measures a PING round trip through the writer's own connection (so it reflects its real state).

@@ -67,20 +67,25 @@ final class PostgresPool: Sendable {
 
     var queueDepth: Int { queues.reduce(0) { $0 + $1.count } }
 
-    /// Counts one committed transaction of these jobs and hands their cache work on.
-    func afterCommit(_ outcomes: [JobOutcome]) {
+    /// Counts one committed transaction of these jobs, queues their cache work, runs `answer` (the
+    /// replies), then wakes the cache writer. The work is queued before any reply, so a client that
+    /// waits for its ack finds its cache writes ordered before its next request's; the wake-up comes
+    /// after, off the replies' path.
+    func afterCommit(_ outcomes: [JobOutcome], answer: () -> Void) {
         stats.commits.add(1, ordering: .relaxed)
         metrics?.groupCommitTransactions.increment()
         metrics?.groupCommitJobs.increment(by: outcomes.count)
         hooks.workerDidCommit?(outcomes.flatMap { $0.cacheMutations.map(\.key) })
-        handOff(outcomes)
+        handOff(outcomes, wake: false)
+        answer()
+        cache.wake()
     }
 
     /// Hands cache work on: plain mutations to the writer, coalescable ones to the limiter. A read's
     /// refill comes here without `afterCommit`: it committed nothing.
-    func handOff(_ outcomes: [JobOutcome]) {
+    func handOff(_ outcomes: [JobOutcome], wake: Bool = true) {
         cache.applied.rebuildSoon(outcomes.flatMap(\.relayOutboxIDs))
-        cache.enqueue(outcomes.flatMap { [($0.cacheMutations, $0.outboxIDs)] + $0.independentCacheWork })
+        cache.enqueue(outcomes.flatMap { [($0.cacheMutations, $0.outboxIDs)] + $0.independentCacheWork }, wake: wake)
         limiter.submit(outcomes.flatMap(\.rateLimited))
     }
 

@@ -114,8 +114,10 @@ extension PostgresWorker {
             for job in jobs[reached...] { job.complete(.failure(e)) }
             return
         }
-        if !outcomes.isEmpty { pool.afterCommit(outcomes.map(\.1)) }
-        for (job, outcome) in outcomes { job.complete(.success(outcome)) }
+        guard !outcomes.isEmpty else { return }
+        pool.afterCommit(outcomes.map(\.1)) {
+            for (job, outcome) in outcomes { job.complete(.success(outcome)) }
+        }
     }
 
     /// What a failed job answers. A broken connection is dropped here, in the open: every failure

@@ -304,9 +304,10 @@ extension PostgresWorker {
     /// answered.
     func committed(_ done: [(any PostgresJob, JobOutcome)]) {
         guard !done.isEmpty else { return }
-        pool.afterCommit(done.map(\.1))
-        pool.stats.pipelinedJobs.add(done.count, ordering: .relaxed)
-        for (job, outcome) in done { job.complete(.success(outcome)) }
+        pool.afterCommit(done.map(\.1)) {
+            pool.stats.pipelinedJobs.add(done.count, ordering: .relaxed)
+            for (job, outcome) in done { job.complete(.success(outcome)) }
+        }
     }
 
     /// The results of a pipeline, or nil when a statement failed: the transaction is then rolled

@@ -17,11 +17,17 @@ final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         condition.signal()
     }
 
-    func push(contentsOf new: [Element]) {
+    /// `signal: false` leaves the wake-up to a later `signal()`: the consumer sees the items when it
+    /// next looks, and the caller keeps the wake-up off its own critical path.
+    func push(contentsOf new: [Element], signal: Bool = true) {
         guard !new.isEmpty else { return }
         condition.lock()
         items.append(contentsOf: new)
         condition.unlock()
+        if signal { condition.signal() }
+    }
+
+    func signal() {
         condition.signal()
     }
 
