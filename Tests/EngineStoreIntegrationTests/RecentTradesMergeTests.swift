@@ -11,14 +11,14 @@ import Testing
         let s = try await RunningServer.start()
         let redis = try s.redis()
         let key = s.namespace + "trades:recent:merge"
-        func item(_ t: Int, _ id: String) -> String { #"{"id":"\#(id)","closed_at_ms":\#(t),"symbol":"BTC"}"# }
+        func item(_ t: Int, _ id: String) -> String { #"{"closed_at_ms":\#(t),"symbol":"BTC","id":"\#(id)"}"# }
         func merge(_ items: [String], mode: CacheMutation.ListMode = .existing, max: Int = 4) throws -> Int64? {
             let m = CacheMutation.tradesMerge(key: key, items: items, maxLength: max, mode: mode, ttlSeconds: 60)
             return try redis.pipeline(m.commands).last?.integer
         }
         func ids() throws -> [String] {
             (try redis.command(["LRANGE", key, "0", "-1"]).array ?? []).compactMap { $0.text }.map {
-                String($0.split(separator: "\"")[3])
+                String($0.split(separator: "\"")[9])
             }
         }
         #expect(try merge([item(3, "c")]) == 0)  // missing, 'existing': declined
@@ -39,11 +39,15 @@ import Testing
     /// One trade at a time in random order, with repeats, against the model of the list (the newest
     /// `max` of every distinct trade, sorted): the search path's place, its repeat check and its trim.
     /// A garbage entry in the list sends a merge to the full path, which drops it.
-    @Test func oneTradeAtATimeInAnyOrderKeepsTheNewestSorted() async throws {
+    /// `idLast`: entries as the service writes them (`id` last), whose keys the search reads without
+    /// decoding; otherwise every merge takes the full path. Both must leave the same list.
+    @Test(arguments: [true, false]) func oneTradeAtATimeInAnyOrderKeepsTheNewestSorted(idLast: Bool) async throws {
         let s = try await RunningServer.start()
         let redis = try s.redis()
         let key = s.namespace + "trades:recent:search"
-        func item(_ t: Int, _ id: String) -> String { #"{"id":"\#(id)","closed_at_ms":\#(t),"symbol":"BTC"}"# }
+        func item(_ t: Int, _ id: String) -> String {
+            idLast ? #"{"closed_at_ms":\#(t),"symbol":"BTC","id":"\#(id)"}"# : #"{"id":"\#(id)","closed_at_ms":\#(t),"symbol":"BTC"}"#
+        }
         func merge(_ items: [String], max: Int, mode: CacheMutation.ListMode = .existing) throws {
             let m = CacheMutation.tradesMerge(key: key, items: items, maxLength: max, mode: mode, ttlSeconds: 60)
             _ = try redis.pipeline(m.commands)
@@ -56,14 +60,16 @@ import Testing
             var model: Set<[String]> = [["50", "m"]]  // (time, id) of every trade merged so far
             for _ in 0..<150 {
                 let t = Int.random(in: 0...100, using: &rng)
-                let id = String(UnicodeScalar(UInt8.random(in: 97...102, using: &rng)))
+                // A trade's time never changes, so an id names one time (the full merge dedupes by id).
+                let id = String(UnicodeScalar(UInt8.random(in: 97...102, using: &rng))) + String(t)
                 try merge([item(t, id)], max: max)
                 model.insert([String(t), id])
-                // Newest first by time, then by id (single ASCII letters: bytewise is String order).
+                // Newest first by time, then by id (ASCII: bytewise is String order).
                 let expected = model.map { (t: Int($0[0])!, id: $0[1]) }
                     .sorted { $0.t != $1.t ? $0.t > $1.t : $0.id > $1.id }
                     .prefix(max).map { item($0.t, $0.id) }
-                #expect(try list() == Array(expected), "max \(max) after (\(t), \(id))")
+                let got = try list()
+                #expect(got == Array(expected), "max \(max) after (\(t), \(id)): \(got)")
             }
         }
         // A garbage entry where the search probes: the full merge runs and drops it.
@@ -72,6 +78,14 @@ import Testing
         _ = try redis.command(["LSET", key, "1", "not json"])
         try merge([item(6, "b")], max: 10)
         #expect(try list() == [item(9, "a"), item(6, "b"), item(5, "a3")])
+        // An id with an escaped quote where the search probes: read by decoding (the full merge).
+        _ = try redis.command(["DEL", key])
+        let escaped = #"a\"q"#
+        try merge([item(9, "a"), item(7, escaped), item(5, "a3")], max: 10, mode: .build)
+        try merge([item(6, "b")], max: 10)
+        try merge([item(7, "c")], max: 10)  // same time: "c" sorts before "a\"q" (decoded, bytewise)
+        let got = try list()
+        #expect(got == [item(9, "a"), item(7, "c"), item(7, escaped), item(6, "b"), item(5, "a3")], "\(got)")
         await s.stop()
     }
 }

@@ -286,7 +286,9 @@ enum CacheScripts {
     /// (list ∪ items) by closed_at_ms desc, then id desc (bytewise, as Postgres's COLLATE "C"),
     /// without duplicate ids; entries that are not trade JSON with an id are dropped (by the full merge: the
     /// fast path for one trade newer than the head trusts the list, which only this script writes).
-    /// 0 when the list is missing and mode is 'existing'. `RecentTradesMergeTests` checks both paths.
+    /// 0 when the list is missing and mode is 'existing'. The one-trade paths read list entries' keys
+    /// with `peek` (no decode: about 64 → 49 µs of Redis a search-path merge, `bench/trades-merge`).
+    /// `RecentTradesMergeTests` checks every path.
     static let tradesMerge = """
         local exists = redis.call('EXISTS', KEYS[1]) == 1
         if not exists and ARGV[3] == 'existing' then return 0 end
@@ -297,6 +299,20 @@ enum CacheScripts {
             return { t = d.closed_at_ms, id = d.id, s = s }
           end
           return nil
+        end
+        -- A list entry's keys without decoding it (a decode is most of a lookup's cost): entries are
+        -- this script's own trade JSON, whose `id` comes last and whose strings escape every quote,
+        -- so `"closed_at_ms":` and `,"id":"` occur once, as keys. nil (then the full merge decodes
+        -- and checks every entry) for anything else, or an id with an escape.
+        local function peek(s)
+          if not s then return nil end
+          local a = string.find(s, '"closed_at_ms":', 1, true)
+          local b = string.find(s, ',"id":"', 1, true)
+          if not a or not b or string.sub(s, -2) ~= '"}' then return nil end
+          local t = tonumber(string.match(s, '^%-?%d+', a + 15))
+          local id = string.sub(s, b + 7, -3)
+          if not t or string.find(id, '[\\\\"]') then return nil end
+          return { t = t, id = id, s = s }
         end
         local function first(a, b)
           if a.t ~= b.t then return a.t > b.t end
@@ -315,7 +331,7 @@ enum CacheScripts {
         -- by a binary search that decodes about log2(max) entries; a repeat sits just before that place.
         if exists and n == 1 and #ARGV == 5 then
           local e, head = entry(ARGV[5]), redis.call('LINDEX', KEYS[1], 0)
-          local h = head and entry(head)
+          local h = peek(head)
           if e and h and first(e, h) then
             redis.call('LPUSH', KEYS[1], ARGV[5])
             redis.call('LTRIM', KEYS[1], 0, max - 1)
@@ -326,10 +342,10 @@ enum CacheScripts {
           local lo, hi, probed = 1, len, e ~= nil and h ~= nil
           while probed and lo < hi do
             local mid = math.floor((lo + hi) / 2)
-            local m = entry(redis.call('LINDEX', KEYS[1], mid))
+            local m = peek(redis.call('LINDEX', KEYS[1], mid))
             if not m then probed = false elseif first(e, m) then hi = mid else lo = mid + 1 end
           end
-          local before = probed and entry(redis.call('LINDEX', KEYS[1], lo - 1))
+          local before = probed and peek(redis.call('LINDEX', KEYS[1], lo - 1))
           if e and before then
             if not (before.t == e.t and before.id == e.id) and lo < max then
               if lo == len then
