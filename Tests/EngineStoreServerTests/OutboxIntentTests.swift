@@ -43,15 +43,17 @@ import Hiredis
     let hashField = CacheMutation.positionSet(key: "positions:m", versionKey: "v", field: "BTC", value: "{}", version: "1", ttlSeconds: 60)
 
     @Test func aTakenStreamEntrySettlesItsRowWhateverElseWasRefused() {
-        #expect(CacheWriteOutcome.of([guardKey, entry], [.error("OOM"), .string(Array("1-0".utf8))]) == .applied)
-        #expect(CacheWriteOutcome.of([guardKey, entry], [.status("OK"), .error("OOM")]) == .refused("OOM"))
-        #expect(CacheWriteOutcome.of([entry], [.string(Array("1-0".utf8))]) == .applied)
+        let id = RedisReply.string(Array("1-0".utf8))
+        #expect(CacheWriteOutcome.of([(guardKey, .error("OOM")), (entry, id)]) == .applied)
+        #expect(CacheWriteOutcome.of([(guardKey, .status("OK")), (entry, .error("OOM"))]) == .refused("OOM"))
+        #expect(CacheWriteOutcome.of([(entry, id)]) == .applied)
     }
 
     @Test func keysAreRefusedByAnyErrorAndDeclinedByAConditionalZero() {
-        #expect(CacheWriteOutcome.of([hashField, guardKey], [.integer(0), .status("OK")]) == .declined)
-        #expect(CacheWriteOutcome.of([hashField, guardKey], [.integer(0), .error("READONLY")]) == .refused("READONLY"))
-        #expect(CacheWriteOutcome.of([guardKey], [.integer(0)]) == .applied)  // not conditional
-        #expect(CacheWriteOutcome.of([hashField], []) == .refused("no reply"))
+        #expect(CacheWriteOutcome.of([(hashField, .integer(0)), (guardKey, .status("OK"))]) == .declined)
+        #expect(CacheWriteOutcome.of([(hashField, .integer(0)), (guardKey, .error("READONLY"))]) == .refused("READONLY"))
+        #expect(CacheWriteOutcome.of([(guardKey, .integer(0))]) == .applied)  // not conditional
+        #expect(CacheWriteOutcome.of([(hashField, nil)]) == .refused("no reply"))
+        #expect(CacheWriteOutcome.of([]) == .applied)  // a write with rows and nothing to send
     }
 }

@@ -120,26 +120,45 @@ enum CacheWriteOutcome: Equatable {
     /// An error reply (OOM, READONLY, WRONGTYPE, …): the rows stay for the relay.
     case refused(String)
 
-    /// `replies` answer the commands of `mutations`, in order. A stream entry Redis took makes the
-    /// write applied even if another of its commands was refused: sending the row again would add
-    /// the entry twice (the other documents of an event row are its ingest guard, a 24 h hint).
-    static func of(_ mutations: [CacheMutation], _ replies: ArraySlice<RedisReply>) -> CacheWriteOutcome {
-        var i = replies.startIndex
+    /// Each command of a write with the mutation it belongs to and its reply (nil: none came). A
+    /// stream entry Redis took makes the write applied even if another of its commands was refused:
+    /// sending the row again would add the entry twice (the other documents of an event row are its
+    /// ingest guard, a 24 h hint).
+    static func of(_ answered: [(mutation: CacheMutation, reply: RedisReply?)]) -> CacheWriteOutcome {
         var appended = false, declined = false
         var error: String?
-        for m in mutations {
-            for _ in m.commands {
-                guard i < replies.endIndex else { return .refused(error ?? "no reply") }
-                switch replies[i] {
-                case .error(let e): error = error ?? e
-                case .integer(0) where m.isConditional: declined = true
-                default: if m.isAppend { appended = true }
-                }
-                i += 1
+        for (m, reply) in answered {
+            switch reply {
+            case nil: error = error ?? "no reply"
+            case .error(let e)?: error = error ?? e
+            case .integer(0)? where m.isConditional: declined = true
+            default: if m.isAppend { appended = true }
             }
         }
         if let error, !appended { return .refused(error) }
         return declined ? .declined : .applied
+    }
+}
+
+extension RedisConnection {
+    /// Sends several writes in one round trip (each mutation's commands built once); each write gets
+    /// its own outcome. Throws only when the connection failed: then nothing is known of any write.
+    func apply(_ writes: [[CacheMutation]]) throws(RedisError) -> [CacheWriteOutcome] {
+        var commands: [[String]] = []
+        var owners: [(write: Int, mutation: CacheMutation)] = []
+        for (w, write) in writes.enumerated() {
+            for m in write {
+                let c = m.commands
+                commands.append(contentsOf: c)
+                owners.append(contentsOf: repeatElement((write: w, mutation: m), count: c.count))
+            }
+        }
+        let replies = commands.isEmpty ? [] : try pipeline(commands)
+        var answered = [[(mutation: CacheMutation, reply: RedisReply?)]](repeating: [], count: writes.count)
+        for (i, owner) in owners.enumerated() {
+            answered[owner.write].append((owner.mutation, i < replies.count ? replies[i] : nil))
+        }
+        return answered.map(CacheWriteOutcome.of)
     }
 }
 

@@ -114,26 +114,18 @@ final class CacheWriter: Sendable {
                 case .ping(let p): pings.append(p)
                 }
             }
-            // Write w's replies are replies[ranges[w]].
-            var commands: [[String]] = []
-            var ranges: [Range<Int>] = []
-            for write in writes {
-                let start = commands.count
-                for m in write.mutations { commands.append(contentsOf: m.commands) }
-                ranges.append(start..<commands.count)
-            }
-            if !commands.isEmpty {
+            if writes.contains(where: { !$0.mutations.isEmpty }) {
                 if let c = connectIfNeeded() {
                     hooks.cacheWriterWillApply?(writes.flatMap { $0.mutations.map(\.key) })
                     do {
                         let started = monotonicNanos()
-                        let replies = try c.pipeline(commands)
+                        let outcomes = try c.apply(writes.map(\.mutations))
                         metrics?.cacheLatency(nanos: monotonicNanos() &- started)
                         // Each write keeps its own outcome: a refused one's outbox rows stay for the relay.
                         var refused = 0
                         var firstError: String?
-                        for (w, write) in writes.enumerated() {
-                            switch CacheWriteOutcome.of(write.mutations, replies[ranges[w]]) {
+                        for (write, outcome) in zip(writes, outcomes) {
+                            switch outcome {
                             case .applied: applied.add(write.ids)
                             case .declined: applied.rebuildSoon(write.ids)
                             case .refused(let e):

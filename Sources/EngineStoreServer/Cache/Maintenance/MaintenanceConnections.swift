@@ -66,22 +66,8 @@ final class MaintenanceConnections {
     /// OOM or READONLY leaves the caller's outbox rows in place).
     func apply(_ mutations: [CacheMutation], _ r: RedisConnection) throws -> Int {
         guard !mutations.isEmpty else { return 0 }
-        if case .refused(let e) = try apply([mutations], r)[0] { throw RedisRefused(message: e) }
+        if case .refused(let e) = try r.apply([mutations])[0] { throw RedisRefused(message: e) }
         return mutations.count
-    }
-
-    /// Sends several writes in one round trip; each gets its own outcome. Throws only when the
-    /// connection failed (then nothing is known of any write).
-    func apply(_ writes: [[CacheMutation]], _ r: RedisConnection) throws -> [CacheWriteOutcome] {
-        var commands: [[String]] = []
-        var ranges: [Range<Int>] = []
-        for write in writes {
-            let start = commands.count
-            for m in write { commands.append(contentsOf: m.commands) }
-            ranges.append(start..<commands.count)
-        }
-        let replies = commands.isEmpty ? [] : try r.pipeline(commands)
-        return zip(writes, ranges).map { CacheWriteOutcome.of($0, replies[$1]) }
     }
 }
 

@@ -67,7 +67,7 @@ struct OutboxRelay {
             keys.mutations = try rebuilder.mutations(for: keyIntents, s)
             let writes = [keys] + events
             hooks.relayWillApply?(writes.flatMap { $0.mutations.map(\.key) })
-            let outcomes = try connections.apply(writes.map(\.mutations), r)
+            let outcomes = try r.apply(writes.map(\.mutations))
             var done: [String] = []
             var refusal: String?
             for (write, outcome) in zip(writes, outcomes) {
