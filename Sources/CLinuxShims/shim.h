@@ -22,3 +22,8 @@ static inline int es_peer_credentials(int fd, struct es_peer_credentials *out) {
 // Hands freed heap pages back to the kernel (glibc keeps them otherwise).
 #include <malloc.h>
 static inline void es_trim_heap(void) { malloc_trim(0); }
+
+// Names the calling thread for the kernel (top -H, perf, /proc/…/comm): at most 15 bytes are kept.
+// prctl instead of pthread_setname_np, which is declared only under _GNU_SOURCE.
+#include <sys/prctl.h>
+static inline void es_set_thread_name(const char *name) { prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0); }

@@ -1,3 +1,4 @@
+import CLinuxShims
 import Foundation
 
 /// A named thread that runs one body, and a way to wait until that body has returned.
@@ -14,9 +15,17 @@ final class WorkerThread: Sendable {
         self.name = name
     }
 
+    /// The name the kernel shows (`perf`, `top -H`), which keeps 15 bytes: "engine-store-pg-1" becomes
+    /// "es-pg-1". Foundation's `Thread.name` does not reach the kernel on Linux.
+    var kernelName: String {
+        String(decoding: (name.hasPrefix("engine-store-") ? "es-" + name.dropFirst(13) : name).utf8.prefix(15), as: UTF8.self)
+    }
+
     /// Starts a new thread that runs `body`.
     func start(_ body: @escaping @Sendable () -> Void) {
+        let kernelName = kernelName
         let thread = Thread { [finished] in
+            es_set_thread_name(kernelName)
             body()
             finished.signal()
         }
