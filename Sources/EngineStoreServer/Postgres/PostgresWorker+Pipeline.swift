@@ -24,6 +24,8 @@ extension PostgresWorker {
     /// call holds each slot at most once: a second write to a slot goes to the next call, which runs
     /// after the first.
     static func pipelineUnits(_ jobs: [any PostgresJob]) -> [PipelineUnit]? {
+        // A lone job runs its own statement (see the end): its shared form's row is not built at all.
+        if jobs.count == 1, let own = jobs[0].pipelinePlan { return [.own(job: 0, plan: own)] }
         var units: [PipelineUnit] = []
         var slots = Set<String>()
         for (i, job) in jobs.enumerated() {
