@@ -57,6 +57,10 @@ extension PipelineTests {
         #expect(s.server.stats.pipelineFallbacks.load(ordering: .relaxed) == fallbacks)
         #expect(answers[0].opened && !answers[1].opened && !answers[2].opened)
         #expect(Set(answers[0...2].map(\.positionID)).count == 1)
+        // Each request of the shared call gets its own row's reply (the rows are matched by slot).
+        for (request, answer) in zip(requests, answers) {
+            #expect(answer.positionID.hasPrefix("rep|\(request.symbol)|"), "\(request.symbol): \(answer.positionID)")
+        }
         let pg = try s.postgres()
         #expect(try pg.exec("SELECT quantity FROM positions WHERE model_id = 'rep' AND symbol = 'A'").double(0, 0) == 3)
         // Each reply recorded (built in Swift) replays byte for byte.

@@ -35,6 +35,13 @@ struct PipelineFallback: Error {}
 protocol BatchableWrite: WriteBody {
     func batchRow() -> (statement: SQLText, row: [String?])?
     func outcome(batchRow: PGRow) -> JobOutcome
+    /// The slot (first lock key) a result row of the shared statement belongs to, for a statement
+    /// whose rows carry no `ord` column; nil: the rows carry `ord`.
+    func slot(ofResultRow row: PGRow) -> String?
+}
+
+extension BatchableWrite {
+    func slot(ofResultRow row: PGRow) -> String? { nil }
 }
 
 /// A write that must read before it knows its statements (a close reads the row it locks), batched in
@@ -151,7 +158,7 @@ struct IdempotentWrite<Body: WriteBody>: PostgresJob {
     var batchPlan: BatchPlan? {
         guard let body = body as? any BatchableWrite, let (statement, row) = body.batchRow() else { return nil }
         return BatchPlan(statement: statement, slot: lockKeys.first ?? key, row: row, key: key, method: method,
-                         digest: digest) { body.outcome(batchRow: $0) }
+                         digest: digest, slotOfRow: { body.slot(ofResultRow: $0) }) { body.outcome(batchRow: $0) }
     }
 
     var pipelinePlan: PipelinePlan? {

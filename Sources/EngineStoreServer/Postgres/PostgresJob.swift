@@ -34,7 +34,10 @@ struct BatchPlan: Sendable {
     let slot: String
     let row: [String?]
     let key: String, method: UInt16, digest: String
-    /// The outcome from this job's result row (the row's `ord` column is its place in the call).
+    /// The slot a result row belongs to, for a statement whose rows carry no `ord` column (their place
+    /// in the call); nil for one whose rows do.
+    var slotOfRow: @Sendable (PGRow) -> String? = { _ in nil }
+    /// The outcome from this job's result row.
     let finish: @Sendable (PGRow) -> JobOutcome
 }
 

@@ -144,13 +144,21 @@ extension PostgresWorker {
         /// The shared calls' idempotency records, written in the second round trip.
         var records: [(key: String, method: UInt16, digest: String, reply: [UInt8])] = []
 
-        /// A shared call's jobs, from its result (a row per job that wrote, `ord` its place in the call).
+        /// A shared call's jobs, from its result: a row per job that wrote, found by its `ord` (its place
+        /// in the call) or, for a statement whose rows carry none, by its slot (each slot once per call).
         mutating func shared(_ members: [Int], _ plans: [BatchPlan], _ result: PGResult, stats: ServerStats) {
             stats.sharedCalls.add(1, ordering: .relaxed)
             stats.sharedRows.add(plans.count, ordering: .relaxed)
             var rowOf = [Int](repeating: -1, count: plans.count)
-            for r in 0..<result.rowCount {
-                if let ord = PGRow(result, r).int("ord"), (1...plans.count).contains(Int(ord)) { rowOf[Int(ord) - 1] = r }
+            if result.columnIndex("ord") >= 0 {
+                for r in 0..<result.rowCount {
+                    if let ord = PGRow(result, r).int("ord"), (1...plans.count).contains(Int(ord)) { rowOf[Int(ord) - 1] = r }
+                }
+            } else if let first = plans.first {
+                let placeOf = Dictionary(plans.enumerated().map { ($1.slot, $0) }, uniquingKeysWith: { a, _ in a })
+                for r in 0..<result.rowCount {
+                    if let slot = first.slotOfRow(PGRow(result, r)), let k = placeOf[slot] { rowOf[k] = r }
+                }
             }
             for (k, plan) in plans.enumerated() {
                 // No row: this request wrote nothing (it runs again step by step).

@@ -136,6 +136,12 @@ struct SavePositionBody: PipelinableWrite, BatchableWrite {
 
     func outcome(batchRow row: PGRow) -> JobOutcome { makeOutcome(PositionStore.Save.decode(row)) }
 
+    /// position_open_batch's rows carry no `ord`: their model and symbol name the request.
+    func slot(ofResultRow row: PGRow) -> String? {
+        guard let model = row.string("model_id"), let symbol = row.string("symbol") else { return nil }
+        return LockOrder.position(model, symbol)
+    }
+
     /// A missing hash is not built here: the cache writer hands it to the relay, which builds it whole.
     func makeOutcome(_ saved: PositionStore.Saved) -> JobOutcome {
         let response = SavePositionResponse(positionID: saved.row.id, opened: saved.opened, updatedAtMs: saved.row.updatedAtMs)
