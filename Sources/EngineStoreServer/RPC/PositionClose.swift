@@ -109,12 +109,14 @@ struct ClosePositionBody: TwoPhaseWrite {
                 guard results[0].rowCount > 0 else { throw ServiceError(.internalError, "open position vanished under its lock") }
                 mutations.append(PositionStore.ClosePartial.decode(PGRow(results[0], 0)).cacheMutation(keys, model: r.modelID, ttl: ttl.positions))
             }
-            // Merged where it belongs by exit time; a missing list is left to the relay to build.
-            mutations.append(TradeStore.merge([trade], model: r.modelID, keys: keys, mode: .existing, ttl: ttl.medium))
+            // Merged where it belongs by exit time; a missing list is left to the relay to build. The
+            // document is built once, for the list and the stream entry.
+            let document = trade.json
+            mutations.append(TradeStore.merge(documents: [document], model: r.modelID, keys: keys, mode: .existing, ttl: ttl.medium))
             // In the order of the intents: the two keys go with `mutations`, the event on its own.
             var outcome = JobOutcome(reply: response, cacheMutations: mutations, outboxIDs: Array(outboxIDs.prefix(2)))
             outcome.independentCacheWork = [(
-                [trade.closeEvent(keys, streamMaxLength: streamMaxLength)],
+                [trade.closeEvent(keys, streamMaxLength: streamMaxLength, document: document)],
                 Array(outboxIDs.dropFirst(2)))]
             return outcome
         }

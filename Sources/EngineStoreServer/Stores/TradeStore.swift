@@ -80,10 +80,11 @@ struct TradeRow {
 
     /// The `position_closed` stream entry: event_id (the trades row id, for consumer dedupe), type,
     /// model_id, symbol, ts_ms (exit time), data (trade JSON).
-    func closeEvent(_ keys: CacheKeys, streamMaxLength: Int) -> CacheMutation {
+    /// `document`: this trade's `json`, when the caller has it already (a close merges it too).
+    func closeEvent(_ keys: CacheKeys, streamMaxLength: Int, document: String? = nil) -> CacheMutation {
         .streamAdd(key: keys.tradeStream, maxLength: streamMaxLength, fields: [
             ("event_id", id), ("type", "position_closed"), ("model_id", modelID), ("symbol", symbol),
-            ("ts_ms", String(closedAtMs)), ("data", json),
+            ("ts_ms", String(closedAtMs)), ("data", document ?? json),
         ])
     }
 }
@@ -172,7 +173,13 @@ enum TradeStore {
     /// that Postgres does not have (repair).
     static func merge(_ rows: [TradeRow], model: String, keys: CacheKeys, mode: CacheMutation.ListMode, ttl: Int,
                       drop: [String] = []) -> CacheMutation {
-        .tradesMerge(key: keys.recentTrades(model: model), items: rows.map(\.json), maxLength: recentLength, mode: mode,
+        merge(documents: rows.map(\.json), model: model, keys: keys, mode: mode, ttl: ttl, drop: drop)
+    }
+
+    /// `merge` of trades' documents (their `json`).
+    static func merge(documents: [String], model: String, keys: CacheKeys, mode: CacheMutation.ListMode, ttl: Int,
+                      drop: [String] = []) -> CacheMutation {
+        .tradesMerge(key: keys.recentTrades(model: model), items: documents, maxLength: recentLength, mode: mode,
                      ttlSeconds: ttl, drop: drop)
     }
 
