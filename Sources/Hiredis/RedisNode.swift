@@ -118,9 +118,13 @@ final class RedisNode {
 
 /// Lays the arguments out in one buffer and calls `body` with argc, argv and argvlen (binary-safe).
 func withArgv<R>(_ args: [String], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
+    // Sized up front: a script's text alone is a few KiB, which growing the buffer copied several times.
     var storage: [UInt8] = []
+    storage.reserveCapacity(args.reduce(0) { $0 + $1.utf8.count })
     var offsets: [Int] = []
+    offsets.reserveCapacity(args.count)
     var lengths: [Int] = []
+    lengths.reserveCapacity(args.count)
     for a in args {
         offsets.append(storage.count)
         let before = storage.count
