@@ -1,18 +1,25 @@
 @testable import EngineStoreServer
 import Testing
 
-/// The cache documents' writer works on UTF-8 bytes; its strings must come out exactly as the
-/// scalar-by-scalar quoting (JSON's escapes: `"`, `\`, the C0 controls) writes them.
+/// The cache documents' writer quotes over UTF-8 bytes; its strings must come out exactly as the
+/// scalar-by-scalar quoting (the log handlers' path) writes them under JSON's own rule.
 @Suite struct JSONWriterTests {
     static let awkward = ["", "BTC", "a\"b", "back\\slash", "line\nbreak\r\ttab", "\u{0}\u{1}\u{1f}\u{7f}", "é", "日本語",
                           "🚀 rocket", "e\u{301}", "\u{2028}\u{85}", "mixed \"é\"\\\u{8} 🚀"]
 
     @Test(arguments: awkward) func bytesAndScalarsQuoteAlike(_ s: String) {
-        var scalars = ""
-        JSONObjectWriter.appendQuoted(s, to: &scalars)
+        var scalars: [UInt8] = []
+        JSONObjectWriter.appendQuoted(s, to: &scalars, escape: { $0.value < 0x20 })
         var bytes: [UInt8] = []
         JSONObjectWriter.appendQuoted(s, to: &bytes)
-        #expect(String(decoding: bytes, as: UTF8.self) == scalars)
+        #expect(bytes == scalars)
+    }
+
+    /// The log handlers' rule adds DEL, C1 controls and U+2028 as `\uXXXX`.
+    @Test func aWiderRuleEscapesMore() {
+        var out = ""
+        JSONObjectWriter.appendQuoted("a\u{7f}\u{85}\u{2028}é\"\n", to: &out, escape: LineLogHandler.mustEscape)
+        #expect(out == #""a\u007f\u0085\u2028é\"\n""#)
     }
 
     @Test func anObjectHasEveryKindOfValue() {

@@ -58,45 +58,57 @@ struct JSONObjectWriter {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// A JSON string literal with JSON's own escapes (`"`, `\\` and the C0 controls), over UTF-8: a
-    /// byte below 0x80 is an ASCII scalar, and the bytes of any other scalar are copied as they are.
-    /// The same text as `appendQuoted(_:to:escape:)` with its default rule.
-    static func appendQuoted(_ s: String, to out: inout [UInt8]) {
+    /// A JSON string literal: `"`, `\\`, `\n`, `\r`, `\t` escaped, the other C0 controls and whatever
+    /// `escape` names (the log handlers escape more) written as `\uXXXX`. Without `escape` it runs over
+    /// the UTF-8 bytes (a byte below 0x80 is an ASCII scalar; the bytes of any other scalar are copied),
+    /// the cache documents' hot path; with it, scalar by scalar.
+    static func appendQuoted(_ s: String, to out: inout [UInt8], escape: ((Unicode.Scalar) -> Bool)? = nil) {
         out.append(UInt8(ascii: "\""))
-        for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "\""): out.append(UInt8(ascii: "\\")); out.append(b)
-            case UInt8(ascii: "\\"): out.append(b); out.append(b)
-            case UInt8(ascii: "\n"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
-            case UInt8(ascii: "\r"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
-            case UInt8(ascii: "\t"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(b >> 4)], hex[Int(b & 0xf)]])
-            default: out.append(b)
+        if let escape {
+            for scalar in s.unicodeScalars {
+                if scalar.isASCII {
+                    appendASCII(UInt8(scalar.value), escaped: scalar.value < 0x20 || escape(scalar), to: &out)
+                } else if escape(scalar) {
+                    appendUnicodeEscape(scalar.value, to: &out)
+                } else {
+                    UTF8.encode(scalar) { out.append($0) }
+                }
+            }
+        } else {
+            for b in s.utf8 {
+                if b < 0x80 { appendASCII(b, escaped: b < 0x20, to: &out) } else { out.append(b) }
             }
         }
         out.append(UInt8(ascii: "\""))
     }
 
-    /// A JSON string literal; `escape` picks the characters written as `\\uXXXX` besides the C0
-    /// controls JSON requires (the log handlers escape more).
-    static func appendQuoted(_ s: String, to out: inout String, escape: (Unicode.Scalar) -> Bool = { $0.value < 0x20 }) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where escape(c):
-                let hex = String(c.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default:
-                out.unicodeScalars.append(scalar)
-            }
+    /// `appendQuoted` onto a `String`.
+    static func appendQuoted(_ s: String, to out: inout String, escape: ((Unicode.Scalar) -> Bool)? = nil) {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(s.utf8.count + 2)
+        appendQuoted(s, to: &bytes, escape: escape)
+        out += String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    private static func appendASCII(_ b: UInt8, escaped: Bool, to out: inout [UInt8]) {
+        switch b {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(b)
+        case UInt8(ascii: "\n"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
+        case UInt8(ascii: "\r"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
+        case UInt8(ascii: "\t"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
+        default: if escaped { appendUnicodeEscape(UInt32(b), to: &out) } else { out.append(b) }
         }
-        out += "\""
+    }
+
+    /// `\uXXXX`: at least four lower-case hex digits.
+    private static func appendUnicodeEscape(_ value: UInt32, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\\"))
+        out.append(UInt8(ascii: "u"))
+        var digits: [UInt8] = []
+        var v = value
+        repeat { digits.append(hexDigits[Int(v & 0xf)]); v >>= 4 } while v > 0 || digits.count < 4
+        out.append(contentsOf: digits.reversed())
     }
 }
