@@ -51,12 +51,15 @@ final class RedisNode {
         return try receive(commands.count)
     }
 
-    /// Writes the commands out without waiting for their replies (so several nodes work at once).
+    /// Writes the commands out without waiting for their replies (so several nodes work at once). They
+    /// are encoded once, into one block (`RESP`), and handed to hiredis's output buffer as such.
     func send(_ commands: [[String]]) throws(RedisError) {
-        for args in commands {
-            let rc = withArgv(args) { argc, argv, lens in redisAppendCommandArgv(context, argc, argv, lens) }
-            guard rc == REDIS_OK else { throw connectionError() }
+        guard !commands.isEmpty else { return }
+        let block = RESP.commands(commands)
+        let rc = block.withUnsafeBufferPointer { buf in
+            buf.withMemoryRebound(to: CChar.self) { redisAppendFormattedCommand(context, $0.baseAddress, $0.count) }
         }
+        guard rc == REDIS_OK else { throw connectionError() }
         var done: Int32 = 0
         while done == 0 {
             guard redisBufferWrite(context, &done) == REDIS_OK else { throw connectionError() }
@@ -112,33 +115,6 @@ final class RedisNode {
             return .array(items)
         default:
             return .null
-        }
-    }
-}
-
-/// Lays the arguments out in one buffer and calls `body` with argc, argv and argvlen (binary-safe).
-func withArgv<R>(_ args: [String], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
-    // Sized up front: a script's text alone is a few KiB, which growing the buffer copied several times.
-    var storage: [UInt8] = []
-    storage.reserveCapacity(args.reduce(0) { $0 + $1.utf8.count })
-    var offsets: [Int] = []
-    offsets.reserveCapacity(args.count)
-    var lengths: [Int] = []
-    lengths.reserveCapacity(args.count)
-    for a in args {
-        offsets.append(storage.count)
-        let before = storage.count
-        storage.append(contentsOf: a.utf8)
-        lengths.append(storage.count - before)
-    }
-    if storage.isEmpty { storage.append(0) }
-    return storage.withUnsafeBufferPointer { buf in
-        let base = UnsafeRawPointer(buf.baseAddress!).assumingMemoryBound(to: CChar.self)
-        var argv: [UnsafePointer<CChar>?] = offsets.map { base + $0 }
-        return argv.withUnsafeMutableBufferPointer { argvBuf in
-            lengths.withUnsafeBufferPointer { lens in
-                body(Int32(args.count), argvBuf.baseAddress!, lens.baseAddress!)
-            }
         }
     }
 }

@@ -30,20 +30,23 @@ enum LockOrder {
     /// Groups jobs into transactions, in order, such that inside each the lock keys only ascend.
     static func rounds(_ jobs: [any PostgresJob]) -> [[any PostgresJob]] {
         if jobs.count < 2 { return jobs.isEmpty ? [] : [jobs] }  // one job keeps its own order
-        // Keys computed once per job (a snapshot's keys take a sort to build).
-        var rest = jobs.map { (keys: $0.lockKeys, job: $0) }.sorted { ($0.keys.first ?? "") < ($1.keys.first ?? "") }
+        // Keys computed once per job (a snapshot's keys take a sort to build); the sort moves indices,
+        // not (keys, job) pairs, which cost a retain and release of both per move.
+        let keys = jobs.map(\.lockKeys)
+        var rest = keys.indices.sorted { (keys[$0].first ?? "") < (keys[$1].first ?? "") }
         var rounds: [[any PostgresJob]] = []
         while !rest.isEmpty {
             var round: [any PostgresJob] = []
-            var later: [(keys: [String], job: any PostgresJob)] = []
+            round.reserveCapacity(rest.count)
+            var later: [Int] = []
             var highest = ""
-            for entry in rest {
-                guard let first = entry.keys.first else { round.append(entry.job); continue }
+            for i in rest {
+                guard let first = keys[i].first else { round.append(jobs[i]); continue }
                 if first >= highest {
-                    round.append(entry.job)
-                    highest = max(highest, entry.keys.last!)
+                    round.append(jobs[i])
+                    if let last = keys[i].last, last > highest { highest = last }
                 } else {
-                    later.append(entry)
+                    later.append(i)
                 }
             }
             rounds.append(round)

@@ -27,19 +27,36 @@ extension PostgresWorker {
         // A lone job runs its own statement (see the end): its shared form's row is not built at all.
         if jobs.count == 1, let own = jobs[0].pipelinePlan { return [.own(job: 0, plan: own)] }
         var units: [PipelineUnit] = []
+        // The shared call being filled, kept apart from `units` until it closes: appending to an
+        // array inside an enum case copied the array (and retained every plan's row) per job.
+        var open: (statement: SQLText, jobs: [Int], plans: [BatchPlan])?
         var slots = Set<String>()
+        func close() {
+            guard let call = open else { return }
+            open = nil
+            // A call of one job gains nothing from sharing, and its own statement records the reply
+            // with the COMMIT in the same round trip (no second one for the records): the lone
+            // request's latency.
+            if call.jobs.count == 1, let own = jobs[call.jobs[0]].pipelinePlan {
+                units.append(.own(job: call.jobs[0], plan: own))
+            } else {
+                units.append(.shared(statement: call.statement, jobs: call.jobs, plans: call.plans))
+            }
+        }
         for (i, job) in jobs.enumerated() {
             if let batch = job.batchPlan {
-                if case .shared(let statement, var members, var plans) = units.last, statement == batch.statement,
-                   slots.insert(batch.slot).inserted {
-                    members.append(i)
-                    plans.append(batch)
-                    units[units.count - 1] = .shared(statement: statement, jobs: members, plans: plans)
+                if open?.statement == batch.statement, slots.insert(batch.slot).inserted {
+                    open!.jobs.append(i)
+                    open!.plans.append(batch)
                 } else {
-                    units.append(.shared(statement: batch.statement, jobs: [i], plans: [batch]))
+                    close()
+                    open = (batch.statement, [i], [batch])
                     slots = [batch.slot]
                 }
-            } else if let plan = job.pipelinePlan {
+                continue
+            }
+            close()
+            if let plan = job.pipelinePlan {
                 units.append(.own(job: i, plan: plan))
             } else if let plan = job.twoPhasePlan {
                 units.append(.reads(job: i, plan: plan))
@@ -47,12 +64,8 @@ extension PostgresWorker {
                 return nil
             }
         }
-        // A call of one job gains nothing from sharing, and its own statement records the reply with
-        // the COMMIT in the same round trip (no second one for the records): the lone request's latency.
-        return units.map { unit in
-            guard case .shared(_, let members, _) = unit, members.count == 1, let own = jobs[members[0]].pipelinePlan else { return unit }
-            return .own(job: members[0], plan: own)
-        }
+        close()
+        return units
     }
 
     /// When every job can be pipelined or run in two phases, the whole batch takes one round trip
