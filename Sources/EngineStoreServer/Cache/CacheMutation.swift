@@ -145,10 +145,11 @@ extension RedisConnection {
     /// its own outcome. Throws only when the connection failed: then nothing is known of any write.
     func apply(_ writes: [[CacheMutation]]) throws(RedisError) -> [CacheWriteOutcome] {
         var commands: [[String]] = []
-        var owners: [(write: Int, mutation: CacheMutation)] = []
+        // Each command's write and mutation, by index (a copy of the mutation retained all its strings).
+        var owners: [(write: Int, mutation: Int)] = []
         for (w, write) in writes.enumerated() {
-            for m in write {
-                let c = m.commands
+            for (m, mutation) in write.enumerated() {
+                let c = mutation.commands
                 commands.append(contentsOf: c)
                 owners.append(contentsOf: repeatElement((write: w, mutation: m), count: c.count))
             }
@@ -156,7 +157,7 @@ extension RedisConnection {
         let replies = commands.isEmpty ? [] : try pipeline(commands)
         var answered = [[(mutation: CacheMutation, reply: RedisReply?)]](repeating: [], count: writes.count)
         for (i, owner) in owners.enumerated() {
-            answered[owner.write].append((owner.mutation, i < replies.count ? replies[i] : nil))
+            answered[owner.write].append((writes[owner.write][owner.mutation], i < replies.count ? replies[i] : nil))
         }
         return answered.map(CacheWriteOutcome.of)
     }

@@ -101,7 +101,10 @@ extension TwoPhaseWrite {
 /// Only successful outcomes are stored: an error leaves nothing behind (the savepoint or transaction
 /// rolls the claim back), so a retry re-runs the request and gets the same error or, after a
 /// transient one, the success.
-struct IdempotentWrite<Body: WriteBody>: PostgresJob {
+///
+/// A class: a job travels as `any PostgresJob` through queues, filters and lock-order rounds, and a
+/// struct this size was boxed and copied field by field (a retain per string) at every step.
+final class IdempotentWrite<Body: WriteBody>: PostgresJob {
     let key: String
     let method: UInt16
     let digest: String
@@ -234,14 +237,16 @@ func requestDigest(_ payload: ArraySlice<UInt8>) -> String {
 }
 
 func hexString(_ bytes: [UInt8]) -> String {
-    let digits: [UInt8] = Array("0123456789abcdef".utf8)
-    var out = [UInt8]()
-    out.reserveCapacity(bytes.count * 2)
-    for b in bytes {
-        out.append(digits[Int(b >> 4)])
-        out.append(digits[Int(b & 0xf)])
+    @inline(__always) func digit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 &+ v : 0x57 &+ v }  // 0-9, a-f
+    return String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+        var i = 0
+        for b in bytes {
+            out[i] = digit(b >> 4)
+            out[i + 1] = digit(b & 0xf)
+            i += 2
+        }
+        return i
     }
-    return String(decoding: out, as: UTF8.self)
 }
 
 func hexBytes(_ s: String) -> [UInt8] {
