@@ -106,6 +106,11 @@ final class ClientConnection: Sendable {
         guard payload.count + FrameHeader.size <= Int(maxFrameBytes.load(ordering: .relaxed)) else {
             throw EngineStoreError(code: .resourceExhausted, message: "request of \(payload.count) bytes exceeds the server's frame limit", retryable: false)
         }
+        // On the loop's own thread (a task that prefers the loop, like the load tester's) the frame
+        // waits in the output for the loop's flush after this turn: the requests that the replies of
+        // one read resumed leave in one send, and the server reads them in one wake-up, instead of a
+        // send and a wake-up each.
+        let onLoop = loop.isCurrentThread
         return try await withCheckedThrowingContinuation { k in
             let wake = state.withLock { s -> Bool? in
                 if let failure = s.failure {
@@ -113,13 +118,17 @@ final class ClientConnection: Sendable {
                     return nil
                 }
                 var id = s.nextRequestID
-                while s.waiters[id] != nil || id == 0 { id &+= 1 }
+                while id == 0 || s.waiters.index(forKey: id) != nil { id &+= 1 }
                 s.nextRequestID = id &+ 1
                 let header = FrameHeader(kind: .request, method: method, requestID: id, flags: flags, deadlineMs: remainingMs)
                 var w = ByteWriter(capacity: 4 + FrameHeader.size + payload.count)
                 Frame.encode(header: header, payload: payload, into: &w)
                 s.waiters[id] = Waiter(continuation: k, deadlineNanos: deadlineNanos)
                 loop.outstanding.add(1, ordering: .relaxed)
+                if s.output.isEmpty && onLoop {
+                    s.output = w.bytes
+                    return true
+                }
                 // Nothing queued ahead of us: write straight from this thread (the socket is
                 // non-blocking, so this never blocks); only a remainder goes to the I/O thread.
                 if s.output.isEmpty {

@@ -11,7 +11,11 @@ struct Recorder: Sendable {
 
     mutating func record(_ op: Operation, micros: UInt64) {
         requests += 1
-        if histograms[op] == nil { histograms[op] = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three) }
+        // index(forKey:), not `histograms[op] == nil`: that reads a copy of the histogram (a retain and
+        // release of its counts) per request.
+        if histograms.index(forKey: op) == nil {
+            histograms[op] = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        }
         _ = histograms[op]!.record(max(1, min(micros, 600_000_000)))
     }
 
