@@ -30,19 +30,10 @@ public enum RESP {
     /// `n` in decimal, then CRLF.
     static func appendDecimal(_ n: Int, to out: inout [UInt8]) {
         precondition(n >= 0, "RESP counts and lengths are never negative")
-        if n < 10 {
-            out.append(0x30 &+ UInt8(n))
-        } else {
-            var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                         UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-                (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-            var count = 0
-            var v = n
-            withUnsafeMutableBytes(of: &digits) { buf in
-                while v > 0 { buf[count] = 0x30 &+ UInt8(v % 10); v /= 10; count += 1 }
-                for i in stride(from: count - 1, through: 0, by: -1) { out.append(buf[i]) }
-            }
-        }
+        let start = out.count
+        var v = n
+        repeat { out.append(0x30 &+ UInt8(v % 10)); v /= 10 } while v > 0
+        out[start...].reverse()  // written least significant digit first
         out.append(0x0d)
         out.append(0x0a)
     }

@@ -237,12 +237,11 @@ func requestDigest(_ payload: ArraySlice<UInt8>) -> String {
 }
 
 func hexString(_ bytes: [UInt8]) -> String {
-    @inline(__always) func digit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 &+ v : 0x57 &+ v }  // 0-9, a-f
-    return String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+    String(unsafeUninitializedCapacity: bytes.count * 2) { out in
         var i = 0
         for b in bytes {
-            out[i] = digit(b >> 4)
-            out[i + 1] = digit(b & 0xf)
+            out[i] = hexDigit(b >> 4)
+            out[i + 1] = hexDigit(b)
             i += 2
         }
         return i

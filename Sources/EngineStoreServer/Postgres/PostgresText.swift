@@ -50,14 +50,18 @@ func rfc3339(_ ms: Int64) -> String {
         + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(millis, 3))Z"
 }
 
+/// The lower-case hex digit of `v`'s low four bits, as UTF-8.
+@inline(__always)
+func hexDigit(_ v: UInt8) -> UInt8 {
+    let d = v & 0xf
+    return d < 10 ? 0x30 &+ d : 0x57 &+ d
+}
+
 /// Eight random hex digits: the tail of a row id, so that ids never repeat.
 func randomSuffix() -> String {
     let v = IDRandom.next()
     return String(unsafeUninitializedCapacity: 8) { out in
-        for i in 0..<8 {
-            let d = UInt8(truncatingIfNeeded: v >> UInt32(28 - 4 * i)) & 0xf
-            out[i] = d < 10 ? 0x30 &+ d : 0x57 &+ d
-        }
+        for i in 0..<8 { out[i] = hexDigit(UInt8(truncatingIfNeeded: v >> UInt32(28 - 4 * i))) }
         return 8
     }
 }
