@@ -40,7 +40,12 @@ import Testing
     @Test func snapshotThrottleHoldsWhenTwoInstancesOverlap() async throws {
         let db = try await newDatabase()
         let gate = Gate()
-        let configure: (inout ServerConfiguration) -> Void = { $0.testHooks.snapshotLocked = { gate.pass([$0]) } }
+        let configure: (inout ServerConfiguration) -> Void = {
+            $0.testHooks.snapshotLocked = { gate.pass([$0]) }
+            // The test holds both transactions on purpose (the first at the gate, the second on the
+            // lock); a slow host must not let the watchdog drop either before the lock wait is seen.
+            $0.postgresTimeoutMs = 0
+        }
         let a = try await RunningServer.start(database: db, configure: configure)
         let b = try await RunningServer.start(database: db, configure: configure)
         defer { gate.release() }

@@ -131,8 +131,48 @@ extension PipelineTests {
         #expect(try await eventually { try redis.command(["XLEN", s.namespace + "trades:stream"]).integer == 3 })
         // The duplicate's key replays its own reply.
         #expect(try await client.publishTradeEvent(events[1]) == answers[1])
+        // The shared statement recorded every key with its reply, the new events' and the duplicate's.
+        #expect(try await client.publishTradeEvent(events[2]) == answers[2])
+        #expect(try s.postgres().exec("SELECT count(*) FROM engine_store_idempotency WHERE key IN ('k1', 'k2', 'k3', 'k4')").int(0, 0) == 4)
         #expect(try await s.cacheSettled())
         #expect(try redis.command(["XLEN", s.namespace + "trades:stream"]).integer == 3)
+        await held.stop()
+    }
+
+    /// The shared trade-event statement records each key itself: a retry of a recorded key fails it,
+    /// the batch is rolled back and runs step by step, the retry gets its first reply back and the
+    /// other event of the batch is published once.
+    @Test func aRetriedTradeEventInASharedCallIsReplayed() async throws {
+        let held = try await HeldWorker()
+        defer { held.gate.release() }
+        let (s, client) = (held.s, held.client)
+        @Sendable func event(_ id: String, _ key: String, size: Double = 1) -> PublishTradeEventRequest {
+            PublishTradeEventRequest(idempotencyKey: key, tradeID: id, modelID: "evr", symbol: "BTC", kind: "fill", side: .long,
+                                     price: 100, size: size, fee: 0.01, timestampMs: 1_764_201_600_000, payloadJSON: nil)
+        }
+        let original = try await client.publishTradeEvent(event("R1", "r1"))
+        #expect(!original.duplicate)
+        let stalled = try await held.hold()
+        let fallbacks = s.server.stats.pipelineFallbacks.load(ordering: .relaxed)
+        let calls = s.server.stats.sharedCalls.load(ordering: .relaxed)
+        let queued = try await held.queue([
+            { @Sendable in try await client.publishTradeEvent(event("R2", "r2")) },
+            { @Sendable in try await client.publishTradeEvent(event("R1", "r1")) },
+            { @Sendable in try await client.publishTradeEvent(event("R1", "r1-other", size: 2)) },
+        ])
+        try await held.release(stalled)
+        #expect(try await queued[0].value == PublishTradeEventResponse(duplicate: false, eventID: "R2"))
+        #expect(try await queued[1].value == original)  // replayed: not a duplicate, as its first answer said
+        #expect(try await queued[2].value.duplicate)
+        // The shared call failed (its results were never read) and the batch ran step by step.
+        #expect(s.server.stats.sharedCalls.load(ordering: .relaxed) == calls)
+        #expect(s.server.stats.pipelineFallbacks.load(ordering: .relaxed) > fallbacks)
+        let pg = try s.postgres()
+        #expect(try pg.exec("SELECT count(*) FROM engine_store_trade_events WHERE model_id = 'evr'").int(0, 0) == 2)
+        #expect(try pg.exec("SELECT count(*) FROM engine_store_idempotency WHERE key LIKE 'r%'").int(0, 0) == 3)
+        #expect(try await s.cacheSettled())
+        let redis = try s.redis()
+        #expect(try redis.command(["XLEN", s.namespace + "trades:stream"]).integer == 2)
         await held.stop()
     }
 

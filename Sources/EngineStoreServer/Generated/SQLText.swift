@@ -129,8 +129,11 @@ enum SQLText: String, CaseIterable, Sendable {
     case tradeEventInsert = "trade_event_insert"
     case tradeEventById = "trade_event_by_id"
     /// trade_event_insert for a batch ($1…$10 arrays, one element per request, in its parameters' order),
-    /// with each new event's outbox row. One row per request: `ord` (1-based) and `outbox_id`, NULL when
-    /// the trade id was already recorded (a duplicate). A trade id appears at most once per call.
+    /// with each new event's outbox row and each request's idempotency record: key $11, method $12, digest
+    /// $13 and the reply, built in Swift both ways ($14 for a new event, $15 for a duplicate, hex), so the
+    /// batch commits in its first round trip. A key recorded already fails the statement (the batch then
+    /// runs step by step, which replays it). One row per request: `ord` (1-based) and `outbox_id`, NULL
+    /// when the trade id was already recorded (a duplicate). A trade id appears at most once per call.
     case tradeEventInsertBatch = "trade_event_insert_batch"
     /// Nof0ViewsTests looks for this exact text in pg_stat_activity.
     case viewsTryLock = "views_try_lock"
@@ -261,7 +264,7 @@ enum SQLText: String, CaseIterable, Sendable {
         case .tradeEventById:
             return "SELECT trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload::text AS payload\nFROM engine_store_trade_events WHERE trade_id = $1"
         case .tradeEventInsertBatch:
-            return "WITH input AS (\n    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::float8[],\n                         $8::float8[], $9::int8[], $10::jsonb[])\n        WITH ORDINALITY AS r(trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload, ord)\n), ins AS (\n    INSERT INTO engine_store_trade_events (trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload)\n    SELECT trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload FROM input ORDER BY ord\n    ON CONFLICT (trade_id) DO NOTHING\n    RETURNING trade_id\n), ob AS (\n    INSERT INTO engine_store_outbox (kind, subject, ref) SELECT 'trade_event', trade_id, '' FROM ins\n    RETURNING id, subject\n)\nSELECT input.ord, ob.id AS outbox_id FROM input LEFT JOIN ob ON ob.subject = input.trade_id"
+            return "WITH input AS (\n    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::float8[],\n                         $8::float8[], $9::int8[], $10::jsonb[], $11::text[], $12::smallint[], $13::text[],\n                         $14::text[], $15::text[])\n        WITH ORDINALITY AS r(trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload,\n                             key, method, digest, reply_new, reply_duplicate, ord)\n), ins AS (\n    INSERT INTO engine_store_trade_events (trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload)\n    SELECT trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload FROM input ORDER BY ord\n    ON CONFLICT (trade_id) DO NOTHING\n    RETURNING trade_id\n), ob AS (\n    INSERT INTO engine_store_outbox (kind, subject, ref) SELECT 'trade_event', trade_id, '' FROM ins\n    RETURNING id, subject\n), res AS (\n    SELECT input.ord, ob.id AS outbox_id, input.key, input.method, input.digest,\n           CASE WHEN ob.id IS NULL THEN input.reply_duplicate ELSE input.reply_new END AS reply\n    FROM input LEFT JOIN ob ON ob.subject = input.trade_id\n), idem AS (\n    INSERT INTO engine_store_idempotency (key, method, digest, response)\n    SELECT key, method, digest, decode(reply, 'hex') FROM res ORDER BY ord\n)\nSELECT ord, outbox_id FROM res"
         case .viewsTryLock:
             return "SELECT pg_try_advisory_lock($1)"
         case .viewsUnlock:
@@ -333,7 +336,7 @@ enum SQLText: String, CaseIterable, Sendable {
         case .tradesExisting: return 1
         case .tradeEventInsert: return 10
         case .tradeEventById: return 1
-        case .tradeEventInsertBatch: return 10
+        case .tradeEventInsertBatch: return 15
         case .viewsTryLock: return 1
         case .viewsUnlock: return 1
         case .viewsPlan: return 1

@@ -38,10 +38,16 @@ protocol BatchableWrite: WriteBody {
     /// The slot (first lock key) a result row of the shared statement belongs to, for a statement
     /// whose rows carry no `ord` column; nil: the rows carry `ord`.
     func slot(ofResultRow row: PGRow) -> String?
+    /// For a statement that records the idempotency key itself: the reply when the request writes and
+    /// when it finds its row there already (a duplicate), known before the statement runs. The row
+    /// then ends in the key, method, digest and both replies (hex), and the batch needs no records
+    /// statement: it commits in its first round trip. Nil: the batch records the reply after.
+    var batchReplies: (written: [UInt8], duplicate: [UInt8])? { get }
 }
 
 extension BatchableWrite {
     func slot(ofResultRow row: PGRow) -> String? { nil }
+    var batchReplies: (written: [UInt8], duplicate: [UInt8])? { nil }
 }
 
 /// A write that must read before it knows its statements (a close reads the row it locks), batched in
@@ -159,9 +165,14 @@ final class IdempotentWrite<Body: WriteBody>: PostgresJob {
     }
 
     var batchPlan: BatchPlan? {
-        guard let body = body as? any BatchableWrite, let (statement, row) = body.batchRow() else { return nil }
+        guard let body = body as? any BatchableWrite, var (statement, row) = body.batchRow() else { return nil }
+        let replies = body.batchReplies
+        if let replies {
+            row += [key, String(method), digest, hexString(replies.written), hexString(replies.duplicate)]
+        }
         return BatchPlan(statement: statement, slot: lockKeys.first ?? key, row: row, key: key, method: method,
-                         digest: digest, slotOfRow: { body.slot(ofResultRow: $0) }) { body.outcome(batchRow: $0) }
+                         digest: digest, recordsKey: replies != nil,
+                         slotOfRow: { body.slot(ofResultRow: $0) }) { body.outcome(batchRow: $0) }
     }
 
     var pipelinePlan: PipelinePlan? {

@@ -34,6 +34,8 @@ struct BatchPlan: Sendable {
     let slot: String
     let row: [String?]
     let key: String, method: UInt16, digest: String
+    /// The statement records the key with the reply itself (`BatchableWrite.batchReplies`).
+    var recordsKey = false
     /// The slot a result row belongs to, for a statement whose rows carry no `ord` column (their place
     /// in the call); nil for one whose rows do.
     var slotOfRow: @Sendable (PGRow) -> String? = { _ in nil }

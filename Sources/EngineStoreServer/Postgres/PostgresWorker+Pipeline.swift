@@ -82,7 +82,8 @@ extension PostgresWorker {
         let twoPhase = !twoPhaseKeys.isEmpty
         // runTransaction split off the two-phase jobs whose reads would miss an earlier job's writes.
         assert(Self.repeatsApart(jobs) == nil, "a two-phase job shares a lock key with another job of the batch")
-        let shares = units.contains { if case .shared = $0 { true } else { false } }
+        // Shared calls whose statements do not record their keys: their records go in a second round trip.
+        let shares = units.contains { if case .shared(_, _, let plans) = $0 { !plans[0].recordsKey } else { false } }
         do {
             var statements: [SQLText] = []
             var items: [PGPipelineItem] = [.sql("BEGIN")]
@@ -177,7 +178,7 @@ extension PostgresWorker {
                 // No row: this request wrote nothing (it runs again step by step).
                 guard rowOf[k] >= 0 else { fallback.append(members[k]); continue }
                 let outcome = plan.finish(PGRow(result, rowOf[k]))
-                records.append((plan.key, plan.method, plan.digest, outcome.reply))
+                if !plan.recordsKey { records.append((plan.key, plan.method, plan.digest, outcome.reply)) }
                 done.append((members[k], outcome))
             }
         }

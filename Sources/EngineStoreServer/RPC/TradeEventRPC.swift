@@ -43,6 +43,9 @@ struct TradeEventBody: BatchableWrite {
         (SQLText.tradeEventInsertBatch, TradeStore.InsertEvent(event: request).bindings)
     }
 
+    /// The statement records the key: a new event's reply, and a duplicate's.
+    var batchReplies: (written: [UInt8], duplicate: [UInt8])? { (reply(duplicate: false), reply(duplicate: true)) }
+
     func outcome(batchRow row: PGRow) -> JobOutcome {
         let outboxID = row.int("outbox_id")
         return outcome(outboxID: outboxID, duplicate: outboxID == nil)
@@ -50,9 +53,13 @@ struct TradeEventBody: BatchableWrite {
 
     /// A new event's reply and cache work (the ingest guard, the stream entry); a duplicate's reply.
     func outcome(outboxID: Int64?, duplicate: Bool) -> JobOutcome {
-        let response = PublishTradeEventResponse(duplicate: duplicate, eventID: request.tradeID).encodedPayload()
+        let response = reply(duplicate: duplicate)
         guard !duplicate else { return JobOutcome(reply: response) }
         return JobOutcome(reply: response, cacheMutations: TradeStore.eventMutations(request, keys: keys, streamMaxLength: streamMaxLength),
                           outboxIDs: outboxID.map { [$0] } ?? [])
+    }
+
+    func reply(duplicate: Bool) -> [UInt8] {
+        PublishTradeEventResponse(duplicate: duplicate, eventID: request.tradeID).encodedPayload()
     }
 }

@@ -51,12 +51,17 @@ FROM engine_store_trade_events WHERE trade_id = $1;
 
 -- name: trade_event_insert_batch
 -- trade_event_insert for a batch ($1…$10 arrays, one element per request, in its parameters' order),
--- with each new event's outbox row. One row per request: `ord` (1-based) and `outbox_id`, NULL when
--- the trade id was already recorded (a duplicate). A trade id appears at most once per call.
+-- with each new event's outbox row and each request's idempotency record: key $11, method $12, digest
+-- $13 and the reply, built in Swift both ways ($14 for a new event, $15 for a duplicate, hex), so the
+-- batch commits in its first round trip. A key recorded already fails the statement (the batch then
+-- runs step by step, which replays it). One row per request: `ord` (1-based) and `outbox_id`, NULL
+-- when the trade id was already recorded (a duplicate). A trade id appears at most once per call.
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::float8[],
-                         $8::float8[], $9::int8[], $10::jsonb[])
-        WITH ORDINALITY AS r(trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload, ord)
+                         $8::float8[], $9::int8[], $10::jsonb[], $11::text[], $12::smallint[], $13::text[],
+                         $14::text[], $15::text[])
+        WITH ORDINALITY AS r(trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload,
+                             key, method, digest, reply_new, reply_duplicate, ord)
 ), ins AS (
     INSERT INTO engine_store_trade_events (trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload)
     SELECT trade_id, model_id, symbol, kind, side, price, size, fee, ts_ms, payload FROM input ORDER BY ord
@@ -65,5 +70,12 @@ WITH input AS (
 ), ob AS (
     INSERT INTO engine_store_outbox (kind, subject, ref) SELECT 'trade_event', trade_id, '' FROM ins
     RETURNING id, subject
+), res AS (
+    SELECT input.ord, ob.id AS outbox_id, input.key, input.method, input.digest,
+           CASE WHEN ob.id IS NULL THEN input.reply_duplicate ELSE input.reply_new END AS reply
+    FROM input LEFT JOIN ob ON ob.subject = input.trade_id
+), idem AS (
+    INSERT INTO engine_store_idempotency (key, method, digest, response)
+    SELECT key, method, digest, decode(reply, 'hex') FROM res ORDER BY ord
 )
-SELECT input.ord, ob.id AS outbox_id FROM input LEFT JOIN ob ON ob.subject = input.trade_id;
+SELECT ord, outbox_id FROM res;
