@@ -69,9 +69,10 @@ extension PostgresWorker {
     }
 
     /// When every job can be pipelined or run in two phases, the whole batch takes one round trip
-    /// (BEGIN, each call, COMMIT), or two when it has shared calls or two-phase jobs: the second
-    /// carries the two-phase jobs' writes, the shared calls' idempotency records and replies (built
-    /// in Swift from the returned rows) and the COMMIT. A failed statement aborts the batch (rolled
+    /// (BEGIN, each call, COMMIT), or two when it has two-phase jobs or shared calls whose statement
+    /// does not record its keys itself: the second carries the two-phase jobs' writes, those shared
+    /// calls' idempotency records and replies (built in Swift from the returned rows) and the COMMIT.
+    /// A statement that records its keys (trade events: `BatchableWrite.batchReplies`) needs none. A failed statement aborts the batch (rolled
     /// back, returns false: the batch runs the step-by-step way). Jobs whose results ask for the
     /// step-by-step path wrote nothing and run again on their own after the commit, as do retries of
     /// two-phase jobs (which replays them). The two-phase jobs' keys are looked up first, with no
