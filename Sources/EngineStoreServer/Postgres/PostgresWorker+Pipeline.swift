@@ -72,11 +72,12 @@ extension PostgresWorker {
     /// (BEGIN, each call, COMMIT), or two when it has two-phase jobs or shared calls whose statement
     /// does not record its keys itself: the second carries the two-phase jobs' writes, those shared
     /// calls' idempotency records and replies (built in Swift from the returned rows) and the COMMIT.
-    /// A statement that records its keys (trade events: `BatchableWrite.batchReplies`) needs none. A failed statement aborts the batch (rolled
-    /// back, returns false: the batch runs the step-by-step way). Jobs whose results ask for the
-    /// step-by-step path wrote nothing and run again on their own after the commit, as do retries of
-    /// two-phase jobs (which replays them). The two-phase jobs' keys are looked up first, with no
-    /// claim: a key recorded meanwhile fails the records statement (see `secondRound`).
+    /// A statement that records its keys (trade events: `BatchableWrite.batchReplies`) needs none.
+    /// A failed statement aborts the batch (rolled back, returns false: the batch runs the
+    /// step-by-step way). Jobs whose results ask for the step-by-step path wrote nothing and run
+    /// again on their own after the commit, as do retries of two-phase jobs (which replays them).
+    /// The two-phase jobs' keys are looked up first, with no claim: a key recorded meanwhile fails
+    /// the records statement (see `secondRound`).
     func runPipelined(_ jobs: [any PostgresJob], _ session: PostgresSession) -> Bool {
         guard let units = Self.pipelineUnits(jobs) else { return false }
         let twoPhaseKeys = units.compactMap { if case .reads(_, let plan) = $0 { plan.key } else { nil } }
