@@ -85,7 +85,7 @@ final class Gate: @unchecked Sendable {
 
         gate.arm(key)
         async let older = client.savePosition(update("ord", "BTC", quantity: 2))
-        #expect(try await eventually { gate.isHolding })
+        #expect(await eventually { gate.isHolding })
         _ = try await otherClient.savePosition(update("ord", "BTC", quantity: 3))
         #expect(try await eventually { try quantity(redis, key, "BTC") == 3 })
         gate.release()
@@ -155,7 +155,7 @@ final class Gate: @unchecked Sendable {
 
         gate.arm(key)
         async let older = client.savePosition(update("tomb", "BTC", quantity: 2))
-        #expect(try await eventually { gate.isHolding })
+        #expect(await eventually { gate.isHolding })
         _ = try await otherClient.closePosition(ClosePositionRequest(modelID: "tomb", symbol: "BTC", exitPrice: 101, exitTimeMs: 1_764_201_700_000))
         #expect(try await eventually { try redis.command(["HEXISTS", key, "BTC"]).integer == 0 })
         gate.release()
@@ -186,7 +186,7 @@ final class Gate: @unchecked Sendable {
         gate.arm(key)
         _ = try redis.command(["DEL", key])
         _ = try await client.savePosition(update("rel", "BTC", quantity: 2))
-        #expect(try await eventually { gate.isHolding })
+        #expect(await eventually { gate.isHolding })
         // A read refills the hash; the newer write then applies directly.
         _ = try await client.openPositions(model: "rel")
         #expect(try await eventually { try quantity(redis, key, "BTC") == 2 })

@@ -27,7 +27,7 @@ import Testing
         _ = try await ca.savePosition(openRequest(model: "hy2", symbol: "BTC"))
         gate.arm("hydrate")
         async let first = ca.hydrate()
-        #expect(try await eventually { gate.isHolding })
+        #expect(await eventually { gate.isHolding })
         let second = try await cb.hydrate()  // while the first holds the lock
         #expect(!second.ran)
         gate.release()
@@ -55,7 +55,7 @@ import Testing
         }
         gate.arm("thr")
         async let first = ca.saveSnapshots(snapshot(t0))
-        #expect(try await eventually { gate.isHolding })
+        #expect(await eventually { gate.isHolding })
         async let second = cb.saveSnapshots(snapshot(t0 + 60_000))
         // The second instance is inside its transaction, waiting for the throttle lock the first holds.
         let pg = try a.postgres()
@@ -100,7 +100,7 @@ import Testing
         let stream = ns + "trades:stream"
         gate.arm(stream)
         _ = try redis.command(["CONFIG", "SET", "maxmemory", "0"])
-        #expect(try await eventually { gate.isHolding })
+        #expect(await eventually { gate.isHolding })
         // While one relay holds its claimed rows, the other instance keeps relaying (it is not held):
         // whatever it delivers must not include the held rows, and nothing may come twice.
         let pg = try a.postgres()

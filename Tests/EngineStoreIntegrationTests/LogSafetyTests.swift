@@ -88,6 +88,17 @@ import Testing
         }
     }
 
+    /// An error passed as swift-log's `error:` is logged as the `error` field, masked like the rest.
+    @Test func anErrorArgumentIsLoggedMasked() {
+        struct Failure: Error, CustomStringConvertible { var description: String { "auth failed for PgSecret7" } }
+        let config = ServerConfiguration(socketPath: "/tmp/x.sock", postgresURL: "postgresql://u:PgSecret7@h/db",
+                                         redis: RedisEndpoint(url: "redis://h:6379/0")!)
+        let capture = LogCapture()
+        capture.logger(format: .logfmt, redactor: config.secretRedactor).error("connect failed", error: Failure())
+        #expect(capture.text.contains(#"error="auth failed for ***""#), "\(capture.text)")
+        #expect(!capture.text.contains("PgSecret7"))
+    }
+
     // MARK: 10. Escaping
 
     /// Every control and line-breaking character: C0, DEL, C1 (NEL among them), U+2028, U+2029.

@@ -235,7 +235,7 @@ struct HeldWorker {
         gate.arm(s.namespace + "positions:stall")
         let client = self.client
         let stalled = Task { try await client.savePosition(openRequest(model: "stall", symbol: "X")) }
-        #expect(try await eventually { gate.isHolding })
+        #expect(await eventually { gate.isHolding })
         return stalled
     }
 
@@ -245,7 +245,7 @@ struct HeldWorker {
         let base = s.server.postgresQueueDepth
         for send in sends {
             tasks.append(Task { try await send() })
-            #expect(try await eventually { s.server.postgresQueueDepth == base + tasks.count })
+            #expect(await eventually { s.server.postgresQueueDepth == base + tasks.count })
         }
         return tasks
     }

@@ -66,7 +66,7 @@ import Testing
                                   message: openRequest(model: "bp", symbol: "S\(i)"))
         }
         raw.send(burst)
-        #expect(try await eventually { held.load(ordering: .relaxed) >= 1 })
+        #expect(await eventually { held.load(ordering: .relaxed) >= 1 })
         // Two of ours (three if the sample also caught one of the Stats requests reading it).
         #expect(try await s.eventuallyMetric("in_flight_requests") { $0 > 0 })
         #expect(try await (2...3).contains(s.metric("in_flight_requests") ?? -1))
@@ -240,7 +240,7 @@ import Testing
         try await existing.connect()
         failing.store(true, ordering: .relaxed)
         let waiting = RawBox(try RawConnection(path: s.socketPath))   // sits in the backlog
-        #expect(try await eventually { attempts.load(ordering: .relaxed) >= 5 })
+        #expect(await eventually { attempts.load(ordering: .relaxed) >= 5 })
         let t = times.withLock { $0 }
         // 50 + 100 + 200 + 400 ms between the first five attempts (a spinning loop makes millions).
         #expect(t[4] - t[0] >= 700_000_000, "attempts at \(t.map { ($0 - t[0]) / 1_000_000 }) ms")

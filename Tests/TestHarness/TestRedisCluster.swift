@@ -144,7 +144,7 @@ public final class TestRedisCluster: Sendable {
         process.arguments = args
         process.standardInput = FileHandle.nullDevice
         let log = "\(root)/redis-cli.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         defer { try? handle.close() }
         process.standardOutput = handle

@@ -165,7 +165,8 @@ final class IdempotentWrite<Body: WriteBody>: PostgresJob {
     }
 
     var batchPlan: BatchPlan? {
-        guard let body = body as? any BatchableWrite, var (statement, row) = body.batchRow() else { return nil }
+        guard let body = body as? any BatchableWrite, let (statement, ownRow) = body.batchRow() else { return nil }
+        var row = ownRow
         let replies = body.batchReplies
         if let replies {
             row += [key, String(method), digest, hexString(replies.written), hexString(replies.duplicate)]

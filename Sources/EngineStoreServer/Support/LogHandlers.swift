@@ -34,13 +34,14 @@ public struct LineLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
-                    source: String, file: String, function: String, line: UInt) {
+    public func log(event: LogEvent) {
+        let level = event.level
         var all = metadata
-        if let explicit { all.merge(explicit) { $1 } }
+        if let explicit = event.metadata { all.merge(explicit) { $1 } }
+        if let error = event.error, all["error"] == nil { all["error"] = "\(error)" }
         let ts = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
         var text: String
-        let msg = redactor.redact(message.description)
+        let msg = redactor.redact(event.message.description)
         let fields = all.sorted(by: { $0.key < $1.key }).map { ($0.key, redactor.redact("\($0.value)")) }
         switch format {
         case .logfmt:
