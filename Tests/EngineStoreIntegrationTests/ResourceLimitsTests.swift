@@ -186,7 +186,9 @@ import Testing
         let lag = 1 << 20
         let s = try await LimitServer.start { $0.maxOutputBytes = 64 << 20 }
         let flooder = try await offPool { try Flooder(path: s.socketPath) }
-        let moved = try await offPool { flooder.lag(behind: lag, total: 16 << 20, timeoutMs: 4000) }
+        // A deadline, not a duration: it returns once 16 MiB have moved (a host starved by six CPU
+        // burners moved 15 MiB in 4 s).
+        let moved = try await offPool { flooder.lag(behind: lag, total: 16 << 20, timeoutMs: 30_000) }
         #expect(moved >= 16 << 20)
         let peak = try await s.metric("output_buffered_peak_bytes") ?? -1
         #expect(peak > 0)
