@@ -34,7 +34,9 @@ struct PipelineFallback: Error {}
 /// `batchRow` is nil when this request cannot (it then runs as a `PipelinableWrite` or step by step).
 protocol BatchableWrite: WriteBody {
     func batchRow() -> (statement: SQLText, row: [String?])?
-    func outcome(batchRow: PGRow) -> JobOutcome
+    /// The outcome from this request's result row; `recorded` is `batchReplies` when the statement
+    /// recorded one of them (the outcome's reply must be that one).
+    func outcome(batchRow: PGRow, recorded: BatchReplies?) -> JobOutcome
     /// The slot (first lock key) a result row of the shared statement belongs to, for a statement
     /// whose rows carry no `ord` column; nil: the rows carry `ord`.
     func slot(ofResultRow row: PGRow) -> String?
@@ -42,12 +44,15 @@ protocol BatchableWrite: WriteBody {
     /// when it finds its row there already (a duplicate), known before the statement runs. The row
     /// then ends in the key, method, digest and both replies (hex), and the batch needs no records
     /// statement: it commits in its first round trip. Nil: the batch records the reply after.
-    var batchReplies: (written: [UInt8], duplicate: [UInt8])? { get }
+    var batchReplies: BatchReplies? { get }
 }
+
+/// The two replies a self-recording shared statement chooses between (`BatchableWrite.batchReplies`).
+typealias BatchReplies = (written: [UInt8], duplicate: [UInt8])
 
 extension BatchableWrite {
     func slot(ofResultRow row: PGRow) -> String? { nil }
-    var batchReplies: (written: [UInt8], duplicate: [UInt8])? { nil }
+    var batchReplies: BatchReplies? { nil }
 }
 
 /// A write that must read before it knows its statements (a close reads the row it locks), batched in
@@ -173,7 +178,7 @@ final class IdempotentWrite<Body: WriteBody>: PostgresJob {
         }
         return BatchPlan(statement: statement, slot: lockKeys.first ?? key, row: row, key: key, method: method,
                          digest: digest, recordsKey: replies != nil,
-                         slotOfRow: { body.slot(ofResultRow: $0) }) { body.outcome(batchRow: $0) }
+                         slotOfRow: { body.slot(ofResultRow: $0) }) { body.outcome(batchRow: $0, recorded: replies) }
     }
 
     var pipelinePlan: PipelinePlan? {

@@ -134,7 +134,7 @@ struct SavePositionBody: PipelinableWrite, BatchableWrite {
         return (SQLText.positionOpenBatch, PositionStore.fields(request) + [Self.newPositionID(request)])
     }
 
-    func outcome(batchRow row: PGRow) -> JobOutcome { makeOutcome(PositionStore.Save.decode(row)) }
+    func outcome(batchRow row: PGRow, recorded: BatchReplies?) -> JobOutcome { makeOutcome(PositionStore.Save.decode(row)) }
 
     /// position_open_batch's rows carry no `ord`: their model and symbol name the request.
     func slot(ofResultRow row: PGRow) -> String? {

@@ -44,16 +44,17 @@ struct TradeEventBody: BatchableWrite {
     }
 
     /// The statement records the key: a new event's reply, and a duplicate's.
-    var batchReplies: (written: [UInt8], duplicate: [UInt8])? { (reply(duplicate: false), reply(duplicate: true)) }
+    var batchReplies: BatchReplies? { (reply(duplicate: false), reply(duplicate: true)) }
 
-    func outcome(batchRow row: PGRow) -> JobOutcome {
-        let outboxID = row.int("outbox_id")
-        return outcome(outboxID: outboxID, duplicate: outboxID == nil)
+    /// The reply the statement recorded, not encoded a third time.
+    func outcome(batchRow row: PGRow, recorded: BatchReplies?) -> JobOutcome {
+        let outboxID = row.int("outbox_id"), duplicate = outboxID == nil
+        return outcome(outboxID: outboxID, duplicate: duplicate, reply: recorded.map { duplicate ? $0.duplicate : $0.written })
     }
 
     /// A new event's reply and cache work (the ingest guard, the stream entry); a duplicate's reply.
-    func outcome(outboxID: Int64?, duplicate: Bool) -> JobOutcome {
-        let response = reply(duplicate: duplicate)
+    func outcome(outboxID: Int64?, duplicate: Bool, reply encoded: [UInt8]? = nil) -> JobOutcome {
+        let response = encoded ?? reply(duplicate: duplicate)
         guard !duplicate else { return JobOutcome(reply: response) }
         return JobOutcome(reply: response, cacheMutations: TradeStore.eventMutations(request, keys: keys, streamMaxLength: streamMaxLength),
                           outboxIDs: outboxID.map { [$0] } ?? [])
