@@ -342,23 +342,11 @@ final class LocalCluster: Sendable {
         process.standardOutput = logHandle
         process.standardError = logHandle
         do {
-            try Self.spawn(process)
+            try ChildProcess.spawn(process)
         } catch {
             throw TestServicesError("cannot run \(executable): \(error)")
         }
         return process
-    }
-
-    /// `process.run()` with no signals blocked on the calling thread while it spawns. A child inherits the
-    /// spawning thread's signal mask, and Swift concurrency's (libdispatch) worker threads block nearly every
-    /// signal: a Redis started from a test would then ignore SIGTERM. The old mask is restored right after.
-    static func spawn(_ process: Process) throws {
-        var none = sigset_t()
-        var saved = sigset_t()
-        sigemptyset(&none)
-        pthread_sigmask(SIG_SETMASK, &none, &saved)
-        defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
-        try process.run()
     }
 
     /// Polls `check` every 50 ms until it returns nil, the process exits, or 30 s pass.
@@ -465,7 +453,7 @@ final class LocalCluster: Sendable {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         do {
-            try Self.spawn(process)
+            try ChildProcess.spawn(process)
         } catch {
             throw TestServicesError("cannot start the cleanup watchdog /bin/sh: \(error)")
         }

@@ -98,7 +98,7 @@ public final class TestRedisCluster: Sendable {
             process.standardInput = FileHandle.nullDevice
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
-            try LocalCluster.spawn(process)
+            try ChildProcess.spawn(process)
             procs[i] = process
             try poll("node \(i) answering PING", while: { process.isRunning }) {
                 (try? RedisConnection(endpoint: RedisEndpoint(url: nodeURL(i))!, timeoutMs: 500).command(["PING"])) == .status("PONG")
@@ -149,7 +149,7 @@ public final class TestRedisCluster: Sendable {
         defer { try? handle.close() }
         process.standardOutput = handle
         process.standardError = handle
-        try LocalCluster.spawn(process)
+        try ChildProcess.spawn(process)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             throw TestServicesError("\(tool) \(args.joined(separator: " ")) failed:\n\(LocalCluster.tail(of: log))")
@@ -204,6 +204,6 @@ public final class TestRedisCluster: Sendable {
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
-        try LocalCluster.spawn(process)
+        try ChildProcess.spawn(process)
     }
 }

@@ -245,7 +245,7 @@ public final class TestServices: Sendable {
 }
 
 /// Runs blocking `body` on a new thread and resumes the caller with its result.
-func runOnDedicatedThread<T: Sendable>(name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+public func runOnDedicatedThread<T: Sendable>(name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
         let thread = Thread {
             continuation.resume(with: Result { try body() })
