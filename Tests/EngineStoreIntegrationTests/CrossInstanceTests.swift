@@ -1,5 +1,5 @@
 import EngineStoreClient
-import EngineStoreServer
+@testable import EngineStoreServer
 import EngineStoreWire
 import Foundation
 import Hiredis
@@ -68,6 +68,42 @@ import Testing
         #expect(try pg.exec("SELECT count(*) FROM account_equity_snapshots WHERE model_id = 'thr'").int(0, 0) == 1)
         await ca.close(); await cb.close()
         await a.stop(); await b.stop()
+    }
+
+    /// A snapshot without marks takes its throttle lock, reads and writes in one round trip
+    /// (snapshot_store_batch). Its read must still come after the lock: here another writer (what an
+    /// instance on the two-phase path does, on a plain connection) holds the trader's lock and stores
+    /// a snapshot a minute earlier. The service's snapshot waits on the lock; once the other commits,
+    /// it must see that row and be throttled. Had it read before its lock, it would store a second.
+    @Test func aOneRoundTripSnapshotSeesWhatTheLockHolderCommitted() async throws {
+        let s = try await RunningServer.start {
+            $0.snapshotMinIntervalMs = 300_000
+            $0.postgresTimeoutMs = 0  // the service's transaction waits on the lock on purpose
+        }
+        let client = s.client()
+        let holder = try s.postgres(), watcher = try s.postgres()
+        try holder.exec("BEGIN")
+        try holder.exec("SELECT pg_advisory_xact_lock(hashtextextended('engine_store.snapshot:' || 'vis', 0))")
+        try holder.exec("INSERT INTO account_equity_snapshots (model_id, ts_ms, dollar_equity) VALUES ('vis', \(t0), 1000)")
+        let calls = s.server.stats.sharedCalls.load(ordering: .relaxed)
+        let request = SaveSnapshotRequest(idempotencyKey: "vis-1", snapshots: [
+            AccountSnapshot(modelID: "vis", timestampMs: t0 + 60_000, dollarEquity: 1000),
+        ])
+        async let waiting = client.saveSnapshots(request)
+        #expect(try await eventually {
+            try watcher.exec("""
+                SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                """).int(0, 0) ?? 0 >= 1
+        })
+        try holder.exec("COMMIT")
+        let answer = try await waiting
+        #expect(answer.results == [SnapshotResult(modelID: "vis", stored: false, lastStoredMs: t0, marksApplied: 0)])
+        #expect(s.server.stats.sharedCalls.load(ordering: .relaxed) - calls == 1, "the one-round-trip statement ran")
+        #expect(try watcher.exec("SELECT count(*) FROM account_equity_snapshots WHERE model_id = 'vis'").int(0, 0) == 1)
+        #expect(try await client.saveSnapshots(request) == answer)
+        await client.close()
+        await s.stop()
     }
 
     /// Redis refuses writes while trades close, so every stream entry is owed to the relays. When it

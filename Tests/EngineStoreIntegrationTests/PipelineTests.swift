@@ -346,7 +346,10 @@ extension PipelineTests {
     /// A replay of the marked one changes nothing (its first round only locks), so the cache still
     /// agrees with Postgres.
     @Test func snapshotsOfABatchRunInTwoPhases() async throws {
-        let held = try await HeldWorker { $0.snapshotMinIntervalMs = 30_000 }
+        let held = try await HeldWorker {
+            $0.snapshotMinIntervalMs = 30_000
+            $0.testHooks.snapshotsInTwoPhases = true
+        }
         defer { held.gate.release() }
         let (s, client) = (held.s, held.client)
         let pg = try s.postgres()
@@ -455,11 +458,14 @@ extension PipelineTests {
 }
 
 extension PipelineTests {
-    /// Two snapshots of one trader in a batch: the second reads what the first wrote, so it waits for
-    /// a second two-phase transaction instead of sending the whole batch step by step. The throttle
-    /// shows the order: the first is stored, the second (a second later) is throttled by it.
+    /// Two snapshots of one trader in a two-phase batch: the second reads what the first wrote, so it
+    /// waits for a second two-phase transaction instead of sending the whole batch step by step. The
+    /// throttle shows the order: the first is stored, the second (a second later) is throttled by it.
     @Test func aRepeatedTraderInABatchTakesTheNextTransaction() async throws {
-        let held = try await HeldWorker { $0.snapshotMinIntervalMs = 30_000 }
+        let held = try await HeldWorker {
+            $0.snapshotMinIntervalMs = 30_000
+            $0.testHooks.snapshotsInTwoPhases = true
+        }
         defer { held.gate.release() }
         let (s, client) = (held.s, held.client)
         let t: Int64 = 1_764_201_600_000
@@ -571,11 +577,12 @@ extension PipelineTests {
 
 extension PipelineTests {
     /// Phase two of a batch writes its closes' trades rows and its traders' snapshots with one
-    /// multi-row statement each (trade_insert_rows, snapshot_upsert_rows). The same closes and
-    /// snapshots, sent once one at a time (one-row statements) and once queued in one batch, must
-    /// store equal rows: NULLs, JSON, booleans and doubles alike.
-    @Test func aBatchStoresWhatItsRequestsStoreOneByOne() async throws {
-        let held = try await HeldWorker()
+    /// multi-row statement each (trade_insert_rows, snapshot_upsert_rows), and snapshots without marks
+    /// share snapshot_store_batch. The same closes and snapshots, sent once one at a time and once
+    /// queued in one batch, must store equal rows: NULLs, JSON, booleans and doubles alike; and so must
+    /// the two snapshots sent as one request (`pair`: two traders, so always two phases).
+    @Test(arguments: [false, true]) func aBatchStoresWhatItsRequestsStoreOneByOne(twoPhases: Bool) async throws {
+        let held = try await HeldWorker { $0.testHooks.snapshotsInTwoPhases = twoPhases }
         defer { held.gate.release() }
         let (s, client) = (held.s, held.client)
         let pg = try s.postgres()
@@ -603,6 +610,7 @@ extension PipelineTests {
         }
         for request in closes("alone") { _ = try await client.closePosition(request) }
         for request in snapshots("alone") { _ = try await client.saveSnapshots(request) }
+        _ = try await client.saveSnapshots(SaveSnapshotRequest(idempotencyKey: "pair", snapshots: snapshots("pair").flatMap(\.snapshots)))
 
         let stalled = try await held.hold()
         let commits = s.server.stats.commits.load(ordering: .relaxed)
@@ -631,6 +639,7 @@ extension PipelineTests {
         let aloneEquity = try rows(equity.replacingOccurrences(of: "%@", with: "alone"))
         #expect(aloneEquity.count == 2)
         #expect(try rows(equity.replacingOccurrences(of: "%@", with: "batch")) == aloneEquity)
+        #expect(try rows(equity.replacingOccurrences(of: "%@", with: "pair")) == aloneEquity)
         await held.stop()
     }
 }
@@ -676,6 +685,88 @@ extension PipelineTests {
         #expect(try await s.cacheSettled())
         let differences = try await client.checkConsistency(CheckConsistencyRequest(models: ["ob-applied", "ob-declined"])).differences
         #expect(differences.isEmpty, "\(differences)")
+        await held.stop()
+    }
+}
+
+extension PipelineTests {
+    /// Snapshots without marks share snapshot_store_batch: the throttle locks, the reads of each
+    /// trader's newest snapshot, the writes and the records in one round trip. In the batch: a new
+    /// trader; one throttled by a snapshot stored a second earlier; one older than its trader's newest
+    /// (stored, the reply naming the newer time); and a trader twice, whose second snapshot goes to a
+    /// second call and must see the first one's row. Every reply is what the two phases answer, and
+    /// each record is Swift's encoding byte for byte (those of the throttled and the older one are
+    /// built by the statement).
+    @Test func snapshotsWithoutMarksShareOneStatement() async throws {
+        let held = try await HeldWorker { $0.snapshotMinIntervalMs = 30_000 }
+        defer { held.gate.release() }
+        let (s, client) = (held.s, held.client)
+        let pg = try s.postgres()
+        let t: Int64 = 1_764_201_600_000
+        @Sendable func snapshot(_ key: String, _ model: String, _ ts: Int64) -> SaveSnapshotRequest {
+            SaveSnapshotRequest(idempotencyKey: key, snapshots: [AccountSnapshot(modelID: model, timestampMs: ts, dollarEquity: 1000)])
+        }
+        _ = try await client.saveSnapshots(snapshot("one-0b", "one-b", t))
+        _ = try await client.saveSnapshots(snapshot("one-0d", "one-d", t))
+
+        let stalled = try await held.hold()
+        let calls = s.server.stats.sharedCalls.load(ordering: .relaxed)
+        let rows = s.server.stats.sharedRows.load(ordering: .relaxed)
+        let fallbacks = s.server.stats.pipelineFallbacks.load(ordering: .relaxed)
+        let requests = [
+            snapshot("one-1", "one-a", t),
+            snapshot("one-2", "one-b", t + 1000),
+            snapshot("one-3", "one-c", t),
+            snapshot("one-4", "one-c", t + 60_000),
+            snapshot("one-5", "one-d", t - 60_000),
+        ]
+        let tasks = try await held.queue(requests.map { request in { try await client.saveSnapshots(request) } })
+        try await held.release(stalled)
+        var answers: [SnapshotResult] = []
+        for task in tasks { answers.append(try await task.value.results[0]) }
+
+        #expect(s.server.stats.sharedCalls.load(ordering: .relaxed) - calls == 2)
+        #expect(s.server.stats.sharedRows.load(ordering: .relaxed) - rows == 5)
+        #expect(s.server.stats.pipelineFallbacks.load(ordering: .relaxed) == fallbacks)
+        #expect(answers.map(\.stored) == [true, false, true, true, true])
+        #expect(answers.map(\.lastStoredMs) == [t, t, t, t + 60_000, t])
+        #expect(answers.allSatisfy { $0.marksApplied == 0 })
+        #expect(try pg.exec("SELECT count(*) FROM account_equity_snapshots WHERE model_id LIKE 'one-%'").int(0, 0) == 6)
+        for (request, answer) in zip(requests, answers) {
+            let recorded = try pg.exec("SELECT encode(response, 'hex') FROM engine_store_idempotency WHERE key = '\(request.idempotencyKey)'")
+            #expect(recorded.string(0, 0) == hexOf(SaveSnapshotResponse(results: [answer]).encodedPayload()), "\(request.idempotencyKey)")
+            #expect(try await client.saveSnapshots(request).results == [answer])
+        }
+        await held.stop()
+    }
+
+    /// The shared snapshot statement records each key itself: a retry of a recorded key fails it, the
+    /// batch rolls back and runs step by step, the retry gets its first reply and the other snapshot
+    /// of the batch is stored once.
+    @Test func aRetriedSnapshotInASharedCallIsReplayed() async throws {
+        let held = try await HeldWorker()
+        defer { held.gate.release() }
+        let (s, client) = (held.s, held.client)
+        let t: Int64 = 1_764_201_600_000
+        @Sendable func snapshot(_ key: String, _ model: String) -> SaveSnapshotRequest {
+            SaveSnapshotRequest(idempotencyKey: key, snapshots: [AccountSnapshot(modelID: model, timestampMs: t, dollarEquity: 1000)])
+        }
+        let original = try await client.saveSnapshots(snapshot("sr-1", "sr-a"))
+        let stalled = try await held.hold()
+        let calls = s.server.stats.sharedCalls.load(ordering: .relaxed)
+        let fallbacks = s.server.stats.pipelineFallbacks.load(ordering: .relaxed)
+        let queued = try await held.queue([
+            { @Sendable in try await client.saveSnapshots(snapshot("sr-1", "sr-a")) },
+            { @Sendable in try await client.saveSnapshots(snapshot("sr-2", "sr-b")) },
+        ])
+        try await held.release(stalled)
+        #expect(try await queued[0].value == original)
+        #expect(try await queued[1].value.results.map(\.stored) == [true])
+        #expect(s.server.stats.sharedCalls.load(ordering: .relaxed) == calls)
+        #expect(s.server.stats.pipelineFallbacks.load(ordering: .relaxed) > fallbacks)
+        let pg = try s.postgres()
+        #expect(try pg.exec("SELECT count(*) FROM account_equity_snapshots WHERE model_id LIKE 'sr-%'").int(0, 0) == 2)
+        #expect(try pg.exec("SELECT count(*) FROM engine_store_idempotency WHERE key LIKE 'sr-%'").int(0, 0) == 2)
         await held.stop()
     }
 }

@@ -45,14 +45,18 @@ protocol BatchableWrite: WriteBody {
     /// then ends in the key, method, digest and both replies (hex), and the batch needs no records
     /// statement: it commits in its first round trip. Nil: the batch records the reply after.
     var batchReplies: BatchReplies? { get }
+    /// Whether `batchRow` is non-nil for this request (cheap: builds no row).
+    var canBatch: Bool { get }
 }
 
-/// The two replies a self-recording shared statement chooses between (`BatchableWrite.batchReplies`).
-typealias BatchReplies = (written: [UInt8], duplicate: [UInt8])
+/// The replies a self-recording shared statement chooses between (`BatchableWrite.batchReplies`);
+/// `duplicate` nil for a statement that records only what it writes (its other requests get no row).
+typealias BatchReplies = (written: [UInt8], duplicate: [UInt8]?)
 
 extension BatchableWrite {
     func slot(ofResultRow row: PGRow) -> String? { nil }
     var batchReplies: BatchReplies? { nil }
+    var canBatch: Bool { true }
 }
 
 /// A write that must read before it knows its statements (a close reads the row it locks), batched in
@@ -138,8 +142,10 @@ final class IdempotentWrite<Body: WriteBody>: PostgresJob {
         self.body = body
         self.reply = reply
         self.lockKeys = body.lockKeys
-        canPipeline = body is any PipelinableWrite || body is any BatchableWrite
-        canTwoPhase = body is any TwoPhaseWrite
+        canPipeline = body is any PipelinableWrite || (body as? any BatchableWrite)?.canBatch == true
+        // A body that batches some requests and reads first for others (snapshots): the batched ones
+        // run as shared rows, not in two phases.
+        canTwoPhase = !canPipeline && body is any TwoPhaseWrite
     }
 
     func execute(_ session: PostgresSession) throws -> JobOutcome {
@@ -163,7 +169,7 @@ final class IdempotentWrite<Body: WriteBody>: PostgresJob {
     /// failed plan is answered as such unless its key is recorded by the second round trip: a twin that
     /// held the rows this job waited for committed first, and its reply is the answer.
     var twoPhasePlan: TwoPhasePlan? {
-        guard let body = body as? any TwoPhaseWrite else { return nil }
+        guard canTwoPhase, let body = body as? any TwoPhaseWrite else { return nil }
         return TwoPhasePlan(key: key, method: method, digest: digest, reads: body.reads) { results in
             do { return .write(try body.plan(results)) } catch { return .failed(error) }
         }
@@ -174,7 +180,7 @@ final class IdempotentWrite<Body: WriteBody>: PostgresJob {
         var row = ownRow
         let replies = body.batchReplies
         if let replies {
-            row += [key, String(method), digest, hexString(replies.written), hexString(replies.duplicate)]
+                row += [key, String(method), digest, hexString(replies.written)] + (replies.duplicate.map { [hexString($0)] } ?? [])
         }
         return BatchPlan(statement: statement, slot: lockKeys.first ?? key, row: row, key: key, method: method,
                          digest: digest, recordsKey: replies != nil,

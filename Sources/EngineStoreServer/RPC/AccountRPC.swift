@@ -45,7 +45,7 @@ struct AccountRPC: RPCFamily {
     }
 }
 
-struct SaveSnapshotBody: TwoPhaseWrite {
+struct SaveSnapshotBody: TwoPhaseWrite, BatchableWrite {
     let request: SaveSnapshotRequest
     let keys: CacheKeys
     let ttl: CacheTTL
@@ -68,6 +68,42 @@ struct SaveSnapshotBody: TwoPhaseWrite {
             return s
         }.sorted { LockOrder.snapshot($0.modelID) < LockOrder.snapshot($1.modelID) }
         lockKeys = ordered.flatMap { s in [LockOrder.snapshot(s.modelID)] + s.marks.map { LockOrder.position(s.modelID, $0.symbol) } }
+    }
+
+    /// One snapshot without marks shares `snapshot_store_batch` with the others of its batch: its
+    /// throttle lock, read, write and record in one round trip. Marks (rows to lock and read) and
+    /// several traders per request take the two phases below.
+    var canBatch: Bool {
+        ordered.count == 1 && ordered[0].marks.isEmpty && !hooks.snapshotsInTwoPhases && hooks.snapshotLocked == nil
+    }
+
+    /// The snapshot's parameters, the throttle's interval, and the reply's bytes before and after
+    /// what Postgres decides (`stored`, `last_stored_ms`): the result's model_id then field 2's tag
+    /// (a bool's encoding less its value byte), and its marks_applied (0).
+    func batchRow() -> (statement: SQLText, row: [String?])? {
+        guard canBatch else { return nil }
+        let s = ordered[0]
+        var head = FieldWriter(), tail = FieldWriter()
+        head.string(1, s.modelID)
+        head.bool(2, true)
+        tail.uint(4, 0)
+        return (SQLText.snapshotStoreBatch, AccountStore.Upsert(snapshot: s).bindings
+            + [String(minIntervalMs), hexString(head.writer.bytes.dropLast()), hexString(tail.writer.bytes)])
+    }
+
+    /// The statement records every key itself; this reply (stored, as its trader's newest) is the
+    /// usual one and known before it runs, the others it builds.
+    var batchReplies: BatchReplies? { (reply(stored: true, lastStoredMs: ordered[0].timestampMs), nil) }
+
+    func outcome(batchRow row: PGRow, recorded: BatchReplies?) -> JobOutcome {
+        let stored = row.bool("stored") ?? false, last = row.int("last_stored_ms") ?? 0
+        if stored, last == ordered[0].timestampMs, let recorded { return JobOutcome(reply: recorded.written) }
+        return JobOutcome(reply: reply(stored: stored, lastStoredMs: last))
+    }
+
+    private func reply(stored: Bool, lastStoredMs: Int64) -> [UInt8] {
+        SaveSnapshotResponse(results: [SnapshotResult(modelID: ordered[0].modelID, stored: stored, lastStoredMs: lastStoredMs,
+                                                      marksApplied: 0)]).encodedPayload()
     }
 
     /// For each trader in lock order: the throttle lock, the marked rows' locks (in order) and the time

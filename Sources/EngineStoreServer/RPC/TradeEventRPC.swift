@@ -49,7 +49,7 @@ struct TradeEventBody: BatchableWrite {
     /// The reply the statement recorded, not encoded a third time.
     func outcome(batchRow row: PGRow, recorded: BatchReplies?) -> JobOutcome {
         let outboxID = row.int("outbox_id"), duplicate = outboxID == nil
-        return outcome(outboxID: outboxID, duplicate: duplicate, reply: recorded.map { duplicate ? $0.duplicate : $0.written })
+        return outcome(outboxID: outboxID, duplicate: duplicate, reply: recorded.flatMap { duplicate ? $0.duplicate : $0.written })
     }
 
     /// A new event's reply and cache work (the ingest guard, the stream entry); a duplicate's reply.

@@ -46,3 +46,13 @@ ON CONFLICT (model_id, ts_ms) DO UPDATE SET
     total_unrealized_pnl = EXCLUDED.total_unrealized_pnl, cum_pnl_pct = EXCLUDED.cum_pnl_pct,
     sharpe_ratio = EXCLUDED.sharpe_ratio, since_inception_hourly_marker = EXCLUDED.since_inception_hourly_marker,
     since_inception_minute_marker = EXCLUDED.since_inception_minute_marker, metadata = EXCLUDED.metadata;
+
+-- name: snapshot_store_batch
+-- SaveSnapshot for a batch of one-snapshot requests without marks, in one round trip: see
+-- engine_store_snapshot_batch (migration 009). $1…$10 as snapshot_upsert_rows, $11 the throttle's
+-- interval (ms, 0: none), $12 and $13 the reply's bytes around what Postgres decides (hex), then key,
+-- method, digest and the reply of a snapshot stored as its trader's newest (hex), one element per
+-- request. One row per request: `ord`, `stored`, `last_stored_ms`.
+SELECT ord, stored, last_stored_ms FROM engine_store_snapshot_batch($1::text[], $2::int8[], $3::float8[],
+    $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::int4[], $9::int4[], $10::jsonb[], $11::int8[],
+    $12::text[], $13::text[], $14::text[], $15::smallint[], $16::text[], $17::text[])

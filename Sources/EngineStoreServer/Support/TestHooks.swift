@@ -10,7 +10,11 @@ public struct TestHooks: Sendable {
     public var relayWillApply: (@Sendable ([String]) -> Void)?
     /// Hydrate holds its Redis lock and is about to rebuild.
     public var hydrateLocked: (@Sendable () -> Void)?
-    /// SaveSnapshot holds the throttle lock of this model inside its transaction.
+    /// The two-phase path (the hook above runs only there) for every snapshot, instead of the one
+    /// round trip of `snapshot_store_batch` for those without marks: the two-phase tests' way in.
+    public var snapshotsInTwoPhases = false
+    /// SaveSnapshot holds the throttle lock of this model inside its transaction (two-phase path only:
+    /// setting it sends every snapshot that way).
     public var snapshotLocked: (@Sendable (String) -> Void)?
     /// Called before each `accept`; a non-zero result is taken as that call's errno (EMFILE, ENFILE)
     /// instead of accepting.
