@@ -56,12 +56,13 @@ public enum LoadRunner {
             }
         } : nil
 
+        let clock = LoadClock()
         let results = await withTaskGroup(of: (Recorder, Acknowledged).self) { group in
             for slot in 0..<slots {
                 let client = clients[slot % clients.count]
                 let twin: EngineStoreClient? = c.duplicateRate > 0 ? (extra ?? clients[(slot + 1) % clients.count]) : nil
                 group.addTask(executorPreference: loop) {
-                    var workload = Workload(run: run, worker: slot, configuration: c, seed: seed)
+                    var workload = Workload(run: run, worker: slot, configuration: c, seed: seed, clock: clock)
                     var recorder = Recorder()
                     var ack = Acknowledged()
                     var mixSeeder = SplitMix(seed: ~seed ^ (UInt64(slot) &* 0xD6E8_FEB8_6659_FD93))

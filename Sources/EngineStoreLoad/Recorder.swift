@@ -65,7 +65,7 @@ struct Acknowledged: Sendable {
     var tradeRowIDs: Set<String> = []
     var tradeEventIDs: Set<String> = []
     var ticks = 0
-    /// Stored equity snapshots as `model|timestamp_ms` (unique: each worker's clock only grows).
+    /// Stored equity snapshots as `model|timestamp_ms` (unique: the run's clock only grows).
     var snapshots: Set<String> = []
     /// Closes by position lifecycle.
     var closes: [String: CloseTally] = [:]

@@ -1,5 +1,6 @@
 import EngineStoreClient
 import Foundation
+import Synchronization
 
 /// One position this worker opened and believes still open.
 struct OpenPosition {
@@ -13,7 +14,19 @@ struct OpenPosition {
 }
 
 /// One worker's view of the world: the positions it opened (its own symbols, so workers never
-/// contend), its clocks for snapshots and closes, and its counters for unique ids.
+/// contend), the run's clock for snapshots and closes, and its counters for unique ids.
+/// Milliseconds shared by a run's workers, from a day ago, one step per call: strictly increasing
+/// across all of them.
+final class LoadClock: Sendable {
+    private let ms: Atomic<Int64>
+
+    init(startMs: Int64 = Int64(Date().timeIntervalSince1970 * 1000) - 86_400_000) {
+        ms = Atomic(startMs)
+    }
+
+    func next() -> Int64 { ms.add(1, ordering: .relaxed).newValue }
+}
+
 struct Workload {
     let run: String
     let worker: Int
@@ -30,10 +43,13 @@ struct Workload {
     var serial = 0
     /// The entry time of every shared-key position (update-position): the same for all workers.
     let sharedEntryTimeMs: Int64
-    /// Strictly increasing per worker: exit times, tick times and snapshot times stay unique.
-    var clock: Int64
+    /// Exit, tick, snapshot and event times: one clock for every worker of the run, so they stay
+    /// unique and each trader's snapshots and trades arrive about in time order, as one engine per
+    /// trader sends them (per-worker clocks up to an hour apart sent most of them behind the
+    /// trader's newest: the rare case in production, not the usual one).
+    let clock: LoadClock
 
-    init(run: String, worker: Int, configuration: LoadConfiguration, seed: UInt64) {
+    init(run: String, worker: Int, configuration: LoadConfiguration, seed: UInt64, clock: LoadClock) {
         self.run = run
         self.worker = worker
         self.models = (0..<max(1, configuration.models)).map { "load-\(run)-m\($0)" }
@@ -44,14 +60,11 @@ struct Workload {
         // made worker w draw worker 0's numbers w steps later (every worker hit the same keys).
         var seeder = SplitMix(seed: seed ^ (UInt64(worker) &* 0xD6E8_FEB8_6659_FD93))
         self.rng = SplitMix(seed: seeder.next())
-        self.clock = Int64(Date().timeIntervalSince1970 * 1000) - 86_400_000 + Int64(worker) * 1_000_000_000 % 3_600_000
+        self.clock = clock
         self.sharedEntryTimeMs = Int64(Date().timeIntervalSince1970 / 86_400) * 86_400_000 - 86_400_000
     }
 
-    mutating func next() -> Int64 {
-        clock += 1
-        return clock
-    }
+    func next() -> Int64 { clock.next() }
 
     /// A symbol with no lifecycle of this run that may still be open: one of the key space when the
     /// next few are free, else a fresh one. A bounded number of tries: a scan of the whole key space

@@ -15,7 +15,9 @@ CREATE OR REPLACE FUNCTION engine_store_snapshot_batch(
     p_sharpe float8[], p_hourly int4[], p_minute int4[], p_metadata jsonb[], p_min_interval int8[],
     p_head text[], p_tail text[], p_key text[], p_method smallint[], p_digest text[], p_reply text[])
 RETURNS TABLE (ord bigint, stored boolean, last_stored_ms bigint)
-LANGUAGE plpgsql VOLATILE AS $fn$
+-- The generic plan always: for short arrays (a lone request) the plan cache found custom plans
+-- cheaper and planned this query again on every call (a lone snapshot took 1.3 ms instead of 0.5).
+LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $fn$
 BEGIN
     -- A function scan yields its rows in order, and each row's call takes its lock then.
     PERFORM pg_advisory_xact_lock(hashtextextended('engine_store.snapshot:' || m, 0))
