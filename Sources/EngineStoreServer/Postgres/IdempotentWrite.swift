@@ -42,15 +42,17 @@ protocol BatchableWrite: WriteBody {
     func slot(ofResultRow row: PGRow) -> String?
     /// For a statement that records the idempotency key itself: the reply when the request writes and
     /// when it finds its row there already (a duplicate), known before the statement runs. The row
-    /// then ends in the key, method, digest and both replies (hex), and the batch needs no records
-    /// statement: it commits in its first round trip. Nil: the batch records the reply after.
+    /// then ends in the key, method, digest and the replies (hex; the duplicate's when there is one),
+    /// and the batch needs no records statement: it commits in its first round trip. Nil: the batch
+    /// records the reply after.
     var batchReplies: BatchReplies? { get }
     /// Whether `batchRow` is non-nil for this request (cheap: builds no row).
     var canBatch: Bool { get }
 }
 
 /// The replies a self-recording shared statement chooses between (`BatchableWrite.batchReplies`);
-/// `duplicate` nil for a statement that records only what it writes (its other requests get no row).
+/// `duplicate` nil for a statement without that case (snapshots: it builds the replies it cannot be
+/// given, around the value only Postgres knows).
 typealias BatchReplies = (written: [UInt8], duplicate: [UInt8]?)
 
 extension BatchableWrite {
@@ -180,7 +182,7 @@ final class IdempotentWrite<Body: WriteBody>: PostgresJob {
         var row = ownRow
         let replies = body.batchReplies
         if let replies {
-                row += [key, String(method), digest, hexString(replies.written)] + (replies.duplicate.map { [hexString($0)] } ?? [])
+            row += [key, String(method), digest, hexString(replies.written)] + (replies.duplicate.map { [hexString($0)] } ?? [])
         }
         return BatchPlan(statement: statement, slot: lockKeys.first ?? key, row: row, key: key, method: method,
                          digest: digest, recordsKey: replies != nil,

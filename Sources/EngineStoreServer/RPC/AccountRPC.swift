@@ -107,7 +107,8 @@ struct SaveSnapshotBody: TwoPhaseWrite, BatchableWrite {
     }
 
     /// For each trader in lock order: the throttle lock, the marked rows' locks (in order) and the time
-    /// of the newest stored snapshot. They write nothing, so every snapshot joins two-phase batches.
+    /// of the newest stored snapshot. They write nothing, so every snapshot that cannot share
+    /// `snapshot_store_batch` joins two-phase batches.
     var reads: [PGCall] {
         ordered.flatMap { s in
             [AccountStore.LockModel(model: s.modelID).call] + s.marks.map { PositionStore.LockForMark(model: s.modelID, symbol: $0.symbol).call }

@@ -12,6 +12,12 @@ struct HealthRPC: RPCFamily {
     let context: ServiceContext
     var methods: [Method] { [.health] }
 
+    /// The health timers' own queue. A queue made this way gets a thread even when every thread of
+    /// the global concurrent queue is busy (that one is as wide as the machine has cores): on it, a
+    /// timer waited behind blocked work, and a 1 s answer took over 2 s (CI, with a test process's
+    /// other tests holding those threads).
+    private static let timers = DispatchQueue(label: "engine-store.health-timers")
+
     func handle(_ method: Method, payload: ArraySlice<UInt8>, reply: ReplyTarget) throws(ServiceError) {
         _ = try HealthRequest.decodeRequest(payload)
         let join = HealthJoin(context: context, reply: reply)
@@ -21,7 +27,7 @@ struct HealthRPC: RPCFamily {
         // A ping still queued when the answer is due is not run at all.
         context.postgres.submit(PingJob(deadlineNanos: now + wait) { join.postgres($0) })
         context.cache.ping { join.redis($0) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(clamping: wait))) {
+        Self.timers.asyncAfter(deadline: .now() + .nanoseconds(Int(clamping: wait))) {
             join.expire(afterMs: wait / 1_000_000)
         }
     }
