@@ -1,5 +1,5 @@
 import EngineStoreClient
-import EngineStoreServer
+@testable import EngineStoreServer
 import Foundation
 import Glibc
 import Hiredis
@@ -32,6 +32,12 @@ struct RunningServer {
         if givenLogger == nil { logger.logLevel = .warning }
         let server = try EngineStoreServer(configuration: config, logger: logger)
         try await server.startAsync()
+        // The warm-up rebuilds every key from Postgres. One that a busy host delayed into the test
+        // refilled a key the test had just deleted to force a miss (a CI failure): wait for the
+        // maintenance thread's first turn, which warms up when both services answer.
+        if config.hydrateOnStart {
+            _ = await eventually(timeout: .seconds(30)) { server.stats.maintenancePasses.load(ordering: .relaxed) > 0 }
+        }
         return RunningServer(server: server, socketPath: socket, postgresURL: db, namespace: namespace, redisURL: services.redisURL)
     }
 

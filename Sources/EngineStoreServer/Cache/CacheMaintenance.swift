@@ -125,6 +125,7 @@ final class CacheMaintenance: Sendable {
                     // Old ticks left after the pass's batch budget: carry on soon, between other jobs.
                     schedule.tickRetention.postpone(until: now + MaintenanceSchedule.tickRetentionBacklogNanos)
                 }
+                owner.stats.maintenancePasses.add(1, ordering: .relaxed)
             }
             cleanup.clearApplied()
         }

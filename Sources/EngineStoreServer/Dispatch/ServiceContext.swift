@@ -15,6 +15,9 @@ final class ServerStats: Sendable {
     let mergedReads = Atomic<Int>(0)
     /// Transactions committed by the workers (group commit: fewer commits than jobs).
     let commits = Atomic<Int>(0)
+    /// Turns of the cache maintenance thread; the first ends after the warm-up (when Postgres and
+    /// Redis answered), so a test can start once it is over.
+    let maintenancePasses = Atomic<Int>(0)
 }
 
 /// What RPC handlers share: the Postgres pool, the cache writer, key names and settings.
