@@ -13,8 +13,6 @@ struct OpenPosition {
     var certain = true
 }
 
-/// One worker's view of the world: the positions it opened (its own symbols, so workers never
-/// contend), the run's clock for snapshots and closes, and its counters for unique ids.
 /// Milliseconds shared by a run's workers, from a day ago, one step per call: strictly increasing
 /// across all of them.
 final class LoadClock: Sendable {
@@ -27,6 +25,8 @@ final class LoadClock: Sendable {
     func next() -> Int64 { ms.add(1, ordering: .relaxed).newValue }
 }
 
+/// One worker's view of the world: the positions it opened (its own symbols, so workers never
+/// contend), the run's clock for snapshots and closes, and its counters for unique ids.
 struct Workload {
     let run: String
     let worker: Int

@@ -692,13 +692,18 @@ extension PipelineTests {
 extension PipelineTests {
     /// Snapshots without marks share snapshot_store_batch: the throttle locks, the reads of each
     /// trader's newest snapshot, the writes and the records in one round trip. In the batch: a new
-    /// trader; one throttled by a snapshot stored a second earlier; one older than its trader's newest
-    /// (stored, the reply naming the newer time); and a trader twice, whose second snapshot goes to a
-    /// second call and must see the first one's row. Every reply is what the two phases answer, and
-    /// each record is Swift's encoding byte for byte (those of the throttled and the older one are
-    /// built by the statement).
-    @Test func snapshotsWithoutMarksShareOneStatement() async throws {
-        let held = try await HeldWorker { $0.snapshotMinIntervalMs = 30_000 }
+    /// trader; one throttled by a snapshot stored a second earlier; one exactly the interval after its
+    /// trader's newest; one at its trader's newest time (an update); one older than its trader's
+    /// newest (stored, the reply naming the newer time); and a trader twice, whose second snapshot
+    /// goes to a second call and must see the first one's row. The throttle is decided in SQL here
+    /// and in Swift (`SaveSnapshotBody.plan`) on the two-phase path: the same batch through both
+    /// paths must answer alike, and every record must be Swift's encoding byte for byte (the
+    /// throttled and the older one's are built by the statement).
+    @Test(arguments: [false, true]) func snapshotsWithoutMarksShareOneStatement(twoPhases: Bool) async throws {
+        let held = try await HeldWorker {
+            $0.snapshotMinIntervalMs = 30_000
+            $0.testHooks.snapshotsInTwoPhases = twoPhases
+        }
         defer { held.gate.release() }
         let (s, client) = (held.s, held.client)
         let pg = try s.postgres()
@@ -706,8 +711,9 @@ extension PipelineTests {
         @Sendable func snapshot(_ key: String, _ model: String, _ ts: Int64) -> SaveSnapshotRequest {
             SaveSnapshotRequest(idempotencyKey: key, snapshots: [AccountSnapshot(modelID: model, timestampMs: ts, dollarEquity: 1000)])
         }
-        _ = try await client.saveSnapshots(snapshot("one-0b", "one-b", t))
-        _ = try await client.saveSnapshots(snapshot("one-0d", "one-d", t))
+        for model in ["one-b", "one-d", "one-e", "one-f"] {
+            _ = try await client.saveSnapshots(snapshot("one-0\(model)", model, t))
+        }
 
         let stalled = try await held.hold()
         let calls = s.server.stats.sharedCalls.load(ordering: .relaxed)
@@ -719,19 +725,23 @@ extension PipelineTests {
             snapshot("one-3", "one-c", t),
             snapshot("one-4", "one-c", t + 60_000),
             snapshot("one-5", "one-d", t - 60_000),
+            snapshot("one-6", "one-e", t + 30_000),
+            snapshot("one-7", "one-f", t),
         ]
         let tasks = try await held.queue(requests.map { request in { try await client.saveSnapshots(request) } })
         try await held.release(stalled)
         var answers: [SnapshotResult] = []
         for task in tasks { answers.append(try await task.value.results[0]) }
 
-        #expect(s.server.stats.sharedCalls.load(ordering: .relaxed) - calls == 2)
-        #expect(s.server.stats.sharedRows.load(ordering: .relaxed) - rows == 5)
+        if !twoPhases {
+            #expect(s.server.stats.sharedCalls.load(ordering: .relaxed) - calls == 2)
+            #expect(s.server.stats.sharedRows.load(ordering: .relaxed) - rows == 7)
+        }
         #expect(s.server.stats.pipelineFallbacks.load(ordering: .relaxed) == fallbacks)
-        #expect(answers.map(\.stored) == [true, false, true, true, true])
-        #expect(answers.map(\.lastStoredMs) == [t, t, t, t + 60_000, t])
+        #expect(answers.map(\.stored) == [true, false, true, true, true, true, true])
+        #expect(answers.map(\.lastStoredMs) == [t, t, t, t + 60_000, t, t + 30_000, t])
         #expect(answers.allSatisfy { $0.marksApplied == 0 })
-        #expect(try pg.exec("SELECT count(*) FROM account_equity_snapshots WHERE model_id LIKE 'one-%'").int(0, 0) == 6)
+        #expect(try pg.exec("SELECT count(*) FROM account_equity_snapshots WHERE model_id LIKE 'one-%'").int(0, 0) == 9)
         for (request, answer) in zip(requests, answers) {
             let recorded = try pg.exec("SELECT encode(response, 'hex') FROM engine_store_idempotency WHERE key = '\(request.idempotencyKey)'")
             #expect(recorded.string(0, 0) == hexOf(SaveSnapshotResponse(results: [answer]).encodedPayload()), "\(request.idempotencyKey)")
