@@ -1,6 +1,7 @@
 @testable import EngineStoreServer
 import EngineStoreClient
 import Foundation
+import Synchronization
 import Testing
 
 @Suite struct PipelineTests {
@@ -779,4 +780,62 @@ extension PipelineTests {
         #expect(try pg.exec("SELECT count(*) FROM engine_store_idempotency WHERE key LIKE 'sr-%'").int(0, 0) == 2)
         await held.stop()
     }
+}
+
+extension PipelineTests {
+    /// The saves of a shared position statement record one outbox row (kind `positions`, their
+    /// models) instead of one each, and the cache writer takes them as one write. Here Redis runs one
+    /// model's script and refuses the other's (its hash key holds a string): the row must stay, for
+    /// the relay, until both are applied. Had the taken save's write deleted the shared row on its own,
+    /// the refused model's hash would never be rebuilt once the key is fixed.
+    @Test func aSharedSaveCallKeepsItsOneOutboxRowUntilEveryModelIsApplied() async throws {
+        let attempts = RelayAttempts()  // relay writes that carried so-b's hash
+        let held = try await HeldWorker {
+            $0.outboxGraceMs = 100
+            $0.testHooks.relayWillApply = { keys in
+                if keys.contains(where: { $0.hasSuffix("positions:so-b") }) { attempts.count.add(1, ordering: .relaxed) }
+            }
+        }
+        defer { held.gate.release() }
+        let (s, client) = (held.s, held.client)
+        let (redis, pg) = (try s.redis(), try s.postgres())
+        for model in ["so-a", "so-b"] { _ = try await client.savePosition(openRequest(model: model, symbol: "A", quantity: 1)) }
+        #expect(try await s.cacheSettled())
+        _ = try redis.command(["DEL", s.namespace + "positions:so-b"])
+        _ = try redis.command(["SET", s.namespace + "positions:so-b", "not a hash"])
+
+        let stalled = try await held.hold()
+        let calls = s.server.stats.sharedCalls.load(ordering: .relaxed)
+        let requests = ["so-a", "so-b"].map { openRequest(model: $0, symbol: "A", quantity: 2) }
+        let saving = try await held.queue(requests.map { request in { try await client.savePosition(request) } })
+        try await held.release(stalled)
+        for task in saving { _ = try await task.value }
+        #expect(s.server.stats.sharedCalls.load(ordering: .relaxed) - calls == 1, "one shared call")
+
+        // Redis ran so-a's script: the writer has been through the write.
+        #expect(try await eventually {
+            (try redis.command(["HGET", s.namespace + "positions:so-a", "A"]).text ?? "").contains("\"quantity\":2")
+        })
+        let rows = {
+            let r = try pg.exec("SELECT kind || ':' || replace(subject, E'\\n', ',') FROM engine_store_outbox WHERE subject LIKE 'so-%'")
+            return (0..<r.rowCount).map { r.string($0, 0) ?? "" }
+        }
+        let recorded = try rows()
+        #expect(recorded == ["positions:so-a,so-b"], "\(recorded)")
+        // The relay takes the row up (100 ms grace) and fails on the string, twice: the row stays.
+        #expect(await eventually { attempts.count.load(ordering: .relaxed) >= 2 })
+        #expect(try rows() == ["positions:so-a,so-b"])
+
+        // Fixed, the key is rebuilt by the relay from that row, which then goes.
+        _ = try redis.command(["DEL", s.namespace + "positions:so-b"])
+        #expect(try await s.cacheSettled())
+        #expect((try redis.command(["HGET", s.namespace + "positions:so-b", "A"]).text ?? "").contains("\"quantity\":2"))
+        let differences = try await client.checkConsistency(CheckConsistencyRequest(models: ["so-a", "so-b"])).differences
+        #expect(differences.isEmpty, "\(differences)")
+        await held.stop()
+    }
+}
+
+private final class RelayAttempts: Sendable {
+    let count = Atomic<Int>(0)
 }

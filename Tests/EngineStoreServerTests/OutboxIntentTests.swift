@@ -9,6 +9,7 @@ import Hiredis
             ("position", "m-1", "BTC"), ("recent_trades", "m-1", ""), ("close_event", "42", ""),
             ("trade_event", "t-9", ""), ("decision", "m-1", ""), ("analytics", "m-1", ""),
             ("leaderboard", "", ""), ("trader_state", "trader-1", ""), ("conversations", "m-1", ""),
+            ("positions", "m-1\nm-2", ""),
         ]
         for (kind, subject, ref) in rows {
             let intent = OutboxIntent(kind: kind, subject: subject, ref: ref)
@@ -23,6 +24,11 @@ import Hiredis
         #expect(OutboxIntent(kind: "trader_state", subject: "t1", ref: "") == .traderState(trader: "t1"))
         let conversations = OutboxIntent.conversations(model: "m-1").row
         #expect([conversations.kind, conversations.subject, conversations.ref] == ["conversations", "m-1", ""])
+    }
+
+    @Test func aPositionsRowNamesEachModel() {
+        #expect(OutboxIntent(kind: "positions", subject: "m-1\nm-2", ref: "") == .positions(models: ["m-1", "m-2"]))
+        #expect(OutboxIntent.positions(models: ["m-1"]).row.subject == "m-1")
     }
 
     @Test func unknownKindIsNil() {
@@ -55,5 +61,26 @@ import Hiredis
         #expect(CacheWriteOutcome.of([(guardKey, .integer(0))]) == .applied)  // not conditional
         #expect(CacheWriteOutcome.of([(hashField, nil)]) == .refused("no reply"))
         #expect(CacheWriteOutcome.of([]) == .applied)  // a write with rows and nothing to send
+    }
+}
+
+/// The cache writer's writes for a committed batch (`PostgresPool.cacheWrites`).
+@Suite struct CacheWritesTests {
+    func outcome(_ field: String, ids: [Int64], event: Bool = false) -> JobOutcome {
+        var o = JobOutcome(reply: [], cacheMutations: [.set(key: field, value: "1", ttlSeconds: 60)], outboxIDs: ids)
+        if event { o.independentCacheWork = [([.set(key: field + "-event", value: "1", ttlSeconds: 60)], ids.map { $0 + 100 })] }
+        return o
+    }
+
+    /// Requests of one shared statement share its outbox row: one write, so the row goes only when
+    /// Redis took all of them. Rows of their own, no rows, or work of its own in between keep writes apart.
+    @Test func outcomesSharingTheirRowsBecomeOneWrite() {
+        let writes = PostgresPool.cacheWrites([
+            outcome("a", ids: [7]), outcome("b", ids: [7]), outcome("c", ids: [7]),
+            outcome("d", ids: [8]), outcome("e", ids: []), outcome("f", ids: []),
+            outcome("g", ids: [9], event: true), outcome("h", ids: [9]),
+        ])
+        #expect(writes.map { $0.mutations.map(\.key) } == [["a", "b", "c"], ["d"], ["e"], ["f"], ["g"], ["g-event"], ["h"]])
+        #expect(writes.map(\.outboxIDs) == [[7], [8], [], [], [9], [109], [9]])
     }
 }

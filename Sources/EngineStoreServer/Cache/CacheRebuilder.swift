@@ -39,6 +39,11 @@ struct CacheRebuilder {
             switch intent {
             case .position(let model, _):
                 guard synced.insert(model).inserted else { continue }
+            case .positions(let models):
+                for model in models where synced.insert(model).inserted {
+                    out.append(try positionsSync(s, model: model, mode: .merge))
+                }
+                continue
             case .analytics, .leaderboard:
                 leaderboardOwed = true
             default:
@@ -60,6 +65,8 @@ struct CacheRebuilder {
         switch intent {
         case .position(let model, _):
             return [try positionsSync(s, model: model, mode: .merge)]
+        case .positions(let models):
+            return try models.map { try positionsSync(s, model: $0, mode: .merge) }
         case .closeEvent(let id):
             return try s.first(TradeStore.ByID(id: id)).map { [$0.closeEvent(keys, streamMaxLength: streamMaxLength)] } ?? []
         case .tradeEvent(let id):

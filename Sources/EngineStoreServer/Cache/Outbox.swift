@@ -4,6 +4,11 @@ import LibPQ
 /// An intent names what to rebuild; the relay reads the current values from Postgres when it runs.
 enum OutboxIntent: Sendable, Equatable {
     case position(model: String, symbol: String)
+    /// The positions hashes of several models: one row for a whole shared position statement
+    /// (`position_open_batch`) instead of one per request. The relay rebuilds a model's hash whole
+    /// either way, so the symbols are not kept. Stored as the models joined by newlines, which no
+    /// model id holds (`Validate.keyPart`).
+    case positions(models: [String])
     /// A `position_closed` stream entry for a trades row.
     case closeEvent(tradeRowID: String)
     /// A `trade_event` stream entry plus the ingest guard.
@@ -26,6 +31,7 @@ enum OutboxIntent: Sendable, Equatable {
     var row: (kind: String, subject: String, ref: String) {
         switch self {
         case .position(let m, let s): ("position", m, s)
+        case .positions(let models): ("positions", models.joined(separator: "\n"), "")
         case .closeEvent(let id): ("close_event", id, "")
         case .tradeEvent(let id): ("trade_event", id, "")
         case .analytics(let m): ("analytics", m, "")
@@ -37,6 +43,7 @@ enum OutboxIntent: Sendable, Equatable {
     init?(kind: String, subject: String, ref: String) {
         switch kind {
         case "position": self = .position(model: subject, symbol: ref)
+        case "positions": self = .positions(models: subject.split(separator: "\n").map(String.init))
         case "close_event": self = .closeEvent(tradeRowID: subject)
         case "trade_event": self = .tradeEvent(tradeID: subject)
         case "analytics": self = .analytics(model: subject)

@@ -85,8 +85,31 @@ final class PostgresPool: Sendable {
     /// refill comes here without `afterCommit`: it committed nothing.
     func handOff(_ outcomes: [JobOutcome], wake: Bool = true) {
         cache.applied.rebuildSoon(outcomes.flatMap(\.relayOutboxIDs))
-        cache.enqueue(outcomes.flatMap { [($0.cacheMutations, $0.outboxIDs)] + $0.independentCacheWork }, wake: wake)
+        cache.enqueue(Self.cacheWrites(outcomes), wake: wake)
         limiter.submit(outcomes.flatMap(\.rateLimited))
+    }
+
+    /// The cache writer's writes for these outcomes, in order. Consecutive outcomes that share their
+    /// outbox rows (the requests of one shared statement, which records one row for all of them)
+    /// become one write: the row is deleted only when Redis took every request's mutations, and a
+    /// declined or refused one leaves it, whole, to the relay.
+    static func cacheWrites(_ outcomes: [JobOutcome]) -> [(mutations: [CacheMutation], outboxIDs: [Int64])] {
+        var writes: [(mutations: [CacheMutation], outboxIDs: [Int64])] = []
+        writes.reserveCapacity(outcomes.count)
+        var sharedAt = -1  // the index of the last write that can take a shared outcome's mutations
+        for outcome in outcomes {
+            if sharedAt >= 0, !outcome.outboxIDs.isEmpty, writes[sharedAt].outboxIDs == outcome.outboxIDs {
+                writes[sharedAt].mutations += outcome.cacheMutations
+            } else {
+                writes.append((outcome.cacheMutations, outcome.outboxIDs))
+                sharedAt = writes.count - 1
+            }
+            if !outcome.independentCacheWork.isEmpty {
+                writes += outcome.independentCacheWork
+                sharedAt = -1
+            }
+        }
+        return writes
     }
 
     /// Finishes the queued jobs, then stops the workers.
