@@ -9,15 +9,6 @@ import Testing
 /// Redis never stays wrong: the outbox relay, warm-up and consistency checks, with real outages
 /// on a Postgres and Redis of the test's own.
 @Suite struct CacheDurabilityTests {
-    func streamEventIDs(_ redis: RedisConnection, _ key: String) throws -> [String] {
-        let entries = try redis.command(["XRANGE", key, "-", "+"]).array ?? []
-        return entries.compactMap { e -> String? in
-            let fields = (e.array?.last?.array ?? []).compactMap { $0.text }
-            guard let i = fields.firstIndex(of: "event_id"), i + 1 < fields.count else { return nil }
-            return fields[i + 1]
-        }
-    }
-
     @Test func redisOutageUnderWritesLosesNothing() async throws {
         let services = try await TestServices.privateInstance()
         let s = try await RunningServer.start(database: try await offPool { try services.createDatabase() }, services: services)

@@ -268,7 +268,7 @@ final class Gate: @unchecked Sendable {
         #expect(try redis.command(["XLEN", stream]).integer ?? 0 == 0)
         _ = try redis.command(["CONFIG", "SET", "maxmemory", "0"])
         #expect(try await eventually(timeout: .seconds(15)) { try outboxDepth(s) == 0 })
-        let ids = Set(try CacheDurabilityTests().streamEventIDs(redis, stream))
+        let ids = Set(try streamEventIDs(redis, stream))
         #expect(expected.subtracting(ids).isEmpty)
         #expect(try await eventually { try quantity(redis, s.namespace + "positions:oom", "KEEP") == 5 })
         #expect(try await client.checkConsistency(CheckConsistencyRequest(models: ["oom"])).differences.isEmpty)

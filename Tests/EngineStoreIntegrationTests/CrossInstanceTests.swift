@@ -144,7 +144,7 @@ import Testing
         #expect(try await eventually(timeout: .seconds(10)) {
             try pg.exec("SELECT count(*) FROM engine_store_outbox").int(0, 0) == 0
         })
-        let ids = try CacheDurabilityTests().streamEventIDs(redis, stream)
+        let ids = try streamEventIDs(redis, stream)
         #expect(Set(ids) == Set(expected))
         #expect(ids.count == Set(ids).count, "duplicates: \(ids.count - Set(ids).count)")
         #expect(try await ca.checkConsistency(CheckConsistencyRequest(models: ["two"])).differences.isEmpty)

@@ -646,11 +646,13 @@ extension PipelineTests {
 }
 
 extension PipelineTests {
-    /// A two-phase batch records every job's outbox rows with one statement and hands each job its own
-    /// ids. Here the cache writer applies one close and declines the other (its model's positions hash
-    /// was dropped), so only the declined close's rows go to the relay, which rebuilds that hash from
-    /// Postgres. Had the ids been handed out wrong, the applied close would delete the declined one's
-    /// rows and the hash would never come back.
+    /// A two-phase batch records its outbox rows with one statement: one row for every job's keys
+    /// (`PostgresWorker.outboxRows`) and one per stream event, and hands each job the ids of its own.
+    /// Here Redis takes one close's keys and declines the other's (its model's positions hash was
+    /// dropped): the keys row, which the writer took as one write, goes to the relay, which rebuilds
+    /// that hash from Postgres, while the events settle on their own. Had an event been handed the keys
+    /// row's id, or a job's keys been a write of their own, applying it would delete the row and the
+    /// hash would never come back.
     @Test func eachCloseOfABatchKeepsItsOwnOutboxRows() async throws {
         let held = try await HeldWorker()
         defer { held.gate.release() }
@@ -684,6 +686,9 @@ extension PipelineTests {
             (try redis.command(["HGET", s.namespace + "positions:ob-declined", "A"]).text ?? "").contains("\"quantity\":1")
         })
         #expect(try await s.cacheSettled())
+        // Each close's event once: an event row left behind would be relayed, and the event sent again.
+        let events = try streamEventIDs(redis, s.namespace + "trades:stream")
+        #expect(events.count == 4 && Set(events).count == 4, "\(events)")
         let differences = try await client.checkConsistency(CheckConsistencyRequest(models: ["ob-applied", "ob-declined"])).differences
         #expect(differences.isEmpty, "\(differences)")
         await held.stop()
@@ -783,8 +788,8 @@ extension PipelineTests {
 }
 
 extension PipelineTests {
-    /// The saves of a shared position statement record one outbox row (kind `positions`, their
-    /// models) instead of one each, and the cache writer takes them as one write. Here Redis runs one
+    /// The saves of a shared position statement record one outbox row (kind `intents`, a `position`
+    /// line per model) instead of one each, and the cache writer takes them as one write. Here Redis runs one
     /// model's script and refuses the other's (its hash key holds a string): the row must stay, for
     /// the relay, until both are applied. Had the taken save's write deleted the shared row on its own,
     /// the refused model's hash would never be rebuilt once the key is fixed.
@@ -817,14 +822,14 @@ extension PipelineTests {
             (try redis.command(["HGET", s.namespace + "positions:so-a", "A"]).text ?? "").contains("\"quantity\":2")
         })
         let rows = {
-            let r = try pg.exec("SELECT kind || ':' || replace(subject, E'\\n', ',') FROM engine_store_outbox WHERE subject LIKE 'so-%'")
+            let r = try pg.exec("SELECT kind || ':' || ref FROM engine_store_outbox WHERE ref LIKE '%so-%'")
             return (0..<r.rowCount).map { r.string($0, 0) ?? "" }
         }
         let recorded = try rows()
-        #expect(recorded == ["positions:so-a,so-b"], "\(recorded)")
+        #expect(recorded == ["intents:position\tso-a\t\nposition\tso-b\t"], "\(recorded)")
         // The relay takes the row up (100 ms grace) and fails on the string, twice: the row stays.
         #expect(await eventually { attempts.count.load(ordering: .relaxed) >= 2 })
-        #expect(try rows() == ["positions:so-a,so-b"])
+        #expect(try rows() == ["intents:position\tso-a\t\nposition\tso-b\t"])
 
         // Fixed, the key is rebuilt by the relay from that row, which then goes.
         _ = try redis.command(["DEL", s.namespace + "positions:so-b"])

@@ -195,3 +195,13 @@ final class LogCapture: Sendable {
         }
     }
 }
+
+/// The `event_id` of every entry of a stream, in order.
+func streamEventIDs(_ redis: RedisConnection, _ key: String) throws -> [String] {
+    let entries = try redis.command(["XRANGE", key, "-", "+"]).array ?? []
+    return entries.compactMap { e -> String? in
+        let fields = (e.array?.last?.array ?? []).compactMap { $0.text }
+        guard let i = fields.firstIndex(of: "event_id"), i + 1 < fields.count else { return nil }
+        return fields[i + 1]
+    }
+}

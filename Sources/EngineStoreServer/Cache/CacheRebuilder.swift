@@ -35,15 +35,11 @@ struct CacheRebuilder {
         var out: [CacheMutation] = []
         var synced = Set<String>()
         var leaderboardOwed = false
-        for intent in intents {
+        // A row of several intents stands for each of them.
+        for intent in intents.flatMap(\.parts) {
             switch intent {
             case .position(let model, _):
                 guard synced.insert(model).inserted else { continue }
-            case .positions(let models):
-                for model in models where synced.insert(model).inserted {
-                    out.append(try positionsSync(s, model: model, mode: .merge))
-                }
-                continue
             case .analytics, .leaderboard:
                 leaderboardOwed = true
             default:
@@ -65,8 +61,8 @@ struct CacheRebuilder {
         switch intent {
         case .position(let model, _):
             return [try positionsSync(s, model: model, mode: .merge)]
-        case .positions(let models):
-            return try models.map { try positionsSync(s, model: $0, mode: .merge) }
+        case .intents:
+            return []  // flattened by `mutations(for:)`
         case .closeEvent(let id):
             return try s.first(TradeStore.ByID(id: id)).map { [$0.closeEvent(keys, streamMaxLength: streamMaxLength)] } ?? []
         case .tradeEvent(let id):

@@ -4,11 +4,11 @@ import LibPQ
 /// An intent names what to rebuild; the relay reads the current values from Postgres when it runs.
 enum OutboxIntent: Sendable, Equatable {
     case position(model: String, symbol: String)
-    /// The positions hashes of several models: one row for a whole shared position statement
-    /// (`position_open_batch`) instead of one per request. The relay rebuilds a model's hash whole
-    /// either way, so the symbols are not kept. Stored as the models joined by newlines, which no
-    /// model id holds (`Validate.keyPart`).
-    case positions(models: [String])
+    /// Several key intents in one row (kind `intents`), for the requests of a batch that share a row
+    /// instead of one each (issue 15): a shared position statement, a two-phase batch's keys. Never a
+    /// stream event. Stored in `ref` as lines of `kind<TAB>subject<TAB>ref`: no kind, subject or ref
+    /// holds a tab or a newline (`Validate.keyPart`, `Validate.symbol`; kinds are fixed names).
+    case intents([OutboxIntent])
     /// A `position_closed` stream entry for a trades row.
     case closeEvent(tradeRowID: String)
     /// A `trade_event` stream entry plus the ingest guard.
@@ -28,10 +28,17 @@ enum OutboxIntent: Sendable, Equatable {
         }
     }
 
+    /// The intents a row stands for: the list of an `intents` row, else the intent itself.
+    var parts: [OutboxIntent] {
+        if case .intents(let list) = self { return list }
+        return [self]
+    }
+
     var row: (kind: String, subject: String, ref: String) {
         switch self {
         case .position(let m, let s): ("position", m, s)
-        case .positions(let models): ("positions", models.joined(separator: "\n"), "")
+        case .intents(let list):
+            ("intents", "", list.map { let r = $0.row; return "\(r.kind)\t\(r.subject)\t\(r.ref)" }.joined(separator: "\n"))
         case .closeEvent(let id): ("close_event", id, "")
         case .tradeEvent(let id): ("trade_event", id, "")
         case .analytics(let m): ("analytics", m, "")
@@ -43,7 +50,14 @@ enum OutboxIntent: Sendable, Equatable {
     init?(kind: String, subject: String, ref: String) {
         switch kind {
         case "position": self = .position(model: subject, symbol: ref)
-        case "positions": self = .positions(models: subject.split(separator: "\n").map(String.init))
+        case "intents":
+            // A line this version cannot read (an unknown kind, or a nested list) is left out.
+            self = .intents(ref.split(separator: "\n").compactMap { line in
+                let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+                guard f.count == 3, f[0] != "intents", let intent = OutboxIntent(kind: f[0], subject: f[1], ref: f[2]),
+                      !intent.isStreamEvent else { return nil }
+                return intent
+            })
         case "close_event": self = .closeEvent(tradeRowID: subject)
         case "trade_event": self = .tradeEvent(tradeID: subject)
         case "analytics": self = .analytics(model: subject)

@@ -89,25 +89,29 @@ final class PostgresPool: Sendable {
         limiter.submit(outcomes.flatMap(\.rateLimited))
     }
 
-    /// The cache writer's writes for these outcomes, in order. Consecutive outcomes that share their
-    /// outbox rows (the requests of one shared statement, which records one row for all of them)
-    /// become one write: the row is deleted only when Redis took every request's mutations, and a
-    /// declined or refused one leaves it, whole, to the relay.
+    /// The cache writer's writes for these outcomes, in order. Outcomes that share their outbox rows
+    /// (the requests of one shared statement, or the keys of a two-phase batch, record one row for all
+    /// of them) become one write, in the place of the first: the row is deleted only when Redis took
+    /// every request's mutations, and a declined or refused one leaves it, whole, to the relay. Moving a
+    /// request's key mutations ahead of other writes is safe: every key is versioned or merged, so
+    /// Redis may take them in any order (docs/cache-consistency.md). Stream entries have rows of their own.
     static func cacheWrites(_ outcomes: [JobOutcome]) -> [(mutations: [CacheMutation], outboxIDs: [Int64])] {
         var writes: [(mutations: [CacheMutation], outboxIDs: [Int64])] = []
         writes.reserveCapacity(outcomes.count)
-        var sharedAt = -1  // the index of the last write that can take a shared outcome's mutations
+        var writeOf: [[Int64]: Int] = [:]  // by outbox rows, the write that holds them
         for outcome in outcomes {
-            if sharedAt >= 0, !outcome.outboxIDs.isEmpty, writes[sharedAt].outboxIDs == outcome.outboxIDs {
-                writes[sharedAt].mutations += outcome.cacheMutations
+            var ids = outcome.outboxIDs
+            if ids.count > 1 {
+                var seen = Set<Int64>()
+                ids = ids.filter { seen.insert($0).inserted }  // a two-phase job's keys can share one row
+            }
+            if !ids.isEmpty, let at = writeOf[ids] {
+                writes[at].mutations += outcome.cacheMutations
             } else {
-                writes.append((outcome.cacheMutations, outcome.outboxIDs))
-                sharedAt = writes.count - 1
+                if !ids.isEmpty { writeOf[ids] = writes.count }
+                writes.append((outcome.cacheMutations, ids))
             }
-            if !outcome.independentCacheWork.isEmpty {
-                writes += outcome.independentCacheWork
-                sharedAt = -1
-            }
+            writes += outcome.independentCacheWork
         }
         return writes
     }

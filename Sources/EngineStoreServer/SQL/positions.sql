@@ -167,11 +167,12 @@ WITH input AS (
         cache_version = nextval('engine_store_cache_version')
     RETURNING p.model_id, {{position_columns}}, p.xmax = 0 AS opened
 ), ob AS (
-    -- One outbox row for the whole call (kind `positions`: its models, newline-separated), not one
-    -- per request (issue 15: Postgres's CPU per update -6.5 %, median of 10 A/B rounds). None when
-    -- no row was written (HAVING: an aggregate of no rows is still one row).
+    -- One outbox row for the whole call (kind `intents`: a `position` line per model, as
+    -- OutboxIntent.intents writes them), not one per request (issue 15: Postgres's CPU per update
+    -- -6.5 %, median of 10 A/B rounds). None when no row was written (HAVING: an aggregate of no
+    -- rows is still one row).
     INSERT INTO engine_store_outbox (kind, subject, ref)
-    SELECT 'positions', string_agg(DISTINCT model_id, E'\n'), '' FROM res HAVING count(*) > 0
+    SELECT 'intents', '', string_agg(DISTINCT 'position' || E'\t' || model_id || E'\t', E'\n') FROM res HAVING count(*) > 0
     RETURNING id
 )
 SELECT res.*, (SELECT id FROM ob) AS outbox_id FROM res;

@@ -60,8 +60,11 @@ struct OutboxRelay {
                     events.append(RelayWrite(ids: [row.id], mutations: try rebuilder.mutations(for: intent, s)))
                 } else {
                     keys.ids.append(row.id)
-                    let r = intent.row
-                    if seen.insert("\(r.kind)|\(r.subject)|\(r.ref)").inserted { keyIntents.append(intent) }
+                    // A row of several intents (a batch's shared row) stands for each of them.
+                    for one in intent.parts {
+                        let r = one.row
+                        if seen.insert("\(r.kind)|\(r.subject)|\(r.ref)").inserted { keyIntents.append(one) }
+                    }
                 }
             }
             keys.mutations = try rebuilder.mutations(for: keyIntents, s)
