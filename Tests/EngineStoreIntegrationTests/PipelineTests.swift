@@ -646,13 +646,12 @@ extension PipelineTests {
 }
 
 extension PipelineTests {
-    /// A two-phase batch records its outbox rows with one statement: one row for every job's keys
-    /// (`PostgresWorker.outboxRows`) and one per stream event, and hands each job the ids of its own.
-    /// Here Redis takes one close's keys and declines the other's (its model's positions hash was
-    /// dropped): the keys row, which the writer took as one write, goes to the relay, which rebuilds
-    /// that hash from Postgres, while the events settle on their own. Had an event been handed the keys
-    /// row's id, or a job's keys been a write of their own, applying it would delete the row and the
-    /// hash would never come back.
+    /// A two-phase batch records every job's outbox rows with one statement and hands each job its own
+    /// ids. Here the cache writer applies one close and declines the other (its model's positions hash
+    /// was dropped), so only the declined close's rows go to the relay, which rebuilds that hash from
+    /// Postgres. Had the ids been handed out wrong, the applied close would delete the declined one's
+    /// rows and the hash would never come back, or a close's event row would be left behind and its
+    /// event relayed a second time.
     @Test func eachCloseOfABatchKeepsItsOwnOutboxRows() async throws {
         let held = try await HeldWorker()
         defer { held.gate.release() }

@@ -5,8 +5,7 @@ import LibPQ
 enum OutboxIntent: Sendable, Equatable {
     case position(model: String, symbol: String)
     /// Several key intents in one row (kind `intents`), for the requests of a batch that share a row
-    /// instead of one each (issue 15): a shared position statement, a two-phase batch's keys. Never a
-    /// stream event. Stored in `ref` as lines of `kind<TAB>subject<TAB>ref`: no kind, subject or ref
+    /// instead of one each (issue 15): the saves of a shared position statement. Never a stream event. Stored in `ref` as lines of `kind<TAB>subject<TAB>ref`: no kind, subject or ref
     /// holds a tab or a newline (`Validate.keyPart`, `Validate.symbol`; kinds are fixed names).
     case intents([OutboxIntent])
     /// A `position_closed` stream entry for a trades row.

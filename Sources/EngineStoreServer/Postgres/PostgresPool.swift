@@ -90,8 +90,8 @@ final class PostgresPool: Sendable {
     }
 
     /// The cache writer's writes for these outcomes, in order. Outcomes that share their outbox rows
-    /// (the requests of one shared statement, or the keys of a two-phase batch, record one row for all
-    /// of them) become one write, in the place of the first: the row is deleted only when Redis took
+    /// (the requests of one shared position statement record one row for all of them) become one
+    /// write, in the place of the first: the row is deleted only when Redis took
     /// every request's mutations, and a declined or refused one leaves it, whole, to the relay. Moving a
     /// request's key mutations ahead of other writes is safe: every key is versioned or merged, so
     /// Redis may take them in any order (docs/cache-consistency.md). Stream entries have rows of their own.
@@ -100,11 +100,7 @@ final class PostgresPool: Sendable {
         writes.reserveCapacity(outcomes.count)
         var writeOf: [[Int64]: Int] = [:]  // by outbox rows, the write that holds them
         for outcome in outcomes {
-            var ids = outcome.outboxIDs
-            if ids.count > 1 {
-                var seen = Set<Int64>()
-                ids = ids.filter { seen.insert($0).inserted }  // a two-phase job's keys can share one row
-            }
+            let ids = outcome.outboxIDs
             if !ids.isEmpty, let at = writeOf[ids] {
                 writes[at].mutations += outcome.cacheMutations
             } else {

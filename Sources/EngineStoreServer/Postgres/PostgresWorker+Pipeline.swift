@@ -204,9 +204,8 @@ extension PostgresWorker {
         calls += steps.flatMap(\.next.calls)
         // Every job's outbox rows, with one statement; each job gets its ids back in its intents' order.
         let intents = steps.flatMap { step -> [OutboxIntent] in if case .write(let write) = step.next { write.intents } else { [] } }
-        let rows = Self.outboxRows(intents)
         let outboxAt = calls.count
-        if !rows.isEmpty { calls.append(Outbox.Insert(intents: rows).call) }
+        if !intents.isEmpty { calls.append(Outbox.Insert(intents: intents).call) }
         var records = settled.records
         for step in steps {
             if case .write(let write) = step.next { records.append((step.plan.key, step.plan.method, step.plan.digest, write.reply)) }
@@ -217,12 +216,8 @@ extension PostgresWorker {
         guard let merged = try pipelineResults(sent.map(\.item) + [.sql("COMMIT")], session) else { return false }
         let results = resultOf.map { merged[$0] }
         let twinsDone = failedKeys.isEmpty ? [] : Set(Idempotency.Seen.rows(results[0]))
-        let rowIDs = rows.isEmpty ? [] : Outbox.Insert.ids(results[outboxAt])
-        assert(rowIDs.count == rows.count, "an id per outbox row")
-        // Per intent: the shared keys row (the first, if any) or the event's own, in the events' order.
-        let shared = rows.first.map { !$0.isStreamEvent } ?? false
-        var eventIDs = rowIDs.dropFirst(shared ? 1 : 0)
-        let outboxIDs = intents.map { $0.isStreamEvent ? (eventIDs.popFirst() ?? 0) : rowIDs[0] }
+        let outboxIDs = intents.isEmpty ? [] : Outbox.Insert.ids(results[outboxAt])
+        assert(outboxIDs.count == intents.count, "an id per outbox intent")
         var index = failedKeys.isEmpty ? 0 : 1
         var idIndex = 0
         for step in steps {
@@ -240,21 +235,6 @@ extension PostgresWorker {
             }
         }
         return true
-    }
-
-    /// The outbox rows of a two-phase batch's intents: its key intents (each once) share one row, first
-    /// (the row stands for them all: the cache writer then takes the jobs' key mutations as one write,
-    /// `PostgresPool.cacheWrites`), and each stream event keeps a row of its own, in order (an event
-    /// applied twice is there twice, so it is settled on its own).
-    static func outboxRows(_ intents: [OutboxIntent]) -> [OutboxIntent] {
-        var keys: [OutboxIntent] = []
-        var seen = Set<String>()
-        for intent in intents where !intent.isStreamEvent {
-            let r = intent.row
-            if seen.insert("\(r.kind)\t\(r.subject)\t\(r.ref)").inserted { keys.append(intent) }
-        }
-        let shared: [OutboxIntent] = keys.isEmpty ? [] : [keys.count == 1 ? keys[0] : .intents(keys)]
-        return shared + intents.filter(\.isStreamEvent)
     }
 
     /// Statements of phase two that several jobs of a batch run, with a multi-row form: the same
