@@ -5,8 +5,9 @@ import LibPQ
 enum OutboxIntent: Sendable, Equatable {
     case position(model: String, symbol: String)
     /// Several key intents in one row (kind `intents`), for the requests of a batch that share a row
-    /// instead of one each (issue 15): the saves of a shared position statement. Never a stream event. Stored in `ref` as lines of `kind<TAB>subject<TAB>ref`: no kind, subject or ref
-    /// holds a tab or a newline (`Validate.keyPart`, `Validate.symbol`; kinds are fixed names).
+    /// instead of one each (issue 15): the saves of a shared position statement. Never a stream event.
+    /// Stored in `ref` as lines of `kind<TAB>subject<TAB>ref`: no kind, subject or ref holds a tab or
+    /// a newline (`Validate.keyPart`, `Validate.symbol`; kinds are fixed names).
     case intents([OutboxIntent])
     /// A `position_closed` stream entry for a trades row.
     case closeEvent(tradeRowID: String)
@@ -50,7 +51,7 @@ enum OutboxIntent: Sendable, Equatable {
         switch kind {
         case "position": self = .position(model: subject, symbol: ref)
         case "intents":
-            // A line this version cannot read (an unknown kind, or a nested list) is left out.
+            // A line this version cannot read (an unknown kind, a stream event, a nested list) is left out.
             self = .intents(ref.split(separator: "\n").compactMap { line in
                 let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
                 guard f.count == 3, f[0] != "intents", let intent = OutboxIntent(kind: f[0], subject: f[1], ref: f[2]),

@@ -91,10 +91,10 @@ final class PostgresPool: Sendable {
 
     /// The cache writer's writes for these outcomes, in order. Outcomes that share their outbox rows
     /// (the requests of one shared position statement record one row for all of them) become one
-    /// write, in the place of the first: the row is deleted only when Redis took
-    /// every request's mutations, and a declined or refused one leaves it, whole, to the relay. Moving a
-    /// request's key mutations ahead of other writes is safe: every key is versioned or merged, so
-    /// Redis may take them in any order (docs/cache-consistency.md). Stream entries have rows of their own.
+    /// write, in the place of the first: the row is deleted only when Redis took every request's
+    /// mutations, and a declined or refused one leaves it, whole, to the relay. Moving a request's key
+    /// mutations ahead of other writes is safe: every key is versioned or merged, so Redis may take
+    /// them in any order (docs/cache-consistency.md). Stream entries have rows of their own.
     static func cacheWrites(_ outcomes: [JobOutcome]) -> [(mutations: [CacheMutation], outboxIDs: [Int64])] {
         var writes: [(mutations: [CacheMutation], outboxIDs: [Int64])] = []
         writes.reserveCapacity(outcomes.count)
