@@ -788,10 +788,11 @@ extension PipelineTests {
 
 extension PipelineTests {
     /// The saves of a shared position statement record one outbox row (kind `intents`, a `position`
-    /// line per model) instead of one each, and the cache writer takes them as one write. Here Redis runs one
-    /// model's script and refuses the other's (its hash key holds a string): the row must stay, for
-    /// the relay, until both are applied. Had the taken save's write deleted the shared row on its own,
-    /// the refused model's hash would never be rebuilt once the key is fixed.
+    /// line per model) instead of one each, and the cache writer takes them as one write
+    /// (`PostgresPool.cacheWrites`). Here Redis runs one model's script and refuses the other's (its
+    /// hash key holds a string): the row must stay, for the relay, until both are applied. Had the
+    /// taken save's write deleted the shared row on its own, the refused model's hash would never be
+    /// rebuilt once the key is fixed.
     @Test func aSharedSaveCallKeepsItsOneOutboxRowUntilEveryModelIsApplied() async throws {
         let attempts = RelayAttempts()  // relay writes that carried so-b's hash
         let held = try await HeldWorker {

@@ -61,8 +61,8 @@ struct CacheRebuilder {
         switch intent {
         case .position(let model, _):
             return [try positionsSync(s, model: model, mode: .merge)]
-        case .intents:
-            return []  // flattened by `mutations(for:)`
+        case .intents(let list):
+            return try list.flatMap { try documents(for: $0, s) }  // `mutations(for:)` flattens first
         case .closeEvent(let id):
             return try s.first(TradeStore.ByID(id: id)).map { [$0.closeEvent(keys, streamMaxLength: streamMaxLength)] } ?? []
         case .tradeEvent(let id):

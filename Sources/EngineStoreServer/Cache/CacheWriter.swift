@@ -124,12 +124,9 @@ final class CacheWriter: Sendable {
                         // Each write keeps its own outcome: a refused one's outbox rows stay for the relay.
                         var refused = 0
                         var firstError: String?
-                        // A row that also belongs to a write Redis did not take stays (the pool hands a
-                        // shared row's requests over as one write; this holds if that ever changes).
-                        let unsettled = Set(zip(writes, outcomes).filter { $0.1 != .applied }.flatMap(\.0.ids))
                         for (write, outcome) in zip(writes, outcomes) {
                             switch outcome {
-                            case .applied: applied.add(unsettled.isEmpty ? write.ids : write.ids.filter { !unsettled.contains($0) })
+                            case .applied: applied.add(write.ids)
                             case .declined: applied.rebuildSoon(write.ids)
                             case .refused(let e):
                                 refused += 1

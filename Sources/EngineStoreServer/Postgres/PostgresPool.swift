@@ -89,23 +89,21 @@ final class PostgresPool: Sendable {
         limiter.submit(outcomes.flatMap(\.rateLimited))
     }
 
-    /// The cache writer's writes for these outcomes, in order. Outcomes that share their outbox rows
-    /// (the requests of one shared position statement record one row for all of them) become one
-    /// write, in the place of the first: the row is deleted only when Redis took every request's
-    /// mutations, and a declined or refused one leaves it, whole, to the relay. Moving a request's key
-    /// mutations ahead of other writes is safe: every key is versioned or merged, so Redis may take
-    /// them in any order (docs/cache-consistency.md). Stream entries have rows of their own.
+    /// The cache writer's writes for these outcomes, in order. The requests of one shared position
+    /// statement share its one outbox row and come in a run (a call's jobs are consecutive, and the
+    /// batch answers in job order): they become one write, so the row is deleted only when Redis took
+    /// every request's mutations, and a declined or refused one leaves it, whole, to the relay.
+    /// Stream entries, which have rows of their own, stay after their request's keys.
     static func cacheWrites(_ outcomes: [JobOutcome]) -> [(mutations: [CacheMutation], outboxIDs: [Int64])] {
         var writes: [(mutations: [CacheMutation], outboxIDs: [Int64])] = []
         writes.reserveCapacity(outcomes.count)
-        var writeOf: [[Int64]: Int] = [:]  // by outbox rows, the write that holds them
+        var keysAt = -1  // the last request's keys write
         for outcome in outcomes {
-            let ids = outcome.outboxIDs
-            if !ids.isEmpty, let at = writeOf[ids] {
-                writes[at].mutations += outcome.cacheMutations
+            if keysAt >= 0, !outcome.outboxIDs.isEmpty, writes[keysAt].outboxIDs == outcome.outboxIDs {
+                writes[keysAt].mutations += outcome.cacheMutations
             } else {
-                if !ids.isEmpty { writeOf[ids] = writes.count }
-                writes.append((outcome.cacheMutations, ids))
+                keysAt = writes.count
+                writes.append((outcome.cacheMutations, outcome.outboxIDs))
             }
             writes += outcome.independentCacheWork
         }
