@@ -14,7 +14,7 @@ final class ClientConnection: Sendable {
     }
 
     private struct Waiter {
-        let continuation: CheckedContinuation<Reply, any Error>
+        let continuation: ReplyContinuation
         let deadlineNanos: UInt64
     }
 
@@ -27,10 +27,28 @@ final class ClientConnection: Sendable {
 
     /// What only the loop thread touches (behind a lock no other thread takes, so never contended).
     private struct ReadState {
-        var input: [UInt8] = []
+        /// Bytes read: `input[inputStart..<inputEnd]` are not yet parsed; the socket reads straight
+        /// into the space after them (no scratch copy).
+        var input = [UInt8](repeating: 0, count: 1 << 16)
         var inputStart = 0
-        var scratch = [UInt8](repeating: 0, count: 1 << 16)
+        var inputEnd = 0
         var pollingWrite = false
+
+        /// Room for at least 16 KiB after `inputEnd`: the unparsed bytes move to the front, and the
+        /// buffer doubles when they fill most of it (a frame larger than the buffer).
+        mutating func makeRoom() {
+            if inputStart > 0 && input.count - inputEnd < 1 << 14 {
+                let n = inputEnd - inputStart
+                input.withUnsafeMutableBytes { b in
+                    if n > 0 { b.baseAddress!.copyMemory(from: b.baseAddress! + inputStart, byteCount: n) }
+                }
+                inputStart = 0
+                inputEnd = n
+            }
+            if input.count - inputEnd < 1 << 14 {
+                input.append(contentsOf: repeatElement(0, count: input.count))
+            }
+        }
     }
 
     let socketPath: String
@@ -111,7 +129,7 @@ final class ClientConnection: Sendable {
         // one read resumed leave in one send, and the server reads them in one wake-up, instead of a
         // send and a wake-up each.
         let onLoop = loop.isCurrentThread
-        return try await withCheckedThrowingContinuation { k in
+        return try await withReplyContinuation { k in
             let wake = state.withLock { s -> Bool? in
                 if let failure = s.failure {
                     k.resume(throwing: failure)
@@ -199,10 +217,13 @@ final class ClientConnection: Sendable {
         reader.withLock { r in
             var closed = false
             while true {
-                let n = r.scratch.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                r.makeRoom()
+                let end = r.inputEnd
+                let room = r.input.count - end
+                let n = r.input.withUnsafeMutableBytes { read(fd, $0.baseAddress! + end, room) }
                 if n > 0 {
-                    r.input.append(contentsOf: r.scratch[0..<n])
-                    if n < r.scratch.count { break }
+                    r.inputEnd += n
+                    if n < room { break }
                 } else if n == 0 {
                     closed = true
                     break
@@ -214,7 +235,7 @@ final class ClientConnection: Sendable {
             while true {
                 let step: FrameParser.Step
                 do {
-                    step = try FrameParser.next(in: r.input[r.inputStart...], maxFrameBytes: UInt32.max)
+                    step = try FrameParser.next(in: r.input[r.inputStart..<r.inputEnd], maxFrameBytes: UInt32.max)
                 } catch {
                     outcome = EngineStoreError(code: .protocolError, message: "bad frame from server: \(error)", retryable: true)
                     return
@@ -223,8 +244,7 @@ final class ClientConnection: Sendable {
                 replies.append(Reply(header: frame.header, payload: Array(frame.payload)))
                 r.inputStart += consumed
             }
-            if r.inputStart == r.input.count { r.input.removeAll(keepingCapacity: true); r.inputStart = 0 }
-            else if r.inputStart > 1 << 16 { r.input.removeFirst(r.inputStart); r.inputStart = 0 }
+            if r.inputStart == r.inputEnd { r.inputStart = 0; r.inputEnd = 0 }
             if closed { outcome = EngineStoreError.connection("server closed the connection") }
         }
         for reply in replies { deliver(reply) }
@@ -263,6 +283,24 @@ final class ClientConnection: Sendable {
         }
     }
 }
+
+// Each waiter is resumed exactly once: whoever removes it from `waiters` (under the state lock)
+// resumes it, and a request refused before it is stored resumes it at once. Release builds use the
+// unchecked continuation (the checked one allocates and frees a canary object per request); debug
+// builds, which the tests run, keep the checked one to catch a broken rule.
+#if DEBUG
+typealias ReplyContinuation = CheckedContinuation<ClientConnection.Reply, any Error>
+@inline(__always)
+func withReplyContinuation(_ body: (ReplyContinuation) -> Void) async throws -> ClientConnection.Reply {
+    try await withCheckedThrowingContinuation(body)
+}
+#else
+typealias ReplyContinuation = UnsafeContinuation<ClientConnection.Reply, any Error>
+@inline(__always)
+func withReplyContinuation(_ body: (ReplyContinuation) -> Void) async throws -> ClientConnection.Reply {
+    try await withUnsafeThrowingContinuation(body)
+}
+#endif
 
 @inline(__always)
 func monotonicNanos() -> UInt64 {

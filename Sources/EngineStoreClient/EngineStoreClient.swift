@@ -20,8 +20,10 @@ public struct ClientConfiguration: Sendable {
 public final class EngineStoreClient: PersistenceService {
     public let configuration: ClientConfiguration
     private let connector: Connector
-    /// The live session, readable without an actor hop; the connector replaces it after a break.
-    private let current = Mutex<Connector.Session?>(nil)
+    /// The live connection, readable without an actor hop; the connector replaces it after a break.
+    /// (The connection alone, not its session: copying the handshake's strings cost a retain and a
+    /// release each per call.)
+    private let current = Mutex<ClientConnection?>(nil)
 
     public init(configuration: ClientConfiguration) {
         self.configuration = configuration
@@ -116,14 +118,14 @@ public final class EngineStoreClient: PersistenceService {
         while true {
             let error: EngineStoreError
             do {
-                let session: Connector.Session
-                if let live = current.withLock({ $0 }), !live.connection.isBroken {
-                    session = live
+                let connection: ClientConnection
+                if let live = current.withLock({ $0 }), !live.isBroken {
+                    connection = live
                 } else {
-                    session = try await connector.connection()
-                    current.withLock { $0 = session }
+                    connection = try await connector.connection().connection
+                    current.withLock { $0 = connection }
                 }
-                let reply = try await session.connection.request(
+                let reply = try await connection.request(
                     method: method.rawValue, payload: payload, deadlineNanos: deadline,
                     flags: attempt > 0 ? .retry : [])
                 switch reply.header.kind {
@@ -143,7 +145,7 @@ public final class EngineStoreClient: PersistenceService {
                 error = EngineStoreError(code: .protocolError, message: "\(e)", retryable: false)
             }
             if error.code == .unavailable || error.code == .shuttingDown || error.code == .protocolError {
-                current.withLock { if $0?.connection.isBroken == true { $0 = nil } }
+                current.withLock { if $0?.isBroken == true { $0 = nil } }
                 await connector.invalidate()
             }
             attempt += 1

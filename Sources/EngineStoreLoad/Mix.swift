@@ -14,8 +14,21 @@ public enum Operation: String, CaseIterable, Sendable, Comparable {
     /// Ping: a round trip that touches neither Postgres nor Redis.
     case noop
 
-    public static func < (a: Operation, b: Operation) -> Bool {
-        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+    public static func < (a: Operation, b: Operation) -> Bool { a.ordinal < b.ordinal }
+
+    /// The position in `allCases` (declaration order).
+    public var ordinal: Int {
+        switch self {
+        case .savePosition: 0
+        case .openPosition: 1
+        case .updatePosition: 2
+        case .closePosition: 3
+        case .snapshot: 4
+        case .tradeEvent: 5
+        case .ticks: 6
+        case .health: 7
+        case .noop: 8
+        }
     }
 }
 

@@ -3,20 +3,28 @@ import Histogram
 
 /// Latencies and outcomes of one worker; merged at the end, so workers never share a lock.
 struct Recorder: Sendable {
-    var histograms: [Operation: Histogram<UInt64>] = [:]
+    /// One histogram per operation, by `Operation.ordinal` (an array, not a dictionary: no hashing
+    /// per request).
+    private var byOperation: [Histogram<UInt64>?] = Array(repeating: nil, count: Operation.allCases.count)
     var errors: [Operation: [String: Int]] = [:]
     var requests = 0
     /// Successful requests by the second (since the run started) they completed in.
     var timeline: [Int] = []
 
+    /// The operations that succeeded at least once, with their latencies.
+    var histograms: [Operation: Histogram<UInt64>] {
+        var out: [Operation: Histogram<UInt64>] = [:]
+        for (i, h) in byOperation.enumerated() { if let h { out[Operation.allCases[i]] = h } }
+        return out
+    }
+
     mutating func record(_ op: Operation, micros: UInt64) {
         requests += 1
-        // index(forKey:), not `histograms[op] == nil`: that reads a copy of the histogram (a retain and
-        // release of its counts) per request.
-        if histograms.index(forKey: op) == nil {
-            histograms[op] = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        let i = op.ordinal
+        if byOperation[i] == nil {
+            byOperation[i] = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
         }
-        _ = histograms[op]!.record(max(1, min(micros, 600_000_000)))
+        _ = byOperation[i]!.record(max(1, min(micros, 600_000_000)))
     }
 
     mutating func recordError(_ op: Operation, _ code: String, micros: UInt64) {
@@ -37,8 +45,9 @@ struct Recorder: Sendable {
             timeline.append(contentsOf: repeatElement(0, count: other.timeline.count - timeline.count))
         }
         for (i, n) in other.timeline.enumerated() { timeline[i] += n }
-        for (op, h) in other.histograms {
-            if histograms[op] == nil { histograms[op] = h } else { histograms[op]!.add(h) }
+        for (i, h) in other.byOperation.enumerated() {
+            guard let h else { continue }
+            if byOperation[i] == nil { byOperation[i] = h } else { byOperation[i]!.add(h) }
         }
         for (op, codes) in other.errors {
             for (code, n) in codes { errors[op, default: [:]][code, default: 0] += n }
@@ -61,6 +70,8 @@ struct CloseTally: Sendable {
 
 /// The writes the server acknowledged, for `--verify`.
 struct Acknowledged: Sendable {
+    /// False without `--verify`: the ids are not collected (only the counters).
+    var keepsIDs = true
     var openedPositionIDs: Set<String> = []
     var tradeRowIDs: Set<String> = []
     var tradeEventIDs: Set<String> = []
@@ -79,6 +90,26 @@ struct Acknowledged: Sendable {
     var replyMismatches = 0
     /// Keys of writes refused with a definite error: none may have a recorded success.
     var definiteErrorKeys: [String] = []
+
+    init(keepsIDs: Bool = true) { self.keepsIDs = keepsIDs }
+
+    mutating func opened(_ positionID: String) {
+        if keepsIDs { openedPositionIDs.insert(positionID) }
+    }
+
+    mutating func closed(_ lifecycle: String, tradeRowID: String) {
+        guard keepsIDs else { return }
+        tradeRowIDs.insert(tradeRowID)
+        closes[lifecycle, default: CloseTally()].acknowledged.insert(tradeRowID)
+    }
+
+    mutating func stored(snapshotOf model: String, at timestampMs: Int64) {
+        if keepsIDs { snapshots.insert("\(model)|\(timestampMs)") }
+    }
+
+    mutating func published(_ tradeEventID: String) {
+        if keepsIDs { tradeEventIDs.insert(tradeEventID) }
+    }
 
     mutating func merge(_ o: Acknowledged) {
         openedPositionIDs.formUnion(o.openedPositionIDs)

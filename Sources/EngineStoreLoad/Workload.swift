@@ -155,8 +155,7 @@ struct Workload {
                 exitSize: partial ? size : nil, exitTimeMs: next(), exitCommission: 0.05)
             do {
                 let r = try await send(request.idempotencyKey, store, twin, &ack) { try await $0.closePosition(request) }
-                ack.tradeRowIDs.insert(r.tradeRowID)
-                ack.closes[p.lifecycle, default: CloseTally()].acknowledged.insert(r.tradeRowID)
+                ack.closed(p.lifecycle, tradeRowID: r.tradeRowID)
                 if r.fullyClosed {
                     open.remove(at: i)
                     maybeOpen.remove(p.symbol)
@@ -183,7 +182,7 @@ struct Workload {
                                 marks: Array(marks)),
             ])
             let r = try await send(request.idempotencyKey, store, twin, &ack) { try await $0.saveSnapshots(request) }
-            for result in r.results where result.stored && result.modelID == model { ack.snapshots.insert("\(model)|\(ts)") }
+            for result in r.results where result.stored && result.modelID == model { ack.stored(snapshotOf: model, at: ts) }
         case .tradeEvent:
             serial += 1
             let id = "load-\(run)-w\(worker)-e\(serial)"
@@ -192,7 +191,7 @@ struct Workload {
                 kind: "fill", side: .long, price: 97_000, size: 0.01, fee: 0.01, timestampMs: next())
             let r = try await send(request.idempotencyKey, store, twin, &ack) { try await $0.publishTradeEvent(request) }
             // Every trade id is new: `duplicate` means the event was stored by an earlier execution.
-            if r.duplicate { ack.reexecuted += 1 } else { ack.tradeEventIDs.insert(id) }
+            if r.duplicate { ack.reexecuted += 1 } else { ack.published(id) }
         case .ticks:
             var batch: [PriceTick] = []
             batch.reserveCapacity(ticksPerBatch)
@@ -218,7 +217,7 @@ struct Workload {
             quantity: Double(Int.random(in: 1...4, using: &rng)), entryPrice: 100, entryTimeMs: sharedEntryTimeMs, leverage: 5,
             confidence: 0.5, currentPrice: 100 + Double.random(in: -5...5, using: &rng), commission: 0.05)
         let r = try await send(request.idempotencyKey, store, twin, &ack) { try await $0.savePosition(request) }
-        if r.opened { ack.openedPositionIDs.insert(r.positionID) }
+        if r.opened { ack.opened(r.positionID) }
     }
 
     mutating func openOne(on store: EngineStoreClient, twin: EngineStoreClient?, ack: inout Acknowledged) async throws {
@@ -233,7 +232,7 @@ struct Workload {
         maybeOpen.insert(symbol)
         let r = try await send(request.idempotencyKey, store, twin, &ack) { try await $0.savePosition(request) }
         if r.opened {
-            ack.openedPositionIDs.insert(r.positionID)
+            ack.opened(r.positionID)
             open.append(OpenPosition(model: model, symbol: symbol, quantity: quantity, lifecycle: "\(model)|\(symbol)|\(entry)"))
         } else {
             // Nothing of this lifecycle can be open yet: an update means the open ran before.

@@ -81,6 +81,39 @@ import Testing
         await s.stop()
     }
 
+    /// Replies larger than the client's 64 KiB read buffer (trader states with two ~60 KiB JSON
+    /// documents), many in flight at once beside small ones: the buffer grows to hold a frame, unparsed
+    /// bytes move to its front, and every reply comes back whole and to its own caller.
+    @Test func largeRepliesArriveWholeBesideSmallOnes() async throws {
+        let s = try await RunningServer.start()
+        let loop = ClientEventLoop(name: "test-loop")
+        let client = clients(s, loop, count: 1)[0]
+        let sizes = [0, 60_000, 3, 40_000, 65_000, 17]
+        func document(_ trader: Int, _ n: Int) -> String {
+            "{\"k\":\"" + String(repeating: String(UnicodeScalar(UInt8(97 + trader))), count: n) + "\"}"
+        }
+        for (t, n) in sizes.enumerated() {
+            _ = try await client.saveTraderState(SaveTraderStateRequest(state: TraderState(
+                traderID: "big-reply-\(t)", exchangeProvider: "x", marketProvider: "y",
+                cooldownJSON: document(t, n), riskGuardsJSON: document(t, n / 2))))
+        }
+        let whole = await withTaskGroup(of: Bool.self) { group in
+            for round in 0..<4 {
+                for (t, n) in sizes.enumerated() {
+                    group.addTask(executorPreference: round == 1 ? nil : loop) {
+                        guard let r = try? await client.traderState(trader: "big-reply-\(t)") else { return false }
+                        return r.state.traderID == "big-reply-\(t)" && r.state.cooldownJSON == document(t, n)
+                            && r.state.riskGuardsJSON == document(t, n / 2)
+                    }
+                }
+            }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(whole == 4 * sizes.count)
+        await client.close()
+        await s.stop()
+    }
+
     /// A server that takes the handshake and then never answers: the loop's deadline sweep fails the
     /// call when its time is up, and the connection's other work is unaffected by it.
     @Test func aCallWithoutAnAnswerFailsAtItsDeadline() async throws {

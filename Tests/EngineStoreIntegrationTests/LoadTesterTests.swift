@@ -21,6 +21,7 @@ import Testing
         #expect(report.totalErrors == 0)
         #expect(report.totalRequests == 400)
         #expect(Set(report.lines.map(\.operation)) == Set(Operation.allCases.map(\.rawValue)))
+        #expect(Operation.allCases.map(\.ordinal) == Array(Operation.allCases.indices))
         let v = try #require(report.verification)
         #expect(v.ok)
         #expect(v.missing == 0 && v.duplicates == 0)

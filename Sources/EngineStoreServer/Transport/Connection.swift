@@ -10,6 +10,9 @@ final class Connection {
     var interest: UInt32 = 0
     /// On the loop's list of connections to flush at the end of this turn.
     var dirty = false
+    /// Still in the loop's table (false once closed): checked instead of looking the id up again,
+    /// which hashed it several times per request.
+    var isOpen = true
     /// The output queue's chunk size (what one lagging reader may hold beyond its cap).
     static var chunkBytes: Int { OutputQueue.chunkBytes }
 

@@ -88,7 +88,7 @@ final class EventLoop {
         default:
             guard let c = connections[token] else { return }
             if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { readable(c) }
-            if events & EPOLLOUT.rawValue != 0, connections[c.id] != nil { flush(c) }
+            if events & EPOLLOUT.rawValue != 0, c.isOpen { flush(c) }
         }
     }
 
@@ -168,12 +168,13 @@ final class EventLoop {
     // MARK: read
 
     private func readable(_ c: Connection) {
+        let now = monotonicNanos()
         // A connection whose replies are piling up (it sends faster than it reads) gets one 64 KiB read
         // per turn, so a crowd of them filling their buffers delays everyone else by less.
         for _ in 0..<(c.state.hasOutput ? 1 : 4) {
             let n = scratch.withUnsafeMutableBytes { read(c.fd, $0.baseAddress, $0.count) }
             if n > 0 {
-                c.state.received(scratch[0..<n], now: monotonicNanos())
+                c.state.received(scratch[0..<n], now: now)
                 if n < scratch.count { break }
             } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
                 break
@@ -182,15 +183,15 @@ final class EventLoop {
                 return
             }
         }
-        parseFrames(c)
+        parseFrames(c, now: now)
         updateInterest(c)
     }
 
     /// Takes complete frames off the connection's input while its state machine allows.
-    private func parseFrames(_ c: Connection) {
+    private func parseFrames(_ c: Connection, now: UInt64 = monotonicNanos()) {
         var more = true
         while more {
-            step(c) { let actions = $0.nextFrame(now: monotonicNanos(), estimates: estimates); more = !actions.isEmpty; return actions }
+            step(c) { let actions = $0.nextFrame(now: now, estimates: estimates); more = !actions.isEmpty; return actions }
         }
     }
 
@@ -215,7 +216,7 @@ final class EventLoop {
         var capped = 0
         for c in Array(connections.values) {
             step(c) { $0.checkTimeouts(now: now) }
-            guard connections[c.id] != nil else { continue }
+            guard c.isOpen else { continue }
             buffered += c.state.output.unsentBytes
             if !c.state.underOutputCap { capped += 1 }
         }
@@ -233,9 +234,9 @@ final class EventLoop {
         dirty.removeAll(keepingCapacity: true)
         for c in list {
             c.dirty = false
-            guard connections[c.id] != nil else { continue }
+            guard c.isOpen else { continue }
             flush(c)
-            if connections[c.id] != nil {
+            if c.isOpen {
                 // Replies freed in-flight slots: frames waiting in the buffer may proceed.
                 if !c.state.closeAfterFlush && !c.state.input.unparsed.isEmpty { parseFrames(c) }
                 updateInterest(c)
@@ -260,7 +261,7 @@ final class EventLoop {
             }
         }
         step(c) { $0.flushEnded(wrote: wrote, now: monotonicNanos()) }
-        guard connections[c.id] != nil else { return }
+        guard c.isOpen else { return }
         // Below the output cap again: frames already buffered may proceed (the peer may send nothing
         // more until it has its replies).
         if wrote && !c.state.closeAfterFlush && c.state.underOutputCap && !c.state.input.unparsed.isEmpty {
@@ -273,7 +274,7 @@ final class EventLoop {
     /// flushed before the loop waits again, so asking for EPOLLOUT first would cost two `epoll_ctl`
     /// calls per reply (on, then off after the flush).
     private func updateInterest(_ c: Connection) {
-        guard connections[c.id] != nil else { return }
+        guard c.isOpen else { return }
         let want = (c.state.wantsRead ? EPOLLIN.rawValue : 0) | (c.state.hasOutput && !c.dirty ? EPOLLOUT.rawValue : 0)
         guard want != c.interest else { return }
         c.interest = want
@@ -282,6 +283,7 @@ final class EventLoop {
 
     private func closeConnection(_ c: Connection) {
         guard connections.removeValue(forKey: c.id) != nil else { return }
+        c.isOpen = false
         inFlight -= c.state.inFlight
         poller.unregister(fd: c.fd)
         close(c.fd)
