@@ -94,6 +94,17 @@ public final class EngineStoreClient: PersistenceService {
         try await call(RPC.checkConsistency, request, timeout: timeout)
     }
 
+    /// Calls a write of the RPC table. One whose idempotency key is empty gets a fresh one, which every
+    /// retry of this call reuses. (Typed, so the request is not boxed as an existential to ask.)
+    public func call<Request: IdempotentRequest, Response>(
+        _ rpc: TypedRPC<Request, Response>, _ request: Request, timeout: Duration? = nil
+    ) async throws -> Response {
+        guard request.idempotencyKey.isEmpty else { return try await call(rpc.method, request, timeout: timeout) }
+        var keyed = request
+        keyed.idempotencyKey = UUID().uuidString.lowercased()
+        return try await call(rpc.method, keyed, timeout: timeout)
+    }
+
     /// Calls one method of the RPC table. A write whose idempotency key is empty gets a fresh one,
     /// which every retry of this call reuses.
     public func call<Request, Response>(

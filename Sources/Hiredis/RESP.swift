@@ -8,15 +8,20 @@ public enum RESP {
         out.append(UInt8(ascii: "*"))
         appendDecimal(args.count, to: &out)
         for arg in args {
-            var arg = arg
-            arg.withUTF8 { bytes in
-                out.append(UInt8(ascii: "$"))
-                appendDecimal(bytes.count, to: &out)
-                out.append(contentsOf: bytes)
-                out.append(0x0d)
-                out.append(0x0a)
+            // Native strings are contiguous: no copy of the string (withUTF8 is mutating) per argument.
+            if arg.utf8.withContiguousStorageIfAvailable({ appendBulk($0, to: &out) }) == nil {
+                var arg = arg
+                arg.withUTF8 { appendBulk($0, to: &out) }
             }
         }
+    }
+
+    private static func appendBulk(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "$"))
+        appendDecimal(bytes.count, to: &out)
+        out.append(contentsOf: bytes)
+        out.append(0x0d)
+        out.append(0x0a)
     }
 
     /// The bytes of `commands`, in order.
