@@ -62,13 +62,17 @@ public enum LoadRunner {
         } : nil
 
         let clock = LoadClock()
-        let results = await withTaskGroup(of: (Recorder, Acknowledged).self) { group in
+        // One recorder for every worker: they all run on the loop's thread, so its lock is never
+        // contended, and one set of histograms stays in cache. A recorder per worker (64 at 4 × 16,
+        // each histogram ~160 KiB) cost 0.3–9 % more of the loader's CPU per trade event (5 of 5
+        // alternating rounds).
+        let shared = SharedRecorder()
+        let ack = await withTaskGroup(of: Acknowledged.self) { group in
             for slot in 0..<slots {
                 let client = clients[slot % clients.count]
                 let twin: EngineStoreClient? = c.duplicateRate > 0 ? (extra ?? clients[(slot + 1) % clients.count]) : nil
                 group.addTask(executorPreference: loop) {
                     var workload = Workload(run: run, worker: slot, configuration: c, seed: seed, clock: clock)
-                    var recorder = Recorder()
                     var ack = Acknowledged(keepsIDs: keepIDs)
                     var mixSeeder = SplitMix(seed: ~seed ^ (UInt64(slot) &* 0xD6E8_FEB8_6659_FD93))
                     var mixRNG = SplitMix(seed: mixSeeder.next())
@@ -87,27 +91,28 @@ public enum LoadRunner {
                         do {
                             try await workload.perform(op, on: client, twin: twin, ack: &ack)
                             let done = monotonic()
-                            recorder.recordCompletion(second: Int((done - startNanos) / 1_000_000_000))
-                            if measuring { recorder.record(op, micros: (done - intended) / 1000) }
+                            shared.recorder.withLock { r in
+                                r.recordCompletion(second: Int((done - startNanos) / 1_000_000_000))
+                                if measuring { r.record(op, micros: (done - intended) / 1000) }
+                            }
                         } catch let e as EngineStoreError {
                             counters.failed.add(1, ordering: .relaxed)
-                            if measuring { recorder.recordError(op, "\(e.code)", micros: (monotonic() - intended) / 1000) }
+                            if measuring {
+                                let micros = (monotonic() - intended) / 1000
+                                shared.recorder.withLock { $0.recordError(op, "\(e.code)", micros: micros) }
+                            }
                         } catch {
                             counters.failed.add(1, ordering: .relaxed)
-                            if measuring { recorder.recordError(op, "client", micros: 0) }
+                            if measuring { shared.recorder.withLock { $0.recordError(op, "client", micros: 0) } }
                         }
                         counters.completed.add(1, ordering: .relaxed)
                     }
-                    return (recorder, ack)
+                    return ack
                 }
             }
-            var recorder = Recorder()
             var ack = Acknowledged(keepsIDs: keepIDs)
-            for await (r, a) in group {
-                recorder.merge(r)
-                ack.merge(a)
-            }
-            return (recorder, ack)
+            for await a in group { ack.merge(a) }
+            return ack
         }
         progressTask?.cancel()
         if c.progress { FileHandle.standardError.write(Data("\n".utf8)) }
@@ -116,9 +121,10 @@ public enum LoadRunner {
         for client in clients { await client.close() }
         await extra?.close()
 
-        var report = LoadReport(configuration: c, run: run, seconds: seconds, recorder: results.0, acknowledged: results.1)
+        let recorder = shared.recorder.withLock { $0 }
+        var report = LoadReport(configuration: c, run: run, seconds: seconds, recorder: recorder, acknowledged: ack)
         if let url = c.verifyPostgresURL {
-            let acknowledged = results.1
+            let acknowledged = ack
             let verifyStart = monotonic()
             report.verification = try await onThread { try Verifier.verify(postgresURL: url, run: run, acknowledged: acknowledged) }
             report.verifySeconds = Double(monotonic() - verifyStart) / 1e9

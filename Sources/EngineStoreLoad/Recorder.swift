@@ -1,7 +1,8 @@
 import EngineStoreClient
 import Histogram
+import Synchronization
 
-/// Latencies and outcomes of one worker; merged at the end, so workers never share a lock.
+/// Latencies and outcomes of a run's workers (`SharedRecorder`), or of a part of them (`merge`).
 struct Recorder: Sendable {
     /// One histogram per operation, by `Operation.ordinal` (an array, not a dictionary: no hashing
     /// per request).
@@ -53,6 +54,11 @@ struct Recorder: Sendable {
             for (code, n) in codes { errors[op, default: [:]][code, default: 0] += n }
         }
     }
+}
+
+/// The recorder every worker of a run writes to.
+final class SharedRecorder: Sendable {
+    let recorder = Mutex(Recorder())
 }
 
 /// The closes of one position lifecycle (`model|SYMBOL|entry_time_ms`).
