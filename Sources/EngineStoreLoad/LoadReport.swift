@@ -35,9 +35,9 @@ public struct LoadReport: Sendable {
     }
 
     public var lines: [Line] {
-        let ops = Set(recorder.histograms.keys).union(recorder.errors.keys).sorted()
+        let ops = Set(recorder.succeeded).union(recorder.errors.keys).sorted()
         return ops.map { op in
-            let h = recorder.histograms[op]
+            let h = recorder.histogram(op)
             let errors = recorder.errors[op]?.values.reduce(0, +) ?? 0
             return Line(operation: op.rawValue, requests: h?.totalCount ?? 0, errors: errors,
                         p50_us: h?.valueAtPercentile(50) ?? 0, p90_us: h?.valueAtPercentile(90) ?? 0,
@@ -110,8 +110,8 @@ public struct LoadReport: Sendable {
     public var html: String {
         let width = 760.0, height = 360.0, left = 60.0, bottom = 40.0
         let percentiles: [Double] = stride(from: 0.0, through: 6.0, by: 0.05).map { 100 * (1 - pow(10, -$0)) }
-        let curves: [(String, [(Double, UInt64)])] = recorder.histograms.keys.sorted().map { op in
-            let h = recorder.histograms[op]!
+        let curves: [(String, [(Double, UInt64)])] = recorder.succeeded.compactMap { op in
+            guard let h = recorder.histogram(op) else { return nil }
             return (op.rawValue, percentiles.map { ($0, h.valueAtPercentile(min($0, 100))) })
         }
         let maxValue = Double(curves.flatMap { $0.1.map(\.1) }.max() ?? 1)

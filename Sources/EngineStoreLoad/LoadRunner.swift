@@ -41,7 +41,6 @@ public enum LoadRunner {
         // The worker loop reads one clock (monotonic nanoseconds) twice a request, not four times.
         let measureFromNanos = startNanos + UInt64(max(0, c.warmup) * 1e9)
         let stopAtNanos = c.duration.map { measureFromNanos + UInt64(max(0, $0) * 1e9) }
-        let measureFrom = start + .nanoseconds(Int(measureFromNanos - startNanos))
         let limit = c.count
         // Open loop: one shared schedule of intended start times.
         let interval = c.rate.map { UInt64(1_000_000_000 / max($0, 0.001)) }
@@ -116,8 +115,9 @@ public enum LoadRunner {
         }
         progressTask?.cancel()
         if c.progress { FileHandle.standardError.write(Data("\n".utf8)) }
-        let elapsed = ContinuousClock.now - max(measureFrom, start)
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let end = monotonic()
+        // Measured time: from the end of the warm-up (none if the run ended inside it).
+        let seconds = end > measureFromNanos ? Double(end - measureFromNanos) / 1e9 : 0
         for client in clients { await client.close() }
         await extra?.close()
 

@@ -12,12 +12,11 @@ struct Recorder: Sendable {
     /// Successful requests by the second (since the run started) they completed in.
     var timeline: [Int] = []
 
-    /// The operations that succeeded at least once, with their latencies.
-    var histograms: [Operation: Histogram<UInt64>] {
-        var out: [Operation: Histogram<UInt64>] = [:]
-        for (i, h) in byOperation.enumerated() { if let h { out[Operation.allCases[i]] = h } }
-        return out
-    }
+    /// The latencies of an operation's successes (nil: none succeeded).
+    func histogram(_ op: Operation) -> Histogram<UInt64>? { byOperation[op.ordinal] }
+
+    /// The operations that succeeded at least once, in `allCases` order.
+    var succeeded: [Operation] { Operation.allCases.filter { byOperation[$0.ordinal] != nil } }
 
     mutating func record(_ op: Operation, micros: UInt64) {
         requests += 1
