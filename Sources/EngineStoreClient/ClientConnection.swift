@@ -178,7 +178,11 @@ final class ClientConnection: Sendable {
         }
         loop.outstanding.add(-waiters.count, ordering: .relaxed)
         for w in waiters { w.continuation.resume(throwing: error) }
-        if first { loop.unregister(self) }
+        guard first else { return }
+        // The server sees the close now, not when the loop has let go of this object and `deinit`
+        // closes the descriptor (a closed client used to hold its server slot until then).
+        _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+        loop.unregister(self)
     }
 
     var hasOutput: Bool { state.withLock { !$0.output.isEmpty } }
