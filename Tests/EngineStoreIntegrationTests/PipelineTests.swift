@@ -844,3 +844,63 @@ extension PipelineTests {
 private final class RelayAttempts: Sendable {
     let count = Atomic<Int>(0)
 }
+
+extension PipelineTests {
+    /// Ticks queued behind a stalled worker ride in the batch's pipeline with the saves: one commit, no
+    /// fallback. Each ticks request's statement records the reply SQL builds, which replays byte for
+    /// byte what Swift encodes; awkward raw JSON survives the array parameters; a batch of more ticks
+    /// than `IngestTicksBody.pipelinedTicks` goes in by COPY on the step-by-step path, committed apart.
+    @Test func ticksOfABatchRideInItsPipelineWithTheSaves() async throws {
+        let held = try await HeldWorker()
+        defer { held.gate.release() }
+        let (s, client) = (held.s, held.client)
+        let pg = try s.postgres()
+        let base: Int64 = 1_764_201_600_000
+        func ticks(_ symbols: [String], count: Int, from: Int64) -> [PriceTick] {
+            (0..<count).map { i in
+                PriceTick(provider: "hl", symbol: symbols[i % symbols.count], price: 100 + Double(i), timestampMs: from + Int64(i),
+                          volume: i.isMultiple(of: 3) ? nil : 0.5, rawJSON: i == 1 ? #"{"a": "tab\t \"quoted\" back\\slash, {x}"}"# : nil)
+            }
+        }
+        // SOL's latest price is newer than anything below: the first request advances BTC and ETH only.
+        _ = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: [PriceTick(provider: "hl", symbol: "SOL", price: 1, timestampMs: base + 10_000)]))
+        let requests = [IngestPriceTicksRequest(idempotencyKey: "tk-1", ticks: ticks(["BTC", "ETH", "SOL"], count: 30, from: base)),
+                        IngestPriceTicksRequest(idempotencyKey: "tk-2", ticks: ticks(["BTC"], count: 5, from: base + 100)),
+                        IngestPriceTicksRequest(idempotencyKey: "tk-3", ticks: ticks(["DOGE"], count: IngestTicksBody.pipelinedTicks + 1, from: base))]
+
+        let stalled = try await held.hold()
+        let commits = s.server.stats.commits.load(ordering: .relaxed)
+        let pipelined = s.server.stats.pipelinedJobs.load(ordering: .relaxed)
+        let fallbacks = s.server.stats.pipelineFallbacks.load(ordering: .relaxed)
+        let save = openRequest(model: "tk", symbol: "A", key: "tk-save")
+        let tasks = try await held.queue(requests.map { request in { try await client.ingestPriceTicks(request) } })
+        let saveTask = try await held.queue([save].map { request in { try await client.savePosition(request) } })[0]
+        try await held.release(stalled)
+        var replies: [IngestPriceTicksResponse] = []
+        for task in tasks { replies.append(try await task.value) }
+        let saved = try await saveTask.value
+
+        // The two small requests and the save in one pipelined transaction, the COPY one in its own.
+        #expect(s.server.stats.commits.load(ordering: .relaxed) - commits == 2)
+        #expect(s.server.stats.pipelinedJobs.load(ordering: .relaxed) - pipelined == 4)  // with the stalled save
+        #expect(s.server.stats.pipelineFallbacks.load(ordering: .relaxed) == fallbacks)
+        #expect(replies.map(\.stored) == [30, 5, UInt32(IngestTicksBody.pipelinedTicks + 1)])
+        #expect(replies.map(\.latestUpdated) == [2, 1, 1])
+        #expect(saved.opened)
+        let counts = try pg.exec("SELECT symbol, count(*), count(volume), count(raw) FROM price_ticks GROUP BY symbol ORDER BY symbol")
+        #expect((0..<counts.rowCount).map { "\(counts.string($0, 0)!)=\(counts.int($0, 1)!)/\(counts.int($0, 2)!)/\(counts.int($0, 3)!)" }
+                == ["BTC=15/3/1", "DOGE=501/334/1", "ETH=10/10/1", "SOL=11/10/0"])
+        #expect(try pg.exec("SELECT raw->>'a' FROM price_ticks WHERE symbol = 'ETH' AND ts_ms = \(base + 1)").string(0, 0)
+                == "tab\t \"quoted\" back\\slash, {x}")
+        let latest = try pg.exec("SELECT symbol, ts_ms FROM price_latest ORDER BY symbol")
+        #expect((0..<latest.rowCount).map { "\(latest.string($0, 0)!)@\(latest.int($0, 1)! - base)" }
+                == ["BTC@104", "DOGE@500", "ETH@28", "SOL@10000"])
+        for (request, reply) in zip(requests, replies) {
+            let stored = try pg.execParams("SELECT encode(response, 'hex') FROM engine_store_idempotency WHERE key = $1", [request.idempotencyKey])
+            #expect(stored.string(0, 0) == hexOf(reply.encodedPayload()))
+            #expect(try await client.ingestPriceTicks(request) == reply)
+        }
+        #expect(try pg.exec("SELECT count(*) FROM price_ticks").int(0, 0) == 30 + 5 + 501 + 1)
+        await held.stop()
+    }
+}

@@ -22,7 +22,7 @@ public protocol PersistenceCalls: Sendable {
     func saveTraderState(_ request: SaveTraderStateRequest) async throws -> TraderStateResponse
     /// One prompt/response pair of the executor (nof0's ConversationRecorder) and its messages.
     func recordConversation(_ request: RecordConversationRequest) async throws -> RecordConversationResponse
-    /// A batch of ticks (one COPY): every tick is stored; latest prices only move forward in time.
+    /// A batch of ticks in one statement: every tick is stored; latest prices only move forward in time.
     func ingestPriceTicks(_ request: IngestPriceTicksRequest) async throws -> IngestPriceTicksResponse
     /// Asset metadata, 1–10 000 per call.
     func upsertMarketAssets(_ request: UpsertMarketAssetsRequest) async throws -> UpsertCountResponse
@@ -71,7 +71,7 @@ extension EngineStoreClient {
         try await call(RPC.recordConversation, request)
     }
 
-    /// A batch of ticks (one COPY): every tick is stored; latest prices only move forward in time.
+    /// A batch of ticks in one statement: every tick is stored; latest prices only move forward in time.
     public func ingestPriceTicks(_ request: IngestPriceTicksRequest) async throws -> IngestPriceTicksResponse {
         try await call(RPC.ingestPriceTicks, request)
     }

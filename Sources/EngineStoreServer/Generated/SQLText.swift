@@ -50,6 +50,13 @@ enum SQLText: String, CaseIterable, Sendable {
     /// Newest tick per (provider, symbol) of a batch; the WHERE keeps a newer stored row. Rows arrive
     /// sorted by (provider, symbol), so concurrent batches lock rows in one order (no deadlocks).
     case priceLatestUpsert = "price_latest_upsert"
+    /// IngestPriceTicks as one statement, so that a batch's ticks requests ride in its pipeline (COPY
+    /// cannot) and share its one transaction with the other writes: the ticks ($1–$6), the newest tick
+    /// per (provider, symbol) as price_latest_upsert ($7–$11, sorted), and the idempotency record ($12 key,
+    /// $13 method, $14 digest) with the reply, IngestPriceTicksResponse as FieldWriter encodes it
+    /// (1 stored = $15, 2 latest_updated); a recorded key fails the statement (the batch then goes step by
+    /// step, which replays it). Returns the latest prices that moved forward.
+    case priceTicksIngest = "price_ticks_ingest"
     case marketAssetUpsert = "market_asset_upsert"
     case marketCtxUpsert = "market_ctx_upsert"
     case ticksRetentionTryLock = "ticks_retention_try_lock"
@@ -184,6 +191,8 @@ enum SQLText: String, CaseIterable, Sendable {
             return "COPY price_ticks (provider, symbol, price, ts_ms, volume, raw) FROM STDIN"
         case .priceLatestUpsert:
             return "INSERT INTO price_latest AS l (provider, symbol, price, ts_ms, raw)\nSELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::int8[], $5::jsonb[])\nON CONFLICT (provider, symbol) DO UPDATE SET price = EXCLUDED.price, ts_ms = EXCLUDED.ts_ms, raw = EXCLUDED.raw,\n    updated_at = now()\nWHERE l.ts_ms < EXCLUDED.ts_ms\nRETURNING provider, symbol, price, ts_ms"
+        case .priceTicksIngest:
+            return "WITH ticks AS (\n    INSERT INTO price_ticks (provider, symbol, price, ts_ms, volume, raw)\n    SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::int8[], $5::float8[], $6::jsonb[])\n), latest AS (\n    INSERT INTO price_latest AS l (provider, symbol, price, ts_ms, raw)\n    SELECT * FROM unnest($7::text[], $8::text[], $9::float8[], $10::int8[], $11::jsonb[])\n    ON CONFLICT (provider, symbol) DO UPDATE SET price = EXCLUDED.price, ts_ms = EXCLUDED.ts_ms, raw = EXCLUDED.raw,\n    updated_at = now()\nWHERE l.ts_ms < EXCLUDED.ts_ms\nRETURNING provider, symbol, price, ts_ms\n), idem AS (\n    INSERT INTO engine_store_idempotency (key, method, digest, response)\n    SELECT $12, $13::smallint, $14,\n           '\\x08'::bytea || engine_store_varint($15::int8) || '\\x10'::bytea || engine_store_varint(count(*)) FROM latest\n)\nSELECT * FROM latest"
         case .marketAssetUpsert:
             return "INSERT INTO market_assets AS a (provider, symbol, name, sz_decimals, max_leverage, only_isolated, margin_table_id, is_delisted)\nVALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8::bool, false))\nON CONFLICT (provider, symbol) DO UPDATE SET\n    name = COALESCE(EXCLUDED.name, a.name), sz_decimals = COALESCE(EXCLUDED.sz_decimals, a.sz_decimals),\n    max_leverage = COALESCE(EXCLUDED.max_leverage, a.max_leverage),\n    only_isolated = COALESCE(EXCLUDED.only_isolated, a.only_isolated),\n    margin_table_id = COALESCE(EXCLUDED.margin_table_id, a.margin_table_id),\n    is_delisted = COALESCE($8::bool, a.is_delisted), updated_at = now()\nRETURNING provider, symbol, name, sz_decimals, max_leverage, only_isolated, margin_table_id, is_delisted,\n          (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms"
         case .marketCtxUpsert:
@@ -302,6 +311,7 @@ enum SQLText: String, CaseIterable, Sendable {
         case .decisionLast: return 1
         case .priceTicksCopy: return 0
         case .priceLatestUpsert: return 5
+        case .priceTicksIngest: return 15
         case .marketAssetUpsert: return 8
         case .marketCtxUpsert: return 11
         case .ticksRetentionTryLock: return 1

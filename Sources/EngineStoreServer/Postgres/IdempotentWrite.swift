@@ -26,6 +26,12 @@ extension WriteBody {
 protocol PipelinableWrite: WriteBody {
     func pipelined(key: String, digest: String) -> [PGCall]
     func outcome(_ results: [PGResult]) throws -> JobOutcome
+    /// Whether this request can (a kind may pipeline only some of its requests).
+    var canPipeline: Bool { get }
+}
+
+extension PipelinableWrite {
+    var canPipeline: Bool { true }
 }
 
 struct PipelineFallback: Error {}
@@ -144,7 +150,7 @@ final class IdempotentWrite<Body: WriteBody>: PostgresJob {
         self.body = body
         self.reply = reply
         self.lockKeys = body.lockKeys
-        canPipeline = body is any PipelinableWrite || (body as? any BatchableWrite)?.canBatch == true
+        canPipeline = (body as? any PipelinableWrite)?.canPipeline == true || (body as? any BatchableWrite)?.canBatch == true
         // A body that batches some requests and reads first for others (snapshots): the batched ones
         // run as shared rows, not in two phases.
         canTwoPhase = !canPipeline && body is any TwoPhaseWrite
@@ -190,7 +196,7 @@ final class IdempotentWrite<Body: WriteBody>: PostgresJob {
     }
 
     var pipelinePlan: PipelinePlan? {
-        guard let body = body as? any PipelinableWrite else { return nil }
+        guard let body = body as? any PipelinableWrite, body.canPipeline else { return nil }
         return PipelinePlan(statements: body.pipelined(key: key, digest: digest)) { try body.outcome($0) }
     }
 }

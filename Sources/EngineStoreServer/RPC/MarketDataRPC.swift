@@ -2,7 +2,7 @@ import EngineStoreWire
 import LibPQ
 
 /// Market data: ticks (the volume path), latest prices, asset metadata and context.
-/// Ticks go in with one COPY per batch; `price_latest` takes the newest tick per (provider, symbol)
+/// Ticks go in with one statement per batch (see `IngestTicksBody`); `price_latest` takes the newest tick per (provider, symbol)
 /// of the batch and never moves back in time; cache keys go through the rate limiter.
 struct MarketDataRPC: RPCFamily {
     let context: ServiceContext
@@ -75,24 +75,35 @@ struct MarketDataRPC: RPCFamily {
     }
 }
 
-struct IngestTicksBody: WriteBody {
+/// A batch of ticks. Up to `pipelinedTicks` of them go in one statement that also records the reply, so
+/// the request rides in its batch's pipeline with the other writes (`MarketDataStore.Ingest`); larger
+/// batches, and any request on the step-by-step path, go in by COPY, which is cheaper per row but
+/// cannot be pipelined (`bench/ticks`: batches of 1000).
+struct IngestTicksBody: PipelinableWrite {
+    static let pipelinedTicks = 500
     let ticks: [PriceTick]
     let keys: CacheKeys
     let ttl: CacheTTL
 
+    var canPipeline: Bool { ticks.count <= Self.pipelinedTicks }
+
+    func pipelined(key: String, digest: String) -> [PGCall] {
+        [MarketDataStore.Ingest(ticks: ticks, latest: .init(ticks: MarketDataStore.newest(ticks)), key: key, digest: digest).call]
+    }
+
+    func outcome(_ results: [PGResult]) throws -> JobOutcome {
+        outcome(stored: ticks.count, advanced: MarketDataStore.Ingest.rows(results[0]))
+    }
+
     func execute(_ session: PostgresSession) throws -> JobOutcome {
         let copied = try session.connection.copyIn(SQLText.priceTicksCopy.text, MarketDataStore.copyText(ticks))
-        var newest: [String: PriceTick] = [:]
-        for t in ticks {
-            let k = t.provider + "\u{0}" + t.symbol
-            if let n = newest[k], n.timestampMs >= t.timestampMs { continue }
-            newest[k] = t
-        }
-        let latest = newest.values.sorted { ($0.provider, $0.symbol) < ($1.provider, $1.symbol) }
-        let advanced = try session.rows(MarketDataStore.UpsertLatest(ticks: latest))
-        let limited = advanced.flatMap { MarketDataStore.priceMutations($0, keys: keys, ttl: ttl) }
-        let response = IngestPriceTicksResponse(stored: UInt32(clamping: copied), latestUpdated: UInt32(advanced.count))
-        return JobOutcome(reply: response.encodedPayload(), rateLimited: limited)
+        return outcome(stored: copied, advanced: try session.rows(MarketDataStore.UpsertLatest(ticks: MarketDataStore.newest(ticks))))
+    }
+
+    func outcome(stored: Int, advanced: [MarketDataStore.Latest]) -> JobOutcome {
+        let response = IngestPriceTicksResponse(stored: UInt32(clamping: stored), latestUpdated: UInt32(advanced.count))
+        return JobOutcome(reply: response.encodedPayload(),
+                          rateLimited: advanced.flatMap { MarketDataStore.priceMutations($0, keys: keys, ttl: ttl) })
     }
 }
 

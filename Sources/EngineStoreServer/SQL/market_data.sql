@@ -4,15 +4,39 @@
 -- COPY in the text format (IngestTicksBody.copyText builds the data).
 COPY price_ticks (provider, symbol, price, ts_ms, volume, raw) FROM STDIN;
 
+-- fragment: price_latest_conflict
+ON CONFLICT (provider, symbol) DO UPDATE SET price = EXCLUDED.price, ts_ms = EXCLUDED.ts_ms, raw = EXCLUDED.raw,
+    updated_at = now()
+WHERE l.ts_ms < EXCLUDED.ts_ms
+RETURNING provider, symbol, price, ts_ms
+
 -- name: price_latest_upsert
 -- Newest tick per (provider, symbol) of a batch; the WHERE keeps a newer stored row. Rows arrive
 -- sorted by (provider, symbol), so concurrent batches lock rows in one order (no deadlocks).
 INSERT INTO price_latest AS l (provider, symbol, price, ts_ms, raw)
 SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::int8[], $5::jsonb[])
-ON CONFLICT (provider, symbol) DO UPDATE SET price = EXCLUDED.price, ts_ms = EXCLUDED.ts_ms, raw = EXCLUDED.raw,
-    updated_at = now()
-WHERE l.ts_ms < EXCLUDED.ts_ms
-RETURNING provider, symbol, price, ts_ms;
+{{price_latest_conflict}};
+
+-- name: price_ticks_ingest
+-- IngestPriceTicks as one statement, so that a batch's ticks requests ride in its pipeline (COPY
+-- cannot) and share its one transaction with the other writes: the ticks ($1–$6), the newest tick
+-- per (provider, symbol) as price_latest_upsert ($7–$11, sorted), and the idempotency record ($12 key,
+-- $13 method, $14 digest) with the reply, IngestPriceTicksResponse as FieldWriter encodes it
+-- (1 stored = $15, 2 latest_updated); a recorded key fails the statement (the batch then goes step by
+-- step, which replays it). Returns the latest prices that moved forward.
+WITH ticks AS (
+    INSERT INTO price_ticks (provider, symbol, price, ts_ms, volume, raw)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::int8[], $5::float8[], $6::jsonb[])
+), latest AS (
+    INSERT INTO price_latest AS l (provider, symbol, price, ts_ms, raw)
+    SELECT * FROM unnest($7::text[], $8::text[], $9::float8[], $10::int8[], $11::jsonb[])
+    {{price_latest_conflict}}
+), idem AS (
+    INSERT INTO engine_store_idempotency (key, method, digest, response)
+    SELECT $12, $13::smallint, $14,
+           '\x08'::bytea || engine_store_varint($15::int8) || '\x10'::bytea || engine_store_varint(count(*)) FROM latest
+)
+SELECT * FROM latest;
 
 -- name: market_asset_upsert
 INSERT INTO market_assets AS a (provider, symbol, name, sz_decimals, max_leverage, only_isolated, margin_table_id, is_delisted)

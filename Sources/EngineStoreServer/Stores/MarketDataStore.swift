@@ -25,6 +25,33 @@ enum MarketDataStore {
         }
     }
 
+    /// IngestPriceTicks in one statement (pipelined batches): the ticks, the newest of each (provider,
+    /// symbol) as `UpsertLatest` takes them, and the idempotency record with the reply; returns the
+    /// latest prices that moved forward.
+    struct Ingest: PGStatement {
+        static let sql = SQLText.priceTicksIngest
+        let ticks: [PriceTick]
+        let latest: UpsertLatest
+        let key: String, digest: String
+        var bindings: [String?] {
+            [pgArray(ticks.map(\.provider)), pgArray(ticks.map(\.symbol)), pgArray(ticks.map { pgText($0.price) }),
+             pgArray(ticks.map { String($0.timestampMs) }), pgArray(ticks.map { $0.volume.map(pgText) }), pgArray(ticks.map(\.rawJSON))]
+                + latest.bindings + [key, String(Method.ingestPriceTicks.rawValue), digest, String(ticks.count)]
+        }
+        static func decode(_ r: PGRow) -> Latest { UpsertLatest.decode(r) }
+    }
+
+    /// The newest tick per (provider, symbol), sorted by them: the rows `UpsertLatest` takes.
+    static func newest(_ ticks: [PriceTick]) -> [PriceTick] {
+        var newest: [String: PriceTick] = [:]
+        for t in ticks {
+            let k = t.provider + "\u{0}" + t.symbol
+            if let n = newest[k], n.timestampMs >= t.timestampMs { continue }
+            newest[k] = t
+        }
+        return newest.values.sorted { ($0.provider, $0.symbol) < ($1.provider, $1.symbol) }
+    }
+
     /// Upserts an asset; returns its document.
     struct UpsertAsset: PGStatement {
         static let sql = SQLText.marketAssetUpsert

@@ -45,7 +45,7 @@ public enum Method: UInt16, Sendable, CaseIterable, CustomStringConvertible {
     case getLeaderboard = 38
     /// One prompt/response pair of the executor (nof0's ConversationRecorder) and its messages.
     case recordConversation = 39
-    /// A batch of ticks (one COPY): every tick is stored; latest prices only move forward in time.
+    /// A batch of ticks in one statement: every tick is stored; latest prices only move forward in time.
     case ingestPriceTicks = 48
     /// Asset metadata, 1–10 000 per call.
     case upsertMarketAssets = 49
