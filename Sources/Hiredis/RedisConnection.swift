@@ -45,4 +45,35 @@ public final class RedisConnection {
         case .cluster(let c): try c.pipeline(commands)
         }
     }
+
+    /// As `pipeline(_:)`, for values that write their commands in RESP themselves: to one server they
+    /// go as written, with no argument lists built (a cluster, which routes each command by its key,
+    /// is given their `commands`). The replies are in order, `commandCount` of them per item.
+    public func pipeline<Items: Sequence>(writing items: Items) throws(RedisError) -> [RedisReply]
+    where Items.Element: RESPWritable {
+        switch backend {
+        case .node(let n):
+            var block: [UInt8] = []
+            var count = 0
+            for item in items {
+                item.appendRESP(to: &block)
+                count += item.commandCount
+            }
+            guard count > 0 else { return [] }
+            try n.send(encoded: block)
+            return try n.receive(count)
+        case .cluster(let c):
+            let commands = items.flatMap(\.commands)
+            return commands.isEmpty ? [] : try c.pipeline(commands)
+        }
+    }
+}
+
+/// Redis commands that can write themselves in RESP (`RESP.appendCommandHeader`, `appendArgument`).
+/// `appendRESP` must write exactly `RESP.commands(commands)`, and `commandCount` be `commands.count`.
+public protocol RESPWritable {
+    func appendRESP(to out: inout [UInt8])
+    var commandCount: Int { get }
+    /// The same commands as argument lists.
+    var commands: [[String]] { get }
 }

@@ -55,7 +55,12 @@ final class RedisNode {
     /// are encoded once, into one block (`RESP`), and handed to hiredis's output buffer as such.
     func send(_ commands: [[String]]) throws(RedisError) {
         guard !commands.isEmpty else { return }
-        let block = RESP.commands(commands)
+        try send(encoded: RESP.commands(commands))
+    }
+
+    /// Writes commands already in RESP.
+    func send(encoded block: [UInt8]) throws(RedisError) {
+        guard !block.isEmpty else { return }
         let rc = block.withUnsafeBufferPointer { buf in
             buf.withMemoryRebound(to: CChar.self) { redisAppendFormattedCommand(context, $0.baseAddress, $0.count) }
         }
