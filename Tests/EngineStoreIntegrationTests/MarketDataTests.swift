@@ -1,5 +1,5 @@
 import EngineStoreClient
-import EngineStoreServer
+@testable import EngineStoreServer
 import Foundation
 import Hiredis
 import LibPQ
@@ -68,6 +68,23 @@ import Testing
         #expect(try await eventually {
             (try redis.command(["GET", s.namespace + "price:latest:SOL"]).text ?? "").contains("\"ts_ms\":\(expected)")
         })
+        await client.close()
+        await s.stop()
+    }
+
+    /// The newest tick of each (provider, symbol) moves price_latest; on a tie of timestamps the first
+    /// in the batch wins, through the pipelined statement (small batch) and through COPY (large).
+    @Test(arguments: [false, true]) func onATieTheFirstTickOfTheBatchWins(large: Bool) async throws {
+        let s = try await RunningServer.start()
+        let client = s.client()
+        var ticks = [tick("ltc", 1, t0 + 5), tick("LTC", 2, t0 + 9), tick("ltc", 3, t0 + 9), tick("LTC", 4, t0 + 7),
+                     tick("LTC", 5, t0 + 9, provider: "other"), tick("XMR", 6, t0 + 1)]
+        if large { ticks += (0..<IngestTicksBody.pipelinedTicks).map { tick("FILL", 1, t0 + Int64($0)) } }
+        let r = try await client.ingestPriceTicks(IngestPriceTicksRequest(ticks: ticks))
+        #expect(r.latestUpdated == (large ? 4 : 3))
+        let latest = try s.postgres().exec("SELECT provider, symbol, price FROM price_latest WHERE symbol <> 'FILL' ORDER BY provider, symbol")
+        #expect((0..<latest.rowCount).map { "\(latest.string($0, 0)!):\(latest.string($0, 1)!)=\(latest.double($0, 2)!)" }
+                == ["hyperliquid:LTC=2.0", "hyperliquid:XMR=6.0", "other:LTC=5.0"])
         await client.close()
         await s.stop()
     }

@@ -38,12 +38,16 @@ enum Validate {
     static func symbol(_ value: String, _ field: String = "symbol") throws(ServiceError) -> String {
         guard !value.isEmpty else { throw .invalid(field, "must not be empty") }
         guard value.utf8.count <= 32 else { throw .invalid(field, "longer than 32 bytes") }
+        var lower = false
         for b in value.utf8 {
             let ok = (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a)
                 || b == 0x2d || b == 0x5f || b == 0x2e || b == 0x2f
             guard ok else { throw .invalid(field, "may only hold letters, digits and -_./") }
+            if b >= 0x61 { lower = true }
         }
-        return value.uppercased()
+        // ASCII only (checked above): most symbols arrive upper-case already and are kept as they are.
+        guard lower else { return value }
+        return String(decoding: value.utf8.map { $0 >= 0x61 ? $0 - 0x20 : $0 }, as: UTF8.self)
     }
 
     static func positive(_ value: Double?, _ field: String) throws(ServiceError) {

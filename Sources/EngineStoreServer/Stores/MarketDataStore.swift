@@ -42,14 +42,16 @@ enum MarketDataStore {
     }
 
     /// The newest tick per (provider, symbol), sorted by them: the rows `UpsertLatest` takes.
+    /// On a tie the first in the batch wins.
     static func newest(_ ticks: [PriceTick]) -> [PriceTick] {
-        var newest: [String: PriceTick] = [:]
-        for t in ticks {
-            let k = t.provider + "\u{0}" + t.symbol
-            if let n = newest[k], n.timestampMs >= t.timestampMs { continue }
-            newest[k] = t
+        // provider → symbol → the index of its newest tick: keyed apart, so no key string is built per tick.
+        var newestOf: [String: [String: Int]] = [:]
+        for i in ticks.indices {
+            let provider = ticks[i].provider, symbol = ticks[i].symbol
+            if let j = newestOf[provider]?[symbol], ticks[j].timestampMs >= ticks[i].timestampMs { continue }
+            newestOf[provider, default: [:]][symbol] = i
         }
-        return newest.values.sorted { ($0.provider, $0.symbol) < ($1.provider, $1.symbol) }
+        return newestOf.values.flatMap(\.values).map { ticks[$0] }.sorted { ($0.provider, $0.symbol) < ($1.provider, $1.symbol) }
     }
 
     /// Upserts an asset; returns its document.
