@@ -48,6 +48,9 @@ struct Workload {
     /// trader sends them (per-worker clocks up to an hour apart sent most of them behind the
     /// trader's newest: the rare case in production, not the usual one).
     let clock: LoadClock
+    /// The 16 symbols this worker ticks, built once: an engine has its symbols already, and building
+    /// them per tick was most of the load tester's CPU per ticks request.
+    let tickSymbols: [String]
 
     init(run: String, worker: Int, configuration: LoadConfiguration, seed: UInt64, clock: LoadClock) {
         self.run = run
@@ -61,6 +64,7 @@ struct Workload {
         var seeder = SplitMix(seed: seed ^ (UInt64(worker) &* 0xD6E8_FEB8_6659_FD93))
         self.rng = SplitMix(seed: seeder.next())
         self.clock = clock
+        self.tickSymbols = (0..<16).map { "T\(run)-W\(worker)-\($0)" }
         self.sharedEntryTimeMs = Int64(Date().timeIntervalSince1970 / 86_400) * 86_400_000 - 86_400_000
     }
 
@@ -198,7 +202,7 @@ struct Workload {
             for i in 0..<ticksPerBatch {
                 // Each worker ticks its own symbols with its own strictly increasing clock, so a
                 // repeated (symbol, ts) in Postgres can only be a duplicated write (--verify).
-                batch.append(PriceTick(provider: "load", symbol: "T\(run)-W\(worker)-\(i % 16)", price: 100 + Double(i % 100) / 100,
+                batch.append(PriceTick(provider: "load", symbol: tickSymbols[i % 16], price: 100 + Double(i % 100) / 100,
                                        timestampMs: next(), volume: 1))
             }
             let request = IngestPriceTicksRequest(idempotencyKey: key(), ticks: batch)
