@@ -2,8 +2,9 @@ import EngineStoreWire
 import LibPQ
 
 /// Market data: ticks (the volume path), latest prices, asset metadata and context.
-/// Ticks go in with one statement per batch (see `IngestTicksBody`); `price_latest` takes the newest tick per (provider, symbol)
-/// of the batch and never moves back in time; cache keys go through the rate limiter.
+/// Ticks go in with one statement per batch (see `IngestTicksBody`); `price_latest` takes the newest
+/// tick per (provider, symbol) of the batch and never moves back in time; cache keys go through the
+/// rate limiter.
 struct MarketDataRPC: RPCFamily {
     let context: ServiceContext
     var methods: [Method] { [.ingestPriceTicks, .upsertMarketAssets, .upsertAssetContexts] }
