@@ -2,7 +2,7 @@ import EngineStoreClient
 import Histogram
 import Synchronization
 
-/// Latencies and outcomes of a run's workers (`SharedRecorder`), or of a part of them (`merge`).
+/// Latencies and outcomes of a run's workers, who all write to one (`SharedRecorder`).
 struct Recorder: Sendable {
     /// One histogram per operation, by `Operation.ordinal` (an array, not a dictionary: no hashing
     /// per request).
@@ -37,21 +37,6 @@ struct Recorder: Sendable {
         let i = max(0, second)
         if timeline.count <= i { timeline.append(contentsOf: repeatElement(0, count: i + 1 - timeline.count)) }
         timeline[i] += 1
-    }
-
-    mutating func merge(_ other: Recorder) {
-        requests += other.requests
-        if timeline.count < other.timeline.count {
-            timeline.append(contentsOf: repeatElement(0, count: other.timeline.count - timeline.count))
-        }
-        for (i, n) in other.timeline.enumerated() { timeline[i] += n }
-        for (i, h) in other.byOperation.enumerated() {
-            guard let h else { continue }
-            if byOperation[i] == nil { byOperation[i] = h } else { byOperation[i]!.add(h) }
-        }
-        for (op, codes) in other.errors {
-            for (code, n) in codes { errors[op, default: [:]][code, default: 0] += n }
-        }
     }
 }
 

@@ -59,9 +59,7 @@ public final class RedisConnection {
                 item.appendRESP(to: &block)
                 count += item.commandCount
             }
-            guard count > 0 else { return [] }
-            try n.send(encoded: block)
-            return try n.receive(count)
+            return try n.pipeline(encoded: block, count: count)
         case .cluster(let c):
             let commands = items.flatMap(\.commands)
             return commands.isEmpty ? [] : try c.pipeline(commands)

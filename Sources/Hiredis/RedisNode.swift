@@ -47,8 +47,14 @@ final class RedisNode {
 
     /// Sends all commands in one write and reads their replies in order (one round trip).
     func pipeline(_ commands: [[String]]) throws(RedisError) -> [RedisReply] {
-        try send(commands)
-        return try receive(commands.count)
+        try pipeline(encoded: RESP.commands(commands), count: commands.count)
+    }
+
+    /// As `pipeline(_:)`, for `count` commands already in RESP.
+    func pipeline(encoded block: [UInt8], count: Int) throws(RedisError) -> [RedisReply] {
+        guard count > 0 else { return [] }
+        try send(encoded: block)
+        return try receive(count)
     }
 
     /// Writes the commands out without waiting for their replies (so several nodes work at once). They
