@@ -140,6 +140,41 @@ import Testing
         await s.stop()
     }
 
+    /// Two UpsertMarketAssets naming BTC and ETH in opposite orders, on the two workers, made to meet:
+    /// an outside transaction holds BTC's row, the first request waits for it, and the second starts
+    /// while it waits. Had the second taken ETH first, once BTC's row is free each would hold one row
+    /// and wait for the other, a deadlock Postgres breaks after `deadlock_timeout` by failing one. Both
+    /// take BTC first (`LockOrder.marketRow`), so the second waits its turn and both succeed.
+    @Test func upsertsNamingTheSameSymbolsInOtherOrdersNeverDeadlock() async throws {
+        let s = try await RunningServer.start { $0.postgresConnections = 2; $0.marketCacheIntervalMs = 0 }
+        let client = s.client()
+        let pg = try s.postgres(), holder = try s.postgres()
+        func assets(_ symbols: [String], _ name: String) -> UpsertMarketAssetsRequest {
+            UpsertMarketAssetsRequest(assets: symbols.map { MarketAsset(provider: "hl", symbol: $0, name: name) })
+        }
+        func waiting() throws -> Int64 {
+            try pg.exec("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+                .int(0, 0) ?? 0
+        }
+        _ = try await client.upsertMarketAssets(assets(["BTC", "ETH"], "seed"))
+        try holder.exec("BEGIN")
+        _ = try holder.exec("SELECT 1 FROM market_assets WHERE provider = 'hl' AND symbol = 'BTC' FOR UPDATE")
+        let first = Task { try await client.upsertMarketAssets(assets(["BTC", "ETH"], "first")) }
+        #expect(try await eventually { try waiting() == 1 })
+        // Round robin: the next request goes to the other worker, which must not hold ETH while it waits.
+        let second = Task { try await client.upsertMarketAssets(assets(["ETH", "BTC"], "second")) }
+        #expect(try await eventually { try waiting() == 2 })
+        try holder.exec("COMMIT")
+        #expect(try await first.value.upserted == 2)
+        #expect(try await second.value.upserted == 2)
+        let names = try pg.exec("SELECT symbol || '=' || name FROM market_assets ORDER BY symbol")
+        #expect((0..<names.rowCount).map { names.string($0, 0) } == ["BTC=second", "ETH=second"], "the second committed last")
+        let metrics = try await client.stats()
+        #expect(!metrics.split(separator: "\n").contains { $0.hasPrefix("postgres_deadlocks_total") && !$0.hasSuffix(" 0") })
+        await client.close()
+        await s.stop()
+    }
+
     @Test func assetsAndContextsUpsertWithTheirKeys() async throws {
         let s = try await RunningServer.start()
         let client = s.client()

@@ -241,6 +241,7 @@ import Testing
         let existing = s.client()
         try await existing.connect()
         failing.store(true, ordering: .relaxed)
+        let failedFrom = monotonicNanos()
         let waiting = RawBox(try RawConnection(path: s.socketPath))   // sits in the backlog
         #expect(await eventually { attempts.load(ordering: .relaxed) >= 5 })
         let t = times.withLock { $0 }
@@ -249,10 +250,12 @@ import Testing
         #expect(attempts.load(ordering: .relaxed) <= 6)
         #expect(try await existing.ping(Array("served".utf8)) == Array("served".utf8))
         failing.store(false, ordering: .relaxed)
+        let failedSeconds = Int((monotonicNanos() - failedFrom) / 1_000_000_000)
         try await offPool { try waiting.raw.hello() }
         #expect(try await s.eventuallyMetric("connections_refused_total", ["reason=\"fd_limit\""]) { $0 >= 5 })
+        // At most a line per second of failures (a slow host stretches them past the first 2 s).
         let lines = s.logs.filter { $0.contains("reason=fd_limit") && $0.contains("count=") }
-        #expect(lines.count >= 1 && lines.count <= 3, "\(lines)")
+        #expect(lines.count >= 1 && lines.count <= 2 + failedSeconds, "\(lines) in \(failedSeconds) s")
         await existing.close()
         await s.stop()
     }

@@ -12,7 +12,7 @@ final class PostgresPool: Sendable {
     /// positions and snapshots, one trader's state: `LockOrder.partition`), so two
     /// workers of one instance never wait on each other's row locks. Lock waits, not CPU, capped
     /// throughput (issue 15: Lock:transactionid was the top wait event with 4 workers). Jobs without
-    /// lock keys (reads, pings, market data) go round robin.
+    /// lock keys (reads, pings) and market data (`LockOrder.pinsWorker`) go round robin.
     let queues: [BlockingQueue<any PostgresJob>]
     private let nextQueue = Atomic<Int>(0)
     let conninfo: String
@@ -60,7 +60,7 @@ final class PostgresPool: Sendable {
     }
 
     func submit(_ job: any PostgresJob) {
-        let index = job.lockKeys.first.map { LockOrder.partition($0, of: queues.count) }
+        let index = job.lockKeys.first.flatMap { LockOrder.pinsWorker($0) ? LockOrder.partition($0, of: queues.count) : nil }
             ?? nextQueue.wrappingAdd(1, ordering: .relaxed).oldValue.magnitude % UInt(queues.count)
         queues[Int(index)].push(job)
     }

@@ -46,7 +46,8 @@ struct MarketDataRPC: RPCFamily {
             context.submitWrite(r, method, payload: payload,
                 body: UpsertDocumentsBody(items: r.assets.map { a in
                     .init(upsert: MarketDataStore.UpsertAsset(asset: a), slot: "a:" + a.provider + ":" + a.symbol,
-                          key: keys.marketAsset(provider: a.provider, symbol: a.symbol))
+                          key: keys.marketAsset(provider: a.provider, symbol: a.symbol),
+                          lockKey: LockOrder.marketRow("a", a.provider, a.symbol))
                 }, ttlSeconds: ttl.long), reply: reply)
         case .upsertAssetContexts:
             var r = try UpsertAssetContextsRequest.decodeWrite(payload)
@@ -68,7 +69,8 @@ struct MarketDataRPC: RPCFamily {
             context.submitWrite(r, method, payload: payload,
                 body: UpsertDocumentsBody(items: r.contexts.map { c in
                     .init(upsert: MarketDataStore.UpsertContext(context: c), slot: "x:" + c.provider + ":" + c.symbol,
-                          key: keys.marketContext(provider: c.provider, symbol: c.symbol))
+                          key: keys.marketContext(provider: c.provider, symbol: c.symbol),
+                          lockKey: LockOrder.marketRow("c", c.provider, c.symbol))
                 }, ttlSeconds: ttl.medium), reply: reply)
         default:
             throw ServiceError(.unimplemented, "\(method) is not implemented")
@@ -83,13 +85,27 @@ struct MarketDataRPC: RPCFamily {
 struct IngestTicksBody: PipelinableWrite {
     static let pipelinedTicks = 500
     let ticks: [PriceTick]
+    /// The newest tick of each (provider, symbol), sorted: the `price_latest` rows it upserts, in
+    /// that order.
+    let latest: [PriceTick]
     let keys: CacheKeys
     let ttl: CacheTTL
+    /// The `price_latest` rows it locks: two requests on the same symbols in one transaction take
+    /// them in one order with every other transaction (`LockOrder`).
+    let lockKeys: [String]
+
+    init(ticks: [PriceTick], keys: CacheKeys, ttl: CacheTTL) {
+        self.ticks = ticks
+        self.latest = MarketDataStore.newest(ticks)
+        self.keys = keys
+        self.ttl = ttl
+        self.lockKeys = latest.map { LockOrder.marketRow("l", $0.provider, $0.symbol) }
+    }
 
     var canPipeline: Bool { ticks.count <= Self.pipelinedTicks }
 
     func pipelined(key: String, digest: String) -> [PGCall] {
-        [MarketDataStore.Ingest(ticks: ticks, latest: .init(ticks: MarketDataStore.newest(ticks)), key: key, digest: digest).call]
+        [MarketDataStore.Ingest(ticks: ticks, latest: .init(ticks: latest), key: key, digest: digest).call]
     }
 
     func outcome(_ results: [PGResult]) throws -> JobOutcome {
@@ -98,7 +114,7 @@ struct IngestTicksBody: PipelinableWrite {
 
     func execute(_ session: PostgresSession) throws -> JobOutcome {
         let copied = try session.connection.copyIn(SQLText.priceTicksCopy.text, MarketDataStore.copyText(ticks))
-        return outcome(stored: copied, advanced: try session.rows(MarketDataStore.UpsertLatest(ticks: MarketDataStore.newest(ticks))))
+        return outcome(stored: copied, advanced: try session.rows(MarketDataStore.UpsertLatest(ticks: latest)))
     }
 
     func outcome(stored: Int, advanced: [MarketDataStore.Latest]) -> JobOutcome {
@@ -108,18 +124,31 @@ struct IngestTicksBody: PipelinableWrite {
     }
 }
 
-/// UpsertMarketAssets and UpsertAssetContexts: one upsert per item; each stored document goes to its
-/// key through the rate limiter. The reply counts the items sent.
+/// UpsertMarketAssets and UpsertAssetContexts: one upsert per item, in the order of their rows' lock
+/// keys (two requests naming the same symbols in other orders would otherwise deadlock); each stored
+/// document goes to its key through the rate limiter. The reply counts the items sent.
 struct UpsertDocumentsBody<Upsert: PGStatement>: WriteBody where Upsert.Row == String {
     struct Item: Sendable {
         let upsert: Upsert
         /// The rate limiter's slot: a letter for the kind of document, then provider:symbol.
         let slot: String
         let key: String
+        /// Its row's `LockOrder.marketRow`.
+        let lockKey: String
     }
 
+    /// Sorted by lock key; items of one row keep their request order (the last one sent is stored).
     let items: [Item]
     let ttlSeconds: Int
+    let lockKeys: [String]
+
+    init(items: [Item], ttlSeconds: Int) {
+        self.items = items.indices.sorted { (items[$0].lockKey, $0) < (items[$1].lockKey, $1) }.map { items[$0] }
+        self.ttlSeconds = ttlSeconds
+        var keys: [String] = []
+        for item in self.items where item.lockKey != keys.last { keys.append(item.lockKey) }
+        self.lockKeys = keys
+    }
 
     func execute(_ session: PostgresSession) throws -> JobOutcome {
         var limited: [RateLimitedMutation] = []
