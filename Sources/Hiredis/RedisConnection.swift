@@ -9,6 +9,10 @@ public final class RedisConnection {
 
     private let backend: Backend
     public let endpoint: RedisEndpoint
+    /// `pipeline(count:writing:commands:)`'s block, kept for the next call unless a burst grew it
+    /// past `keptBlockBytes`.
+    private var block: [UInt8] = []
+    private static let keptBlockBytes = 1 << 20
 
     /// Connects, authenticates and selects the database (a cluster: reads the slot map from the first
     /// seed that answers); every later command is bounded by `timeoutMs`.
@@ -46,32 +50,22 @@ public final class RedisConnection {
         }
     }
 
-    /// As `pipeline(_:)`, for values that write their commands in RESP themselves: to one server they
-    /// go as written, with no argument lists built (a cluster, which routes each command by its key,
-    /// is given their `commands`). The replies are in order, `commandCount` of them per item.
-    public func pipeline<Items: Sequence>(writing items: Items) throws(RedisError) -> [RedisReply]
-    where Items.Element: RESPWritable {
+    /// As `pipeline(_:)`, for `count` commands the caller writes in RESP itself (`write`, with
+    /// `RESP.appendCommandHeader` and `appendArgument`) into a block reused between calls: the cache
+    /// writer's hot path, where building argument lists, and a block per round trip, cost most of its
+    /// thread. A cluster, which routes each command by its key, is given `commands()`, the same
+    /// commands as argument lists. The replies are in order.
+    public func pipeline(count: Int, writing write: (inout [UInt8]) -> Void,
+                         commands: () -> [[String]]) throws(RedisError) -> [RedisReply] {
+        guard count > 0 else { return [] }
         switch backend {
         case .node(let n):
-            var block: [UInt8] = []
-            var count = 0
-            for item in items {
-                item.appendRESP(to: &block)
-                count += item.commandCount
-            }
+            block.removeAll(keepingCapacity: true)
+            write(&block)
+            defer { if block.capacity > Self.keptBlockBytes { block = [] } }
             return try n.pipeline(encoded: block, count: count)
         case .cluster(let c):
-            let commands = items.flatMap(\.commands)
-            return commands.isEmpty ? [] : try c.pipeline(commands)
+            return try c.pipeline(commands())
         }
     }
-}
-
-/// Redis commands that can write themselves in RESP (`RESP.appendCommandHeader`, `appendArgument`).
-/// `appendRESP` must write exactly `RESP.commands(commands)`, and `commandCount` be `commands.count`.
-public protocol RESPWritable {
-    func appendRESP(to out: inout [UInt8])
-    var commandCount: Int { get }
-    /// The same commands as argument lists.
-    var commands: [[String]] { get }
 }

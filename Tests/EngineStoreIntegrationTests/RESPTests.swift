@@ -68,4 +68,31 @@ import Testing
         #expect(replies[4] == .integer(2))
         #expect(replies[5] == .null)
     }
+
+    /// The cache writer's form: commands written into a block the connection keeps between calls. A
+    /// call after a burst (a block past the kept size, which is then dropped) and a shorter one after
+    /// it each send exactly their own commands.
+    @Test func writtenPipelinesReuseTheirBlockAndSendOnlyTheirOwnCommands() async throws {
+        let services = try await TestServices.shared()
+        let prefix = "resp-block-\(UInt64.random(in: 0...UInt64.max)):"
+        let big = String(repeating: "v", count: 3 << 20)
+        let batches: [[[String]]] = [
+            [["SET", prefix + "a", "1"], ["SET", prefix + "b", "22"]],
+            [["SET", prefix + "big", big], ["STRLEN", prefix + "big"]],
+            [["GET", prefix + "a"]],
+            [["DEL", prefix + "a", prefix + "b", prefix + "big"]],
+        ]
+        let replies = try await offPool {
+            let connection = try RedisConnection(endpoint: RedisEndpoint(url: services.redisURL)!)
+            return try batches.map { commands in
+                try connection.pipeline(count: commands.count, writing: { out in
+                    for command in commands { RESP.appendCommand(command, to: &out) }
+                }, commands: { commands })
+            }
+        }
+        #expect(replies.map(\.count) == [2, 2, 1, 1])
+        #expect(replies[1][1] == .integer(3 << 20))
+        #expect(replies[2][0] == .string(Array("1".utf8)))
+        #expect(replies[3][0] == .integer(3))
+    }
 }

@@ -8,7 +8,7 @@ import Hiredis
 /// order (two Postgres workers, the relay, a refill, another instance) and the newest value stays.
 /// The recent-trades list needs no version: trades never change, so the list is the newest 100 of
 /// every trade merged into it, whatever the order. docs/cache-consistency.md has the argument.
-enum CacheMutation: Sendable, Equatable, RESPWritable {
+enum CacheMutation: Sendable, Equatable {
     /// SET key value EX ttl (values with a single source and no ordering: market data, guards)
     case set(key: String, value: String, ttlSeconds: Int)
     /// HSET key field value; EXPIRE key ttl (market data)
@@ -173,9 +173,17 @@ enum CacheWriteOutcome: Equatable {
     /// sending the row again would add the entry twice (the other documents of an event row are its
     /// ingest guard, a 24 h hint).
     static func of(_ answered: [(mutation: CacheMutation, reply: RedisReply?)]) -> CacheWriteOutcome {
-        var appended = false, declined = false
-        var error: String?
-        for (m, reply) in answered {
+        var tally = Tally()
+        for (m, reply) in answered { tally.add(m, reply) }
+        return tally.outcome
+    }
+
+    /// `of`, one command at a time (the cache writer folds the replies without pairing them up).
+    struct Tally {
+        private var appended = false, declined = false
+        private var error: String?
+
+        mutating func add(_ m: CacheMutation, _ reply: RedisReply?) {
             switch reply {
             case nil: error = error ?? "no reply"
             case .error(let e)?: error = error ?? e
@@ -183,28 +191,37 @@ enum CacheWriteOutcome: Equatable {
             default: if m.isAppend { appended = true }
             }
         }
-        if let error, !appended { return .refused(error) }
-        return declined ? .declined : .applied
+
+        var outcome: CacheWriteOutcome {
+            if let error, !appended { return .refused(error) }
+            return declined ? .declined : .applied
+        }
     }
 }
 
 extension RedisConnection {
-    /// Sends several writes in one round trip (each mutation's commands built once); each write gets
-    /// its own outcome. Throws only when the connection failed: then nothing is known of any write.
+    /// Sends several writes in one round trip (each mutation written straight in RESP); each write
+    /// gets its own outcome. Throws only when the connection failed: then nothing is known of any write.
     func apply(_ writes: [[CacheMutation]]) throws(RedisError) -> [CacheWriteOutcome] {
-        // Each command's write and mutation, by index (a copy of the mutation retained all its strings).
-        var owners: [(write: Int, mutation: Int)] = []
-        for (w, write) in writes.enumerated() {
-            for (m, mutation) in write.enumerated() {
-                owners.append(contentsOf: repeatElement((write: w, mutation: m), count: mutation.commandCount))
+        var count = 0
+        for write in writes { for m in write { count += m.commandCount } }
+        let replies = try pipeline(count: count, writing: { out in
+            for write in writes { for m in write { m.appendRESP(to: &out) } }
+        }, commands: { writes.flatMap { $0.flatMap(\.commands) } })
+        var outcomes: [CacheWriteOutcome] = []
+        outcomes.reserveCapacity(writes.count)
+        var i = 0
+        for write in writes {
+            var tally = CacheWriteOutcome.Tally()
+            for m in write {
+                for _ in 0..<m.commandCount {
+                    tally.add(m, i < replies.count ? replies[i] : nil)
+                    i += 1
+                }
             }
+            outcomes.append(tally.outcome)
         }
-        let replies = owners.isEmpty ? [] : try pipeline(writing: writes.joined())
-        var answered = [[(mutation: CacheMutation, reply: RedisReply?)]](repeating: [], count: writes.count)
-        for (i, owner) in owners.enumerated() {
-            answered[owner.write].append((writes[owner.write][owner.mutation], i < replies.count ? replies[i] : nil))
-        }
-        return answered.map(CacheWriteOutcome.of)
+        return outcomes
     }
 }
 
