@@ -78,9 +78,10 @@ import Testing
         await s.stop()
     }
 
-    /// The timeout leaves room for the Stats connections that read the metric: each is idle only
-    /// between its connect and its first frame, but on a loaded host that once took over 300 ms, so
-    /// it was closed too (the client reconnected) and the count never settled at 1.
+    /// The metric is read over Stats connections, each idle between its connect and its first frame.
+    /// On a loaded host (CI runs the suites side by side) that once took over 300 ms and, another
+    /// time, past the 1.5 s timeout: those were closed too, so the count may pass 1. Our connection's
+    /// close is checked on the connection itself; the metric must count at least it.
     @Test func idleConnectionIsClosedAfterTheIdleTimeout() async throws {
         let idleMs: UInt64 = 1500
         let s = try await LimitServer.start { $0.idleTimeoutMs = idleMs }
@@ -92,7 +93,7 @@ import Testing
         }
         #expect(closed)
         #expect(ContinuousClock.now - started >= .milliseconds(Int64(idleMs)))
-        #expect(try await s.eventuallyMetric("connections_closed_total", ["reason=\"idle_timeout\""]) { $0 == 1 })
+        #expect(try await s.eventuallyMetric("connections_closed_total", ["reason=\"idle_timeout\""]) { $0 >= 1 })
         await s.stop()
     }
 
