@@ -43,21 +43,15 @@ import Testing
     /// a request whose rows below the highest are ones the transaction already holds (no wait),
     /// unless it shares a row with a request put off (the requests of a row keep their order).
     @Test func ticksRequestsWhoseRowsInterleaveCommitApart() {
-        struct Job: PostgresJob {
-            let lockKeys: [String]
-            var deadlineNanos: UInt64 { .max }
-            var isTransactional: Bool { true }
-            func execute(_ session: PostgresSession) throws -> JobOutcome { JobOutcome(reply: []) }
-            func complete(_ result: Result<JobOutcome, ServiceError>) {}
-        }
-        let wide = Job(lockKeys: ticks([("hl", "SOL"), ("hl", "BTC")]).lockKeys)
-        let middle = Job(lockKeys: ticks([("hl", "ETH")]).lockKeys)
-        let apart = Job(lockKeys: ticks([("hl", "XRP")]).lockKeys)
+        func job(_ keys: [String]) -> PipelineUnitsTests.FakeJob { .init(slot: nil, keys: keys) }
+        let wide = job(ticks([("hl", "SOL"), ("hl", "BTC")]).lockKeys)
+        let middle = job(ticks([("hl", "ETH")]).lockKeys)
+        let apart = job(ticks([("hl", "XRP")]).lockKeys)
         #expect(LockOrder.rounds([wide, middle]).map { $0.map(\.lockKeys.count) } == [[2], [1]])
         #expect(LockOrder.rounds([wide, apart]).map(\.count) == [2])
-        let again = Job(lockKeys: ticks([("hl", "BTC")]).lockKeys)
-        let againAndAbove = Job(lockKeys: ticks([("hl", "BTC"), ("hl", "XRP")]).lockKeys)
-        let againAndBetween = Job(lockKeys: ticks([("hl", "BTC"), ("hl", "ETH")]).lockKeys)
+        let again = job(ticks([("hl", "BTC")]).lockKeys)
+        let againAndAbove = job(ticks([("hl", "BTC"), ("hl", "XRP")]).lockKeys)
+        let againAndBetween = job(ticks([("hl", "BTC"), ("hl", "ETH")]).lockKeys)
         #expect(LockOrder.rounds([wide, middle, apart, again, againAndAbove, againAndBetween]).map { $0.map(\.lockKeys) }
                 == [[wide, again, againAndAbove, apart].map(\.lockKeys), [againAndBetween, middle].map(\.lockKeys)])
         // BTC+ETH is put off, so the BTC request after it waits too, though BTC is held.

@@ -45,7 +45,7 @@ enum LockOrder {
         var rest = keys.indices.sorted { (keys[$0].first ?? "") < (keys[$1].first ?? "") }
         var rounds: [[any PostgresJob]] = []
         while !rest.isEmpty {
-            var round: [any PostgresJob] = []
+            var round: [Int] = []
             round.reserveCapacity(rest.count)
             var later: [Int] = []
             var highest = ""
@@ -57,21 +57,26 @@ enum LockOrder {
             // so the jobs of a key keep their order.
             var deferred = Set<String>()
             for i in rest {
-                guard let first = keys[i].first else { round.append(jobs[i]); continue }
-                if first < highest || (!deferred.isEmpty && keys[i].contains(where: deferred.contains)) {
-                    if held == nil { held = Set(round.lazy.flatMap(\.lockKeys)) }
-                    guard !keys[i].contains(where: deferred.contains),
-                          keys[i].allSatisfy({ $0 >= highest || held!.contains($0) }) else {
-                        later.append(i)
-                        deferred.formUnion(keys[i])
-                        continue
-                    }
+                guard let first = keys[i].first else { round.append(i); continue }
+                let fits: Bool
+                if !deferred.isEmpty && keys[i].contains(where: deferred.contains) {
+                    fits = false
+                } else if first < highest {
+                    if held == nil { held = Set(round.flatMap { keys[$0] }) }
+                    fits = keys[i].allSatisfy { $0 >= highest || held!.contains($0) }
+                } else {
+                    fits = true
                 }
-                round.append(jobs[i])
+                guard fits else {
+                    later.append(i)
+                    deferred.formUnion(keys[i])
+                    continue
+                }
+                round.append(i)
                 held?.formUnion(keys[i])
                 if let last = keys[i].last, last > highest { highest = last }
             }
-            rounds.append(round)
+            rounds.append(round.map { jobs[$0] })
             rest = later
         }
         return rounds
