@@ -269,14 +269,17 @@ enum CacheScripts {
     /// close went to the relay for a rebuild from Postgres. `~` is in no symbol (Validate.symbol).
     static let positionSet = newer + """
 
-        if redis.call('EXISTS', KEYS[1]) == 0 and not redis.call('HGET', KEYS[2], '~empty') then return 0 end
+        local had = redis.call('EXISTS', KEYS[1]) == 1
+        if not had and not redis.call('HGET', KEYS[2], '~empty') then return 0 end
         local cur = redis.call('HGET', KEYS[2], ARGV[2])
         if cur == false then cur = nil end
-        if not (cur and newer(cur, ARGV[3])) then
+        local wrote = not (cur and newer(cur, ARGV[3]))
+        if wrote then
           redis.call('HSET', KEYS[1], ARGV[2], ARGV[4])
           redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
         end
-        if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HDEL', KEYS[2], '~empty') end
+        -- The hash is there now (it was, or this wrote a field), so it is no longer known empty.
+        if had or wrote then redis.call('HDEL', KEYS[2], '~empty') end
         redis.call('EXPIRE', KEYS[1], ARGV[1])
         redis.call('EXPIRE', KEYS[2], ARGV[1])
         return 1
@@ -368,8 +371,9 @@ enum CacheScripts {
     /// (list ∪ items) by closed_at_ms desc, then id desc (bytewise, as Postgres's COLLATE "C"),
     /// without duplicate ids; entries that are not trade JSON with an id are dropped (by the full merge: the
     /// fast path for one trade newer than the head trusts the list, which only this script writes).
-    /// 0 when the list is missing and mode is 'existing'. The one-trade paths read list entries' keys
-    /// with `peek` (no decode: about 64 → 49 µs of Redis a search-path merge, `bench/trades-merge`).
+    /// 0 when the list is missing and mode is 'existing'. The one-trade paths read list entries' keys,
+    /// and the trade's own, with `peek` (no decode: about 64 → 49 µs of Redis a search-path merge,
+    /// `bench/trades-merge`); a trade `peek` cannot read (not the service's JSON) is decoded.
     /// `RecentTradesMergeTests` checks every path.
     static let tradesMerge = """
         local exists = redis.call('EXISTS', KEYS[1]) == 1
@@ -412,7 +416,8 @@ enum CacheScripts {
         -- One trade older than the head (closes arriving a little out of time order): its place is found
         -- by a binary search that decodes about log2(max) entries; a repeat sits just before that place.
         if exists and n == 1 and #ARGV == 5 then
-          local e, head = entry(ARGV[5]), redis.call('LINDEX', KEYS[1], 0)
+          -- The trade's own keys read as the list's are (the service's JSON; a decode otherwise).
+          local e, head = peek(ARGV[5]) or entry(ARGV[5]), redis.call('LINDEX', KEYS[1], 0)
           local h = peek(head)
           if e and h and first(e, h) then
             redis.call('LPUSH', KEYS[1], ARGV[5])
