@@ -579,9 +579,10 @@ extension PipelineTests {
 extension PipelineTests {
     /// Phase two of a batch writes its closes' trades rows and its traders' snapshots with one
     /// multi-row statement each (trade_insert_rows, snapshot_upsert_rows), and snapshots without marks
-    /// share snapshot_store_batch. The same closes and snapshots, sent once one at a time and once
-    /// queued in one batch, must store equal rows: NULLs, JSON, booleans and doubles alike; and so must
-    /// the two snapshots sent as one request (`pair`: two traders, so always two phases).
+    /// share snapshot_store_batch. The same closes (two partial, two whole) and snapshots, sent once one
+    /// at a time and once queued in one batch, must store equal rows (NULLs, JSON, booleans and doubles
+    /// alike), answer equal replies and leave the cache agreeing; and so must the two snapshots sent as
+    /// one request (`pair`: two traders, so always two phases).
     @Test(arguments: [false, true]) func aBatchStoresWhatItsRequestsStoreOneByOne(twoPhases: Bool) async throws {
         let held = try await HeldWorker { $0.testHooks.snapshotsInTwoPhases = twoPhases }
         defer { held.gate.release() }
@@ -589,7 +590,7 @@ extension PipelineTests {
         let pg = try s.postgres()
         let t: Int64 = 1_764_201_600_000
         for model in ["alone", "batch"] {
-            for (symbol, plan) in [("A", #"{"tp": 120.5, "note": "a \"quoted\" {plan}"}"#), ("B", nil)] {
+            for (symbol, plan) in [("A", #"{"tp": 120.5, "note": "a \"quoted\" {plan}"}"#), ("B", nil), ("C", nil), ("D", nil)] {
                 var open = openRequest(model: model, symbol: symbol, quantity: 3)
                 open.exitPlanJSON = plan
                 open.entryOID = symbol == "A" ? 7 : nil
@@ -600,7 +601,11 @@ extension PipelineTests {
             [ClosePositionRequest(idempotencyKey: "\(model)-cA", modelID: model, symbol: "A", exitPrice: 111.125, exitSize: 1,
                                   exitTimeMs: t + 5, exitOID: 9, exitTID: 10, exitCommission: 0.3, exitCrossed: true,
                                   exitLiquidationJSON: #"{"px": 1.5}"#, tradeID: "x-\(model)", tradeType: "stop"),
-             ClosePositionRequest(idempotencyKey: "\(model)-cB", modelID: model, symbol: "B", exitPrice: 99, exitTimeMs: t + 6)]
+             ClosePositionRequest(idempotencyKey: "\(model)-cB", modelID: model, symbol: "B", exitPrice: 99, exitTimeMs: t + 6),
+             ClosePositionRequest(idempotencyKey: "\(model)-cC", modelID: model, symbol: "C", exitPrice: 101.7, exitSize: 2.25,
+                                  exitTimeMs: t + 7, exitCommission: 0.1),
+             ClosePositionRequest(idempotencyKey: "\(model)-cD", modelID: model, symbol: "D", exitPrice: 98.3, exitTimeMs: t + 8,
+                                  exitCommission: 0.2)]
         }
         func snapshots(_ model: String) -> [SaveSnapshotRequest] {
             [SaveSnapshotRequest(idempotencyKey: "\(model)-s1", snapshots: [
@@ -609,7 +614,8 @@ extension PipelineTests {
                                 metadataJSON: #"{"src": "x"}"#)]),
              SaveSnapshotRequest(idempotencyKey: "\(model)-s2", snapshots: [AccountSnapshot(modelID: "\(model)-2", timestampMs: t, dollarEquity: 7)])]
         }
-        for request in closes("alone") { _ = try await client.closePosition(request) }
+        var aloneReplies: [ClosePositionResponse] = []
+        for request in closes("alone") { aloneReplies.append(try await client.closePosition(request)) }
         for request in snapshots("alone") { _ = try await client.saveSnapshots(request) }
         _ = try await client.saveSnapshots(SaveSnapshotRequest(idempotencyKey: "pair", snapshots: snapshots("pair").flatMap(\.snapshots)))
 
@@ -618,9 +624,17 @@ extension PipelineTests {
         let closing = try await held.queue(closes("batch").map { request in { try await client.closePosition(request) } })
         let saving = try await held.queue(snapshots("batch").map { request in { try await client.saveSnapshots(request) } })
         try await held.release(stalled)
-        for task in closing { _ = try await task.value }
+        var batchReplies: [ClosePositionResponse] = []
+        for task in closing { batchReplies.append(try await task.value) }
         for task in saving { _ = try await task.value }
         #expect(s.server.stats.commits.load(ordering: .relaxed) - commits == 1, "one batch")
+        // The same replies but for the rows' ids.
+        func unnamed(_ r: ClosePositionResponse) -> ClosePositionResponse {
+            var r = r
+            (r.tradeRowID, r.positionID) = ("", "")
+            return r
+        }
+        #expect(batchReplies.map(unnamed) == aloneReplies.map(unnamed))
 
         func rows(_ sql: String) throws -> [[String?]] {
             let r = try pg.exec(sql)
@@ -631,8 +645,17 @@ extension PipelineTests {
             WHERE model_id = '%@' ORDER BY symbol
             """
         let alone = try rows(trades.replacingOccurrences(of: "%@", with: "alone"))
-        #expect(alone.count == 2)
+        #expect(alone.count == 4)
         #expect(try rows(trades.replacingOccurrences(of: "%@", with: "batch")) == alone)
+        let positions = """
+            SELECT to_jsonb(p) - 'id' - 'model_id' - 'cache_version' - 'created_at' - 'updated_at' FROM positions p
+            WHERE model_id = '%@' ORDER BY symbol, status
+            """
+        let alonePositions = try rows(positions.replacingOccurrences(of: "%@", with: "alone"))
+        #expect(alonePositions.count == 4)
+        #expect(try rows(positions.replacingOccurrences(of: "%@", with: "batch")) == alonePositions)
+        #expect(try await s.cacheSettled())
+        #expect(try await client.checkConsistency(CheckConsistencyRequest(models: ["alone", "batch"])).differences.isEmpty)
         let equity = """
             SELECT to_jsonb(a) - 'id' - 'model_id' - 'created_at' FROM account_equity_snapshots a
             WHERE model_id LIKE '%@-_' ORDER BY model_id
