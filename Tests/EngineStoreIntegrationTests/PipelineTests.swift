@@ -817,7 +817,7 @@ extension PipelineTests {
     /// taken save's write deleted the shared row on its own, the refused model's hash would never be
     /// rebuilt once the key is fixed.
     @Test func aSharedSaveCallKeepsItsOneOutboxRowUntilEveryModelIsApplied() async throws {
-        let attempts = RelayAttempts()  // relay writes that carried so-b's hash
+        let attempts = SharedCount()  // relay writes that carried so-b's hash
         let held = try await HeldWorker {
             $0.outboxGraceMs = 100
             $0.testHooks.relayWillApply = { keys in
@@ -862,10 +862,6 @@ extension PipelineTests {
         #expect(differences.isEmpty, "\(differences)")
         await held.stop()
     }
-}
-
-private final class RelayAttempts: Sendable {
-    let count = Atomic<Int>(0)
 }
 
 extension PipelineTests {

@@ -117,6 +117,7 @@ final class CacheWriter: Sendable {
             if writes.contains(where: { !$0.mutations.isEmpty }) {
                 if let c = connectIfNeeded() {
                     hooks.cacheWriterWillApply?(writes.flatMap { $0.mutations.map(\.key) })
+                    defer { hooks.cacheWriterDidApply?(writes.flatMap { $0.mutations.map(\.key) }) }
                     do {
                         let started = monotonicNanos()
                         let outcomes = try c.apply(writes.map(\.mutations))

@@ -6,6 +6,8 @@ public struct TestHooks: Sendable {
     public var workerDidCommit: (@Sendable ([String]) -> Void)?
     /// The cache writer is about to send a pipeline of direct-path mutations to Redis.
     public var cacheWriterWillApply: (@Sendable ([String]) -> Void)?
+    /// The cache writer's pipeline came back (taken, refused or failed): nothing of it reaches Redis later.
+    public var cacheWriterDidApply: (@Sendable ([String]) -> Void)?
     /// The outbox relay read Postgres and is about to write the rebuilt keys to Redis.
     public var relayWillApply: (@Sendable ([String]) -> Void)?
     /// Hydrate holds its Redis lock and is about to rebuild.
