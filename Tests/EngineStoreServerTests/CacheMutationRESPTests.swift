@@ -14,6 +14,7 @@ import Testing
         .streamAdd(key: "s", maxLength: 0, fields: []),
         .versionedSet(key: "k", versionKey: "k:v", value: awkward, version: "00000000000000000042", ttlSeconds: -1),
         .positionSet(key: "positions:m", versionKey: "positions:m:v", field: "BTC", value: "{}", version: "1", ttlSeconds: 3600),
+        .positionSets(key: "positions:m", versionKey: "positions:m:v", fields: [("BTC", "1", awkward), ("ETH", "2", "{}")], ttlSeconds: 3600),
         .positionDelete(key: "positions:m", versionKey: "positions:m:v", field: "ETH", version: "2", ttlSeconds: Int.max),
         .positionsSync(key: "positions:m", versionKey: "positions:m:v", open: [("BTC", "3", awkward), ("SOL", "4", "{}")],
                        closed: [("ETH", "2")], mode: .replace, ttlSeconds: 3600),

@@ -88,4 +88,48 @@ import Hiredis
         #expect(writes.map { $0.mutations.map(\.key) } == [["a", "b", "c"], ["d"], ["e"], ["f"], ["g", "h", "i"], ["g-event"], ["h-event"]])
         #expect(writes.map(\.outboxIDs) == [[7], [8], [], [], [9], [109], [109]])
     }
+
+    /// A shared call's saves of one model go to Redis as one script call, in the place of the first.
+    @Test func aWritesPositionFieldsOfOneHashBecomeOneScriptCall() {
+        func save(_ model: String, _ symbol: String) -> JobOutcome {
+            JobOutcome(reply: [], cacheMutations: [.positionSet(key: "positions:" + model, versionKey: "positions:\(model):v",
+                                                                field: symbol, value: "{}", version: "1", ttlSeconds: 60)], outboxIDs: [7])
+        }
+        let writes = PostgresPool.cacheWrites([save("a", "BTC"), save("b", "BTC"), save("a", "ETH"), save("a", "SOL")])
+        #expect(writes.count == 1)
+        #expect(writes[0].mutations.map { $0.commands[0][5...].joined(separator: " ") } == ["60 BTC 1 {} ETH 1 {} SOL 1 {}", "60 BTC 1 {}"])
+        #expect(writes[0].mutations.map(\.key) == ["positions:a", "positions:b"])
+    }
+}
+
+/// `CacheMutation.coalesced`: which position writes may share a script call.
+@Suite struct PositionCoalescingTests {
+    func set(_ key: String, _ field: String, version: String = "1", ttl: Int = 60) -> CacheMutation {
+        .positionSet(key: key, versionKey: key + ":v", field: field, value: "{\"v\":\(version)}", version: version, ttlSeconds: ttl)
+    }
+    /// Each call's key and its fields, in order.
+    func calls(_ list: [CacheMutation]) -> [String] {
+        CacheMutation.coalesced(list).map { m in
+            switch m {
+            case .positionSet(let key, _, let field, _, _, _): "\(key) \(field)"
+            case .positionSets(let key, _, let fields, _): "\(key) " + fields.map(\.field).joined(separator: ",")
+            default: "\(m.key) other"
+            }
+        }
+    }
+
+    @Test func fieldsOfOneHashShareACallUnlessSomethingComesBetween() {
+        // Other hashes in between do not stop it; a second write of a field, another kind of write to
+        // the hash, or another TTL starts a new call after it.
+        #expect(calls([set("p:a", "BTC"), set("p:b", "BTC"), set("p:a", "ETH")]) == ["p:a BTC,ETH", "p:b BTC"])
+        #expect(calls([set("p:a", "BTC"), set("p:a", "BTC", version: "2"), set("p:a", "ETH")]) == ["p:a BTC", "p:a BTC,ETH"])
+        let delete = CacheMutation.positionDelete(key: "p:a", versionKey: "p:a:v", field: "SOL", version: "3", ttlSeconds: 60)
+        #expect(calls([set("p:a", "BTC"), delete, set("p:a", "ETH")]) == ["p:a BTC", "p:a other", "p:a ETH"])
+        #expect(calls([set("p:a", "BTC"), set("p:a", "ETH", ttl: 30)]) == ["p:a BTC", "p:a ETH"])
+        #expect(calls([set("p:a", "BTC")]) == ["p:a BTC"])
+        // The fields keep their versions and values.
+        let merged = CacheMutation.coalesced([set("p:a", "BTC", version: "4"), set("p:a", "ETH", version: "5")])
+        #expect(merged == [.positionSets(key: "p:a", versionKey: "p:a:v", fields: [("BTC", "4", "{\"v\":4}"), ("ETH", "5", "{\"v\":5}")],
+                                         ttlSeconds: 60)])
+    }
 }

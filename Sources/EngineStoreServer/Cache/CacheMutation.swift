@@ -20,6 +20,8 @@ enum CacheMutation: Sendable, Equatable {
     /// One field of an existing positions hash. A missing hash is declined (reply 0): the relay
     /// rebuilds it whole, so a reader never sees a partial hash.
     case positionSet(key: String, versionKey: String, field: String, value: String, version: String, ttlSeconds: Int)
+    /// Several fields of one positions hash, each as `positionSet` (one script call: `coalesced`).
+    case positionSets(key: String, versionKey: String, fields: [(field: String, version: String, value: String)], ttlSeconds: Int)
     /// A closed position: HDEL, and its version kept as a tombstone so an older value cannot return.
     case positionDelete(key: String, versionKey: String, field: String, version: String, ttlSeconds: Int)
     /// A model's positions as Postgres holds them: open fields and the latest version of closed ones.
@@ -56,7 +58,7 @@ enum CacheMutation: Sendable, Equatable {
     /// A mutation Redis may decline (reply 0): its write's outbox rows go to the relay at once.
     var isConditional: Bool {
         switch self {
-        case .positionSet: true
+        case .positionSet, .positionSets: true
         case .tradesMerge(_, _, _, let mode, _, _), .conversationsMerge(_, _, _, let mode, _, _): mode == .existing
         default: false
         }
@@ -72,7 +74,7 @@ enum CacheMutation: Sendable, Equatable {
     var key: String {
         switch self {
         case .set(let key, _, _), .hashSet(let key, _, _, _), .streamAdd(let key, _, _), .versionedSet(let key, _, _, _, _),
-             .positionSet(let key, _, _, _, _, _), .positionDelete(let key, _, _, _, _),
+             .positionSet(let key, _, _, _, _, _), .positionSets(let key, _, _, _), .positionDelete(let key, _, _, _, _),
              .positionsSync(let key, _, _, _, _, _), .tradesMerge(let key, _, _, _, _, _), .leaderboardReplace(let key, _, _, _),
              .conversationsMerge(let key, _, _, _, _, _):
             key
@@ -92,6 +94,8 @@ enum CacheMutation: Sendable, Equatable {
             return [["EVAL", CacheScripts.versionedSet, "2", key, versionKey, value, version, String(ttl)]]
         case .positionSet(let key, let versionKey, let field, let value, let version, let ttl):
             return [["EVAL", CacheScripts.positionSet, "2", key, versionKey, String(ttl), field, version, value]]
+        case .positionSets(let key, let versionKey, let fields, let ttl):
+            return [["EVAL", CacheScripts.positionSet, "2", key, versionKey, String(ttl)] + fields.flatMap { [$0.field, $0.version, $0.value] }]
         case .positionDelete(let key, let versionKey, let field, let version, let ttl):
             return [["EVAL", CacheScripts.positionDelete, "2", key, versionKey, String(ttl), field, version]]
         case .positionsSync(let key, let versionKey, let open, let closed, let mode, let ttl):
@@ -111,6 +115,35 @@ enum CacheMutation: Sendable, Equatable {
 }
 
 extension CacheMutation {
+    /// `list` with the position writes of one hash that follow each other (nothing else writes that
+    /// hash in between, and no field twice) as one `positionSets`: a batch's saves of one model cost
+    /// Redis one script call instead of one each. Order is kept for every key.
+    static func coalesced(_ list: [CacheMutation]) -> [CacheMutation] {
+        guard list.count > 1 else { return list }
+        var out: [CacheMutation] = []
+        out.reserveCapacity(list.count)
+        var openAt: [String: Int] = [:]  // hash → its position write in `out` that may take more fields
+        for m in list {
+            if case .positionSet(let key, let versionKey, let field, let value, let version, let ttl) = m, let at = openAt[key] {
+                switch out[at] {
+                case .positionSet(_, let v, let f, let val, let ver, let t) where v == versionKey && t == ttl && f != field:
+                    out[at] = .positionSets(key: key, versionKey: versionKey, fields: [(f, ver, val), (field, version, value)], ttlSeconds: ttl)
+                    continue
+                case .positionSets(_, let v, var fields, let t) where v == versionKey && t == ttl && !fields.contains(where: { $0.field == field }):
+                    fields.append((field, version, value))
+                    out[at] = .positionSets(key: key, versionKey: versionKey, fields: fields, ttlSeconds: ttl)
+                    continue
+                default:
+                    break
+                }
+            }
+            openAt[m.key] = nil
+            if case .positionSet = m { openAt[m.key] = out.count }
+            out.append(m)
+        }
+        return out
+    }
+
     var commandCount: Int {
         if case .hashSet = self { return 2 }
         return 1
@@ -136,6 +169,9 @@ extension CacheMutation {
         case .positionSet(let key, let versionKey, let field, let value, let version, let ttl):
             header(9); arg("EVAL"); arg(CacheScripts.positionSet); arg(2); arg(key); arg(versionKey); arg(ttl); arg(field); arg(version)
             arg(value)
+        case .positionSets(let key, let versionKey, let fields, let ttl):
+            header(6 + 3 * fields.count); arg("EVAL"); arg(CacheScripts.positionSet); arg(2); arg(key); arg(versionKey); arg(ttl)
+            for f in fields { arg(f.field); arg(f.version); arg(f.value) }
         case .positionDelete(let key, let versionKey, let field, let version, let ttl):
             header(8); arg("EVAL"); arg(CacheScripts.positionDelete); arg(2); arg(key); arg(versionKey); arg(ttl); arg(field); arg(version)
         case .positionsSync(let key, let versionKey, let open, let closed, let mode, let ttl):
@@ -263,7 +299,8 @@ enum CacheScripts {
         return 1
         """
 
-    /// KEYS hash, ver; ARGV ttl, field, version, value. 0 when the hash is missing, unless the version
+    /// KEYS hash, ver; ARGV ttl, then field, version, value for each field (one for `positionSet`,
+    /// several for `positionSets`). 0 when the hash is missing, unless the version
     /// hash marks it as known empty (`~empty`: its last field was deleted, or a rebuild found no open
     /// position). Redis drops an empty hash, so without the mark every open after a model's last
     /// close went to the relay for a rebuild from Postgres. `~` is in no symbol (Validate.symbol).
@@ -271,12 +308,22 @@ enum CacheScripts {
 
         local had = redis.call('EXISTS', KEYS[1]) == 1
         if not had and not redis.call('HGET', KEYS[2], '~empty') then return 0 end
-        local cur = redis.call('HGET', KEYS[2], ARGV[2])
-        if cur == false then cur = nil end
-        local wrote = not (cur and newer(cur, ARGV[3]))
+        -- (field, version, value) from ARGV[2] on: each written unless its stored version is newer.
+        local fields = {}
+        for i = 2, #ARGV, 3 do fields[#fields + 1] = ARGV[i] end
+        local cur = redis.call('HMGET', KEYS[2], unpack(fields))
+        local values, versions = {}, {}
+        for k = 1, #fields do
+          local i = 3 * k - 1
+          if not (cur[k] and newer(cur[k], ARGV[i + 1])) then
+            values[#values + 1] = ARGV[i]; values[#values + 1] = ARGV[i + 2]
+            versions[#versions + 1] = ARGV[i]; versions[#versions + 1] = ARGV[i + 1]
+          end
+        end
+        local wrote = #values > 0
         if wrote then
-          redis.call('HSET', KEYS[1], ARGV[2], ARGV[4])
-          redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+          redis.call('HSET', KEYS[1], unpack(values))
+          redis.call('HSET', KEYS[2], unpack(versions))
         end
         -- The hash is there now (it was, or this wrote a field), so it is no longer known empty.
         if had or wrote then redis.call('HDEL', KEYS[2], '~empty') end

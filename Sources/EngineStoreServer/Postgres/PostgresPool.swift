@@ -107,6 +107,10 @@ final class PostgresPool: Sendable {
             }
             writes += outcome.independentCacheWork
         }
+        // A shared call's saves of one model: one script call (CacheMutation.coalesced).
+        for i in writes.indices where writes[i].mutations.count > 1 {
+            writes[i].mutations = CacheMutation.coalesced(writes[i].mutations)
+        }
         return writes
     }
 
