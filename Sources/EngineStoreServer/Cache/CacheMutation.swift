@@ -92,10 +92,10 @@ enum CacheMutation: Sendable, Equatable {
             return [["XADD", key, "MAXLEN", "~", String(max), "*"] + fields.flatMap { [$0.0, $0.1] }]
         case .versionedSet(let key, let versionKey, let value, let version, let ttl):
             return [["EVAL", CacheScripts.versionedSet, "2", key, versionKey, value, version, String(ttl)]]
-        case .positionSet(let key, let versionKey, let field, let value, let version, let ttl):
-            return [["EVAL", CacheScripts.positionSet, "2", key, versionKey, String(ttl), field, version, value]]
-        case .positionSets(let key, let versionKey, let fields, let ttl):
-            return [["EVAL", CacheScripts.positionSet, "2", key, versionKey, String(ttl)] + fields.flatMap { [$0.field, $0.version, $0.value] }]
+        case .positionSet(let key, _, _, _, _, _), .positionSets(let key, _, _, _):
+            let write = positionWrite!
+            return [["EVAL", CacheScripts.positionSet, "2", key, write.versionKey, String(write.ttl)]
+                    + write.fields.flatMap { [$0.field, $0.version, $0.value] }]
         case .positionDelete(let key, let versionKey, let field, let version, let ttl):
             return [["EVAL", CacheScripts.positionDelete, "2", key, versionKey, String(ttl), field, version]]
         case .positionsSync(let key, let versionKey, let open, let closed, let mode, let ttl):
@@ -119,29 +119,34 @@ extension CacheMutation {
     /// hash in between, and no field twice) as one `positionSets`: a batch's saves of one model cost
     /// Redis one script call instead of one each. Order is kept for every key.
     static func coalesced(_ list: [CacheMutation]) -> [CacheMutation] {
-        guard list.count > 1 else { return list }
+        // Most writes hold one position write or none (trade events, a close): nothing to build.
+        var sets = 0
+        for m in list { if case .positionSet = m { sets += 1 } }
+        guard sets > 1 else { return list }
         var out: [CacheMutation] = []
         out.reserveCapacity(list.count)
         var openAt: [String: Int] = [:]  // hash → its position write in `out` that may take more fields
         for m in list {
-            if case .positionSet(let key, let versionKey, let field, let value, let version, let ttl) = m, let at = openAt[key] {
-                switch out[at] {
-                case .positionSet(_, let v, let f, let val, let ver, let t) where v == versionKey && t == ttl && f != field:
-                    out[at] = .positionSets(key: key, versionKey: versionKey, fields: [(f, ver, val), (field, version, value)], ttlSeconds: ttl)
-                    continue
-                case .positionSets(_, let v, var fields, let t) where v == versionKey && t == ttl && !fields.contains(where: { $0.field == field }):
-                    fields.append((field, version, value))
-                    out[at] = .positionSets(key: key, versionKey: versionKey, fields: fields, ttlSeconds: ttl)
-                    continue
-                default:
-                    break
-                }
+            if case .positionSet(let key, let versionKey, let field, let value, let version, let ttl) = m, let at = openAt[key],
+               let open = out[at].positionWrite, open.versionKey == versionKey, open.ttl == ttl,
+               !open.fields.contains(where: { $0.field == field }) {
+                out[at] = .positionSets(key: key, versionKey: versionKey, fields: open.fields + [(field, version, value)], ttlSeconds: ttl)
+                continue
             }
             openAt[m.key] = nil
             if case .positionSet = m { openAt[m.key] = out.count }
             out.append(m)
         }
         return out
+    }
+
+    /// A position write's version hash, fields and TTL (`positionSet`: one field); nil for other kinds.
+    var positionWrite: (versionKey: String, fields: [(field: String, version: String, value: String)], ttl: Int)? {
+        switch self {
+        case .positionSet(_, let versionKey, let field, let value, let version, let ttl): (versionKey, [(field, version, value)], ttl)
+        case .positionSets(_, let versionKey, let fields, let ttl): (versionKey, fields, ttl)
+        default: nil
+        }
     }
 
     var commandCount: Int {
@@ -167,6 +172,7 @@ extension CacheMutation {
         case .versionedSet(let key, let versionKey, let value, let version, let ttl):
             header(8); arg("EVAL"); arg(CacheScripts.versionedSet); arg(2); arg(key); arg(versionKey); arg(value); arg(version); arg(ttl)
         case .positionSet(let key, let versionKey, let field, let value, let version, let ttl):
+            // The lone field, written without building the `positionWrite` array (the hot case).
             header(9); arg("EVAL"); arg(CacheScripts.positionSet); arg(2); arg(key); arg(versionKey); arg(ttl); arg(field); arg(version)
             arg(value)
         case .positionSets(let key, let versionKey, let fields, let ttl):
