@@ -34,7 +34,7 @@ final class PostgresPool: Sendable {
     let metrics: ServerMetrics?
     /// When a worker last reconnected after a failure: lets the others skip the rest of their backoff.
     let recoveredAt = Atomic<UInt64>(0)
-    let connectedWorkers = Atomic<Int>(0)
+    let connectedWorkers: ConnectedWorkerCount
     let watchdog: PostgresWatchdog
 
     init(conninfo: String, size: Int, maxBatch: Int, cache: CacheWriter, limiter: CacheRateLimiter, stats: ServerStats,
@@ -42,6 +42,7 @@ final class PostgresPool: Sendable {
         self.watchdog = PostgresWatchdog(limitMs: timeoutMs, logger: logger)
         self.stats = stats
         self.metrics = metrics
+        self.connectedWorkers = ConnectedWorkerCount { metrics?.postgresConnectedWorkers.record($0) }
         self.limiter = limiter
         self.conninfo = conninfo
         self.size = max(1, size)
@@ -120,4 +121,23 @@ final class PostgresPool: Sendable {
         for worker in workers { worker.join() }
         watchdog.stop()
     }
+}
+
+/// How many workers hold a live connection, and the gauge that shows it. The count changes and is
+/// recorded under one lock: with an atomic add and a separate record, two workers connecting at once
+/// could record 3 then 2, leaving the gauge one short until the next change (seen in CI).
+final class ConnectedWorkerCount: Sendable {
+    private let count = Mutex<Int>(0)
+    private let record: @Sendable (Int) -> Void
+
+    init(record: @escaping @Sendable (Int) -> Void) { self.record = record }
+
+    func change(by delta: Int) {
+        count.withLock { n in
+            n += delta
+            record(n)
+        }
+    }
+
+    var value: Int { count.withLock { $0 } }
 }

@@ -38,8 +38,7 @@ final class PostgresWorker {
     func setConnected(_ value: Bool) {
         guard value != connected else { return }
         connected = value
-        let n = pool.connectedWorkers.add(value ? 1 : -1, ordering: .relaxed).newValue
-        pool.metrics?.postgresConnectedWorkers.record(n)
+        pool.connectedWorkers.change(by: value ? 1 : -1)
     }
 
     /// Gets a live session, reconnecting at most once per backoff period so that during an
