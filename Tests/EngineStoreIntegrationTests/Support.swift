@@ -176,12 +176,12 @@ func newDatabase() async throws -> String {
     return try await offPool { try services.createDatabase() }
 }
 
-/// Collects the lines a `LineLogHandler` writes, for tests that read the server's log.
 /// A count that test hooks on server threads add to and the test reads.
 final class SharedCount: Sendable {
     let count = Atomic<Int>(0)
 }
 
+/// Collects the lines a `LineLogHandler` writes, for tests that read the server's log.
 final class LogCapture: Sendable {
     private let lines = Mutex<[String]>([])
 

@@ -123,19 +123,32 @@ extension CacheMutation {
         var sets = 0
         for m in list { if case .positionSet = m { sets += 1 } }
         guard sets > 1 else { return list }
+        /// A position write in `out` and the fields it has taken so far.
+        struct Group {
+            let at: Int, versionKey: String, ttl: Int
+            var fields: [(field: String, version: String, value: String)]
+        }
         var out: [CacheMutation] = []
         out.reserveCapacity(list.count)
-        var openAt: [String: Int] = [:]  // hash → its position write in `out` that may take more fields
+        var groups: [Group] = []  // mutated in place: appending a field copies nothing
+        var open: [String: Int] = [:]  // hash → its group that may take more fields
         for m in list {
-            if case .positionSet(let key, let versionKey, let field, let value, let version, let ttl) = m, let at = openAt[key],
-               let open = out[at].positionWrite, open.versionKey == versionKey, open.ttl == ttl,
-               !open.fields.contains(where: { $0.field == field }) {
-                out[at] = .positionSets(key: key, versionKey: versionKey, fields: open.fields + [(field, version, value)], ttlSeconds: ttl)
+            guard case .positionSet(let key, let versionKey, let field, let value, let version, let ttl) = m else {
+                open[m.key] = nil
+                out.append(m)
                 continue
             }
-            openAt[m.key] = nil
-            if case .positionSet = m { openAt[m.key] = out.count }
+            if let g = open[key], groups[g].versionKey == versionKey, groups[g].ttl == ttl,
+               !groups[g].fields.contains(where: { $0.field == field }) {
+                groups[g].fields.append((field, version, value))
+                continue
+            }
+            open[key] = groups.count
+            groups.append(Group(at: out.count, versionKey: versionKey, ttl: ttl, fields: [(field, version, value)]))
             out.append(m)
+        }
+        for g in groups where g.fields.count > 1 {
+            out[g.at] = .positionSets(key: out[g.at].key, versionKey: g.versionKey, fields: g.fields, ttlSeconds: g.ttl)
         }
         return out
     }
